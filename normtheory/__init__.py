@@ -1,0 +1,1 @@
+"""normtheory: numerics and theory checks for Transformer normalization layers."""
