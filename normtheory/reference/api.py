@@ -1,0 +1,230 @@
+"""`correctly_rounded` and `evaluate`: the reference everything in normtheory is judged against.
+
+"Exact" is the real-number result of the formula (registry.py, formulas.py) applied to the
+given representable inputs and to eps as its exact binary64 value; "correctly rounded" is
+that value rounded once, to nearest-even, to the target format (overflow as the format's
+`round` does it: inf, or NaN for e4m3fn).
+
+Conventions a user must know:
+- A row whose statistic is exactly 0 with eps = 0 (zero row; constant row for LayerNorm) is
+  0/0: every output of that row is NaN, and so is every gw/gb column sum it enters.
+- Non-finite inputs give NaN in every output they reach (a row of x or gy, a column of w/b).
+- Missing weight/bias default to the identity (w = 1, or 0 for offset_weight; b = 0).
+- Zeros carry the sign IEEE arithmetic gives the formula (see ziv.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from normtheory.errors import UsageError
+from normtheory.formats import FORMATS, FloatFormat, get_format
+from normtheory.reference import fastpath
+from normtheory.reference.formulas import RowMath, row_is_nan
+from normtheory.reference.rings import ArbRing
+from normtheory.reference.ziv import SlowEvaluator, decide_interval
+from normtheory.registry import NormParams, resolve_params
+
+CHUNK_ROWS = 64  # rows per vectorized block: keeps temporaries in cache
+_ML_DTYPES = tuple(fmt.dtype for fmt in FORMATS.values())
+
+
+def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
+    """Values as float64, each required to be exactly representable in `fmt`."""
+    arr = np.asarray(values)
+    numeric = arr.dtype.kind in "fiu" or arr.dtype == fmt.dtype or arr.dtype in _ML_DTYPES
+    if not numeric:
+        raise UsageError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    representable = fmt.is_representable(arr)
+    if not representable.all():
+        bad = np.flatnonzero(~representable.ravel())
+        raise UsageError(
+            f"{name} has {bad.size} value(s) not representable in {fmt.name}, "
+            f"e.g. {arr.ravel()[bad[0]]!r} at flat index {int(bad[0])}"
+        )
+    return arr
+
+
+def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
+    params = resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
+    fmt = format if isinstance(format, FloatFormat) else get_format(format)
+    w_fmt = fmt if w_format is None else (w_format if isinstance(w_format, FloatFormat) else get_format(w_format))
+    x = _as_float64(x, "x", fmt)
+    if x.ndim not in (1, 2) or x.shape[-1] == 0:
+        raise UsageError(f"x must have shape (rows, n) or (n,) with n >= 1, got {x.shape}")
+    single_row = x.ndim == 1
+    x2 = x.reshape(1, -1) if single_row else x
+    n = x2.shape[1]
+    d = params.spec.model_width(n)
+    if params.op == "crmsnorm" and n < 1:
+        raise UsageError("crmsnorm needs at least one entry per row (d >= 2)")
+    uses_weight = params.affine in ("weight", "weight_bias", "offset_weight")
+    w_default = 0.0 if params.affine == "offset_weight" else 1.0
+    w = np.full(n, w_default) if w is None else _as_float64(w, "w", w_fmt)
+    b = np.zeros(n) if b is None else _as_float64(b, "b", w_fmt)
+    for name, vec in (("w", w), ("b", b)):
+        if vec.shape != (n,):
+            raise UsageError(f"{name} must have shape ({n},) to match x, got {vec.shape}")
+    if gy is not None:
+        gy = _as_float64(gy, "gy", fmt)
+        if gy.shape != x.shape:
+            raise UsageError(f"gy must have the shape of x {x.shape}, got {gy.shape}")
+        gy = gy.reshape(x2.shape)
+    return params, fmt, x2, w, b, gy, d, single_row, uses_weight
+
+
+def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="inside", affine=None, p=None,
+                      gy=None, w_format=None, force_slow=False, return_stats=False):
+    """The exact result rounded once to `format`: dict with "y" (and "gx", "gw", "gb" given gy).
+
+    `force_slow=True` sends every element through arb/exact evaluation (for testing the fast
+    path). With `return_stats=True` a second dict reports how many elements escalated.
+    """
+    params, fmt, x, w, b, gy, d, single_row, uses_weight = _prepare(
+        op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p)
+    outputs = _compute(params, fmt, x, w, b, gy, d, force_slow or fmt.precision > 24)
+    result = {}
+    for kind, (values, escalated) in outputs.items():
+        if kind == "gw" and not uses_weight:
+            continue
+        if kind == "gb" and params.affine != "weight_bias":
+            continue
+        if kind in ("gw", "gb") or single_row:
+            values = values[0]
+        result[kind] = fmt.round(values)
+    if return_stats:
+        stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
+        stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
+        return result, stats
+    return result
+
+
+def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
+    rows, n = x.shape
+    nan_rows = np.array([row_is_nan(params, row) for row in x]) if params.eps == 0 else np.zeros(rows, bool)
+    nan_rows |= ~np.isfinite(x).all(axis=1)
+    if gy is not None:
+        nan_rows_gx = nan_rows | ~np.isfinite(gy).all(axis=1)
+    bad_columns = ~(np.isfinite(w) & np.isfinite(b))
+    clean_x = np.where(nan_rows[:, None], 0.0, x)
+
+    kinds = ["y"] + (["gx", "gw", "gb"] if gy is not None else [])
+    approx = {k: np.zeros((rows, n)) for k in ("y", "gx")}
+    err = {k: np.full((rows, n), np.inf) for k in ("y", "gx")}
+    gw_sum, gw_err = np.zeros(n), np.zeros(n)
+    clean_gy = None if gy is None else np.where(nan_rows_gx[:, None], 0.0, gy)
+    clean_w, clean_b = np.where(bad_columns, 1.0, w), np.where(bad_columns, 0.0, b)
+
+    for start in range(0, rows, CHUNK_ROWS):
+        block = slice(start, min(start + CHUNK_ROWS, rows))
+        stats = fastpath.row_stats(params, clean_x[block], d)
+        yn, yn_err, y, y_err = fastpath.forward(params, stats, clean_w, clean_b)
+        approx["y"][block], err["y"][block] = y, y_err
+        if gy is not None:
+            gx, gx_err = fastpath.backward_gx(params, stats, yn, yn_err, clean_w, clean_gy[block], d)
+            approx["gx"][block], err["gx"][block] = gx, gx_err
+            term, term_err = fastpath.gw_terms(yn, yn_err, clean_gy[block])
+            gw_sum += term.sum(axis=0)
+            gw_err += term_err.sum(axis=0) + (rows + 1) * fastpath.U * np.abs(term).sum(axis=0)
+    if gy is not None:
+        gb_hi, gb_lo, gb_bound = fastpath.tree_sum(clean_gy, axis=0)
+        approx["gb"] = (gb_hi + gb_lo)[None, :]
+        # fl(hi + lo) errs by at most u·|result|, and by at most |lo| (hi itself is a float)
+        rounding = np.minimum(fastpath.U * np.abs(gb_hi + gb_lo), np.abs(gb_lo))
+        err["gb"] = (gb_bound + rounding)[None, :] * fastpath.SAFETY
+        approx["gw"], err["gw"] = gw_sum[None, :], (gw_err * fastpath.SAFETY)[None, :]
+
+    slow = SlowEvaluator(params, clean_x, clean_w, clean_b, clean_gy, d, fmt)
+    outputs = {}
+    for kind in kinds:
+        values = approx[kind]
+        if all_slow:
+            decided, rounded = np.zeros(values.shape, bool), np.zeros(values.shape)
+        else:
+            decided, rounded = decide_interval(values, err[kind], fmt)
+        nan_mask = _nan_mask(kind, nan_rows, nan_rows_gx if gy is not None else None, bad_columns, values.shape)
+        todo = ~decided & ~nan_mask
+        for i, j in zip(*np.nonzero(todo)):
+            rounded[i, j] = slow.decide(kind, int(i), int(j), float(values[i, j]))
+        rounded[nan_mask] = np.nan
+        outputs[kind] = (rounded, int(todo.sum()))
+    return outputs
+
+
+def _nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, shape):
+    if kind == "y":
+        return nan_rows[:, None] | bad_columns[None, :]
+    if kind == "gx":
+        # a bad weight column enters every gx of the row through Σ g·ŷ
+        return nan_rows_gx[:, None] | np.broadcast_to(bad_columns.any(), shape)
+    column_bad = bad_columns | nan_rows_gx.any()
+    return np.broadcast_to(column_bad[None, :], shape).copy()
+
+
+def evaluate(op, x, w=None, b=None, *, eps=None, eps_mode="inside", affine=None, p=None, gy=None, prec=256):
+    """The exact formulas at `prec` bits (arb, 32 guard bits), as numpy object arrays of mpmath.mpf.
+
+    No rounding to a format; inputs are taken as exact binary64 values. Keys as in
+    `correctly_rounded`. NaN rows (0/0) give mpf('nan').
+    """
+    import mpmath
+
+    params, _, x2, w, b, gy, d, single_row, uses_weight = _prepare(
+        op, x, w, b, gy, get_format("fp64"), None, eps, eps_mode, affine, p)
+    rows, n = x2.shape
+
+    def to_mpf(ball):
+        if not ball.is_finite():
+            return mpmath.mpf("nan")
+        man, exp = ball.mid().man_exp()
+        return mpmath.mpf((int(man), int(exp)))
+
+    out = {"y": np.empty((rows, n), dtype=object)}
+    if gy is not None:
+        out["gx"] = np.empty((rows, n), dtype=object)
+    with ArbRing(prec + 32) as ring:
+        row_maths = []
+        for i in range(rows):
+            if row_is_nan(params, x2[i]) or not np.isfinite(x2[i]).all():
+                row_maths.append(None)
+                out["y"][i] = mpmath.mpf("nan")
+                if gy is not None:
+                    out["gx"][i] = mpmath.mpf("nan")
+                continue
+            math_row = RowMath(ring, params, x2[i], w, b, None if gy is None else gy[i], d)
+            row_maths.append(math_row)
+            for j in range(n):
+                out["y"][i, j] = to_mpf(math_row.y(j))
+                if gy is not None:
+                    out["gx"][i, j] = to_mpf(math_row.gx(j))
+        if gy is not None:
+            if uses_weight:
+                out["gw"] = np.empty(n, dtype=object)
+                for j in range(n):
+                    if any(m is None for m in row_maths):
+                        out["gw"][j] = mpmath.mpf("nan")
+                        continue
+                    total = ring.zero
+                    for m in row_maths:
+                        total = total + m.gw_term(j)
+                    out["gw"][j] = to_mpf(total)
+            if params.affine == "weight_bias":
+                out["gb"] = np.array([_exact_sum_mpf(gy[:, j]) for j in range(n)], dtype=object)
+    if single_row:
+        out["y"] = out["y"][0]
+        if "gx" in out:
+            out["gx"] = out["gx"][0]
+    return out
+
+
+def _exact_sum_mpf(values):
+    """Σ of binary64 values, exactly (a dyadic rational), as an mpmath.mpf."""
+    import mpmath
+    from fractions import Fraction
+
+    total = sum((Fraction(float(v)) for v in values), Fraction(0))
+    if not np.isfinite(values).all():
+        return mpmath.mpf("nan")
+    exponent = total.denominator.bit_length() - 1  # the denominator is a power of two
+    return mpmath.mpf((total.numerator, -exponent))

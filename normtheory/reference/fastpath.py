@@ -1,0 +1,315 @@
+"""Vectorized float64 evaluation of the normalizers with a rigorous error bound per element.
+
+For every output element this returns an approximation ŷ and a bound E with |ŷ − y| ≤ E,
+where y is the exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
+where both round to the same bits, that is the correctly rounded result (rounding is
+monotone); elsewhere the element goes to the slow path (arb balls, then exact arithmetic).
+
+How the bounds are derived (u = 2^-53, binary64 round-to-nearest, no FMA contraction in
+numpy, no overflow or underflow to subnormals for inputs of at most 32 bits):
+- a sum of m terms in any order has error ≤ (m−1)·u·Σ|terms| (Higham, Thm 4.1 bound γ_{m−1},
+  first order); we use (m+1)·u to absorb the rounding of each term.
+- LayerNorm's mean is computed almost exactly: an error-free TwoSum tree gives Σx = hi + lo
+  with |error| ≤ (n+2)·u·Σ|tree errors| (≈ u² relative), and Dekker's TwoProduct divides by
+  d in double-double. This is what keeps |mean|/std up to 1e8 decidable: the centred values
+  c = x − μ then carry an absolute error ≈ u·|c| + u²·|μ| instead of n·u·|μ|.
+- every other operation adds u·|result| (sqrt is correctly rounded in IEEE 754; pow, used
+  only by the Lp normalizer, is assumed within 1 ulp as glibc documents, and its bound
+  carries 2u).
+- first-order products of relative errors are absorbed by SAFETY = 1 + 2^-20: every bound
+  is a sum of terms each ≥ u·|something|, and the neglected second-order terms are at most
+  (n+8)·u times those (≤ 1e-9 for n ≤ 2^24).
+Rows whose statistic is exactly 0 with eps = 0 (0/0) are NaN rows, handled by the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from normtheory.registry import NormParams
+
+U = 2.0**-53
+SAFETY = 1.0 + 2.0**-20
+TINY = 2.0**-1060  # absolute slack for results that may land in float64's subnormal range (Lp)
+
+
+# ---- error-free transformations --------------------------------------------------------
+def two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _split(a):
+    c = 134217729.0 * a  # 2^27 + 1
+    high = c - (c - a)
+    return high, a - high
+
+
+def two_prod(a, b):
+    p = a * b
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def tree_sum(values: np.ndarray, axis: int = 1):
+    """Σ along `axis` as hi + lo with a bound on |Σ − (hi + lo)| (pairwise TwoSum tree)."""
+    level = np.moveaxis(values, axis, -1)
+    m = level.shape[-1]
+    lo = np.zeros(level.shape[:-1])
+    abs_errors = np.zeros(level.shape[:-1])
+    while level.shape[-1] > 1:
+        if level.shape[-1] % 2:
+            level = np.concatenate([level, np.zeros(level.shape[:-1] + (1,))], axis=-1)
+        level, err = two_sum(level[..., 0::2], level[..., 1::2])
+        lo += err.sum(axis=-1)
+        abs_errors += np.abs(err).sum(axis=-1)
+    hi = level[..., 0] if m else np.zeros(level.shape[:-1])
+    return hi, lo, (m + 2) * U * abs_errors * SAFETY
+
+
+def divide_dd(hi, lo, err, d: int):
+    """(hi + lo)/d in double-double; returns (q1, q2, bound on |(hi+lo)/d − (q1+q2)| + err/d)."""
+    q1 = hi / d
+    p, pe = two_prod(q1, float(d))
+    head = hi - p  # exact (Sterbenz): p is within a factor 2 of hi
+    residual = (head - pe) + lo
+    q2 = residual / d
+    bound = (err + 2 * U * (np.abs(head) + np.abs(pe) + np.abs(lo))) / d + U * np.abs(q2)
+    return q1, q2, bound * SAFETY
+
+
+# ---- per-row statistics ----------------------------------------------------------------
+@dataclass
+class RowStats:
+    c: np.ndarray  # centred (LayerNorm) or raw inputs, (rows, n)
+    c_err: np.ndarray  # absolute bound on |ĉ − c|, (rows, n) or scalar 0
+    r: np.ndarray  # 1/N, (rows, 1)
+    r_rel: np.ndarray  # relative bound on r, (rows, 1)
+    rho: np.ndarray  # backward factor ρ, (rows, 1)
+    rho_rel: np.ndarray
+    degenerate: np.ndarray  # (rows,) statistic exactly 0
+    argmax_phi: np.ndarray | None = None  # p = inf: φ (exact up to u), (rows, n)
+
+
+def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
+    n = x.shape[1]
+    if params.op == "layernorm":
+        degenerate = np.all(x == x[:, :1], axis=1)
+        hi, lo, err = tree_sum(x)
+        mu_hi, mu_lo, mu_err = divide_dd(hi, lo, err, d)
+        t, e = two_sum(x, -mu_hi[:, None])
+        inner = e - mu_lo[:, None]
+        c = t + inner
+        c_err = (U * np.abs(c) + U * np.abs(inner) + mu_err[:, None]) * SAFETY
+        c[degenerate] = 0.0  # exact: a constant row is its own mean
+        c_err[degenerate] = 0.0
+    else:
+        degenerate = np.all(x == 0, axis=1)
+        c, c_err = x, np.zeros((1, 1))
+    if params.op == "lpnorm":
+        return _lp_stats(params, c, d, degenerate)
+    squares = c * c
+    ss = squares.sum(axis=1)
+    ss_err = (c_err * (2 * np.abs(c) + c_err)).sum(axis=1) + (n + 1) * U * ss
+    if params.op == "crmsnorm":
+        hi, lo, err = tree_sum(c)
+        total = hi + lo
+        total_err = err + U * np.abs(total)
+        square = total * total
+        ss_err = ss_err + total_err * (2 * np.abs(total) + total_err) + U * square
+        ss = ss + square
+        ss_err = ss_err + U * ss
+    s = ss / d
+    s_err = (ss_err / d + U * s) * SAFETY
+    return _finish_rms_family(params, c, c_err, s, s_err, degenerate)
+
+
+def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
+    """From the mean square s (with bound) to r = 1/N and ρ, for eps inside or outside."""
+    eps = params.eps
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if params.eps_mode == "inside":
+            t = s + eps
+            t_rel = (s_err + U * t) / t
+            N = np.sqrt(t)  # correctly rounded
+            N_rel = t_rel / 2 + U
+            rho, rho_rel = np.ones_like(N), np.zeros_like(N)
+        else:
+            sigma = np.sqrt(s)
+            sigma_rel = np.where(s > 0, s_err / s, 0.0) / 2 + U
+            N = sigma + eps
+            N_rel = (sigma * sigma_rel + U * N) / N
+            rho = np.where(degenerate, 0.0, N / sigma)  # σ = 0 only on degenerate rows
+            rho_rel = N_rel + sigma_rel + U
+        r = 1.0 / N
+        r_rel = (N_rel + U) * SAFETY
+    return RowStats(c, c_err, r[:, None], r_rel[:, None], rho[:, None], (rho_rel * SAFETY)[:, None], degenerate)
+
+
+def _pow_rel(q):
+    return (1 + U) ** q * (1 + 2 * U) - 1
+
+
+def _lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats:
+    """Lp power mean computed on x / K with K = max(max|x|, √eps) so that nothing overflows."""
+    p, eps = params.p, params.eps
+    n = x.shape[1]
+    magnitudes = np.abs(x)
+    top = magnitudes.max(axis=1)
+    if math.isinf(p):
+        return _max_norm_stats(params, x, magnitudes, top, d, degenerate)
+    floor_root = math.sqrt(eps)
+    K = np.maximum(top, floor_root)
+    K = np.where(K > 0, K, 1.0)
+    with np.errstate(under="ignore"):
+        terms = (magnitudes / K[:, None]) ** p
+        floor = (floor_root / K) ** p
+    term_rel = _pow_rel(p)  # x/K rounds once (u), raised to p; pow ≤ 1 ulp
+    total = terms.sum(axis=1)
+    total_err = term_rel * total + (n + 1) * U * total + n * TINY
+    s = total / d
+    s_err = (total_err / d + U * s) * SAFETY
+    floor_rel = ((1 + U) ** 2) ** p * (1 + 2 * U) - 1  # √eps and /K round once each
+    if params.eps_mode == "inside":
+        t = s + floor
+        t_err = s_err + floor_rel * floor + U * t + TINY
+        N_scaled = t ** (1.0 / p)
+        N_rel_scaled = (t_err / t) / p + _inexact_root_rel(p, t)
+        N = K * N_scaled
+        N_rel = N_rel_scaled + U
+        rho, rho_rel = np.ones_like(N), np.zeros_like(N)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sigma_scaled = s ** (1.0 / p)
+            sigma_rel = np.where(s > 0, (s_err + TINY) / s, 0.0) / p + _inexact_root_rel(p, s) + U
+            sigma = K * sigma_scaled
+            N = sigma + eps
+            N_rel = (sigma * sigma_rel + U * N) / N
+            ratio = np.where(degenerate, 0.0, N / sigma)
+            rho = ratio ** (p - 1)
+            rho_rel = (p - 1) * (N_rel + sigma_rel + U) + 2 * U
+    r = 1.0 / N
+    r_rel = (N_rel + U) * SAFETY
+    return RowStats(x, np.zeros((1, 1)), r[:, None], r_rel[:, None], rho[:, None], (rho_rel * SAFETY)[:, None], degenerate)
+
+
+def _inexact_root_rel(p, t):
+    """t**(1/p): 1/p is rounded (relative u), which perturbs the result by u·|ln t|/p; pow adds ≤ 1 ulp."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_t = np.where(t > 0, np.abs(np.log(np.where(t > 0, t, 1.0))), 0.0)
+    return 2 * U + U * log_t / p * 1.01 + U
+
+
+def _max_norm_stats(params, x, magnitudes, top, d, degenerate):
+    eps = params.eps
+    floor_root = math.sqrt(eps)  # correctly rounded: relative error ≤ u
+    if params.eps_mode == "inside":
+        # N = max(top, √eps): decide top² ≥ eps exactly (float squares can tie within an ulp)
+        squared = top * top
+        max_dominates = squared >= eps
+        for i in np.flatnonzero(np.abs(squared - eps) <= 4 * U * np.maximum(squared, eps)):
+            max_dominates[i] = Fraction(float(top[i])) ** 2 >= Fraction(eps)
+        max_dominates &= top > 0
+        N = np.where(max_dominates, top, floor_root)
+        N_rel = np.where(max_dominates, 0.0, U)
+    else:
+        max_dominates = top > 0
+        N = top + eps
+        N_rel = np.full_like(N, U)
+    on_top = (magnitudes == top[:, None]) & max_dominates[:, None]
+    ties = np.maximum(on_top.sum(axis=1, keepdims=True), 1)
+    phi = np.sign(x) * on_top * (d / ties)
+    with np.errstate(divide="ignore"):
+        r = 1.0 / N
+    stats = RowStats(x, np.zeros((1, 1)), r[:, None], ((N_rel + U) * SAFETY)[:, None], np.ones((x.shape[0], 1)),
+                     np.zeros((x.shape[0], 1)), degenerate)
+    stats.argmax_phi = phi
+    return stats
+
+
+# ---- elements ----------------------------------------------------------------------------
+def weight_factor(params: NormParams, w):
+    """w̃ (1, w or 1 + w) with its absolute error."""
+    if params.affine == "none":
+        return 1.0, 0.0
+    if params.affine == "offset_weight":
+        factor = 1.0 + w
+        return factor, U * np.abs(factor)
+    return w, 0.0
+
+
+def forward(params: NormParams, stats: RowStats, w, b):
+    """ŷ (normalized, before affine) and y with their bounds."""
+    yn = stats.c * stats.r
+    yn_err = (np.abs(yn) * (stats.r_rel + U) + stats.c_err * stats.r * (1 + stats.r_rel)) * SAFETY
+    if params.affine == "none":
+        return yn, yn_err, yn, yn_err
+    factor, factor_err = weight_factor(params, w)
+    y = yn * factor
+    y_err = np.abs(factor) * yn_err + np.abs(yn) * factor_err + U * np.abs(y)
+    if params.affine == "weight_bias":
+        y = y + b
+        y_err = y_err + U * np.abs(y)
+    return yn, yn_err, y, y_err * SAFETY
+
+
+def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
+    """gx and its bound (formula in formulas.py)."""
+    n = yn.shape[1]
+    factor, factor_err = weight_factor(params, w)
+    g = gy * factor
+    g_err = np.abs(gy) * factor_err + (U * np.abs(g) if params.affine != "none" else 0.0)
+    if params.op == "layernorm":
+        mean_g = g.sum(axis=1, keepdims=True) / d
+        g_err_sum = np.broadcast_to(g_err, g.shape).sum(axis=1, keepdims=True)
+        mean_g_err = (g_err_sum + (n + 1) * U * np.abs(g).sum(axis=1, keepdims=True)) / d + U * np.abs(mean_g)
+    else:
+        mean_g, mean_g_err = 0.0, 0.0
+    gyn = g * yn
+    G = gyn.sum(axis=1, keepdims=True)
+    G_err = (np.abs(g) * yn_err + g_err * np.abs(yn)).sum(axis=1, keepdims=True) + (n + 1) * U * np.abs(gyn).sum(axis=1, keepdims=True)
+    K = stats.rho * G / d
+    K_err = np.abs(stats.rho) * G_err / d + np.abs(K) * (stats.rho_rel + 2 * U)
+    phi, phi_err = _phi(params, stats, yn, yn_err)
+    centred = g - mean_g
+    kphi = K * phi
+    inner = centred - kphi
+    inner_err = (g_err + mean_g_err + np.abs(K) * phi_err + np.abs(phi) * K_err
+                 + U * (np.abs(centred) + np.abs(kphi) + np.abs(inner)))
+    gx = stats.r * inner
+    gx_err = stats.r * inner_err + np.abs(gx) * stats.r_rel + U * np.abs(gx)
+    return gx, gx_err * SAFETY
+
+
+def _phi(params, stats, yn, yn_err):
+    op = params.op
+    if op in ("layernorm", "rmsnorm"):
+        return yn, yn_err
+    if op == "crmsnorm":
+        total = yn.sum(axis=1, keepdims=True)
+        total_err = yn_err.sum(axis=1, keepdims=True) + (yn.shape[1] + 1) * U * np.abs(yn).sum(axis=1, keepdims=True)
+        phi = yn + total
+        return phi, yn_err + total_err + U * np.abs(phi)
+    if stats.argmax_phi is not None:
+        return stats.argmax_phi, U * np.abs(stats.argmax_phi)
+    # Lp: φ = sign·|ŷ|^(p−1) is monotone in |ŷ|, so the image of [|ŷ|−E, |ŷ|+E] bounds it
+    q = params.p - 1
+    magnitude = np.abs(yn)
+    with np.errstate(under="ignore"):
+        centre = magnitude**q
+        upper = (magnitude + yn_err) ** q
+        lower = np.maximum(magnitude - yn_err, 0.0) ** q
+    spread = np.maximum(upper - centre, centre - lower) * (1 + 8 * U) + 8 * U * upper + TINY
+    return np.sign(yn) * centre, spread
+
+
+def gw_terms(yn, yn_err, gy):
+    """Per-element gy·ŷ with bound, to be summed over rows by the caller."""
+    term = gy * yn
+    return term, np.abs(gy) * yn_err + U * np.abs(term)

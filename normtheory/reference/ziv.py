@@ -1,0 +1,132 @@
+"""Deciding the correctly rounded value: interval test, then Ziv's strategy, then exact arithmetic.
+
+1. `decide_interval`: the fast path gives ŷ and a bound E; if ŷ − E and ŷ + E round to the
+   same bits, so does the exact value (rounding is monotone). Bits, not values: an interval
+   around 0 rounds to −0 and +0 and stays undecided until the sign is known.
+2. `SlowEvaluator`: arb balls at increasing precision (Ziv). A ball whose two ends round to
+   the same bits decides the element.
+3. Balls never decide an exact midpoint or an exact zero: after the first failures the
+   element is evaluated exactly in Q(√R) (rings.ExactRing); a rational result is rounded
+   exactly (ties to even), an irrational one cannot be a midpoint and Ziv goes on. A cap on
+   the precision turns the remaining (never seen) cases into UndecidedRounding.
+
+Zero results take the sign IEEE-754 arithmetic gives the formula in the order written in
+formulas.py: the float64 fast path follows that order, so an exact zero takes the sign of
+its float64 evaluation when that evaluation is itself zero, and +0 otherwise (an exact
+cancellation of nonzero terms rounds to +0 in round-to-nearest).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from normtheory.errors import UndecidedRounding
+from normtheory.formats import FloatFormat, round_fraction
+from normtheory.reference.formulas import RowMath
+from normtheory.reference.rings import ArbRing, ExactRing, NotExact, sum_of_surds_is_rational
+
+PRECISIONS = (128, 256, 512, 1024, 2048, 4096)
+EXACT_AFTER = 256  # try exact arithmetic once balls at this precision failed
+
+
+def decide_interval(approx: np.ndarray, err: np.ndarray, fmt: FloatFormat):
+    """(decided mask, rounded float64 values) from approximations and absolute bounds."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        lower = np.nextafter(approx - err, -np.inf)
+        upper = np.nextafter(approx + err, np.inf)
+        exact = err == 0
+        lower = np.where(exact, approx, lower)
+        upper = np.where(exact, approx, upper)
+    rounded_lower = fmt.round_to_float64(lower)
+    rounded_upper = fmt.round_to_float64(upper)
+    decided = rounded_lower.view(np.uint64) == rounded_upper.view(np.uint64)
+    decided &= np.isfinite(approx) & np.isfinite(err)
+    return decided, rounded_lower
+
+
+def _fraction_of_exact_arb(ball) -> Fraction:
+    man, exp = ball.man_exp()
+    man, exp = int(man), int(exp)
+    return Fraction(man) * (Fraction(2) ** exp)
+
+
+def round_ball(ball, fmt: FloatFormat):
+    """The format value both ends of an arb ball round to (float64, ±inf on overflow), or None."""
+    if not ball.is_finite():
+        return None
+    ends = []
+    for end in (ball.lower(), ball.upper()):
+        value = _fraction_of_exact_arb(end)
+        ends.append(round_fraction(abs(value), fmt, value < 0) if value != 0 else None)
+    if ends[0] is None or ends[1] is None:
+        return None
+    low, high = np.float64(ends[0]), np.float64(ends[1])
+    return float(low) if low.view(np.uint64) == high.view(np.uint64) else None
+
+
+def round_exact(value: Fraction, fmt: FloatFormat, float_estimate: float) -> float:
+    if value == 0:
+        return float(np.copysign(0.0, float_estimate)) if float_estimate == 0 else 0.0
+    return round_fraction(abs(value), fmt, value < 0)
+
+
+class SlowEvaluator:
+    """Row formulas at increasing precision, cached per (row, precision)."""
+
+    def __init__(self, params, x, w, b, gy, d, fmt: FloatFormat):
+        self.params, self.x, self.w, self.b, self.gy, self.d, self.fmt = params, x, w, b, gy, d, fmt
+        self._rows: dict[tuple[int, object], RowMath] = {}
+
+    def _row(self, i: int, ring, key):
+        cache_key = (i, key)
+        if cache_key not in self._rows:
+            gy_row = None if self.gy is None else self.gy[i]
+            self._rows[cache_key] = RowMath(ring, self.params, self.x[i], self.w, self.b, gy_row, self.d)
+        return self._rows[cache_key]
+
+    def element(self, kind: str, i: int, j: int, ring, key):
+        """The exact formula for output `kind` at (i, j) (gw/gb: i is ignored, j the column)."""
+        if kind == "gw":
+            terms = [self._row(r, ring, key).gw_term(j) for r in range(self.x.shape[0])]
+            if ring is ExactRing:
+                return terms
+            total = ring.zero
+            for term in terms:
+                total = total + term
+            return total
+        row = self._row(i, ring, key)
+        return row.y(j) if kind == "y" else row.gx(j)
+
+    def decide(self, kind: str, i: int, j: int, float_estimate: float) -> float:
+        if kind == "gb":  # Σ gy is rational: sum it exactly
+            exact = sum((Fraction(float(v)) for v in self.gy[:, j]), Fraction(0))
+            return round_exact(exact, self.fmt, float_estimate)
+        tried_exact = False
+        for prec in PRECISIONS:
+            with ArbRing(prec) as ring:
+                ball = self.element(kind, i, j, ring, prec)
+                if ball.is_exact():  # radius 0: the ball is the exact value (zeros, midpoints)
+                    return round_exact(_fraction_of_exact_arb(ball), self.fmt, float_estimate)
+                value = round_ball(ball, self.fmt)
+            if value is not None:
+                return value
+            if prec >= EXACT_AFTER and not tried_exact:
+                tried_exact = True
+                exact = self._exact_value(kind, i, j)
+                if exact is not None:
+                    return round_exact(exact, self.fmt, float_estimate)
+        raise UndecidedRounding(
+            f"{self.params.op} {kind}[{i}, {j}]: rounding to {self.fmt.name} undecided at {PRECISIONS[-1]} bits"
+        )
+
+    def _exact_value(self, kind, i, j):
+        """The exact value when it is rational (a midpoint or zero candidate), else None."""
+        try:
+            value = self.element(kind, i, j, ExactRing, "exact")
+        except (NotExact, ZeroDivisionError):
+            return None
+        if kind == "gw":
+            return sum_of_surds_is_rational(value)
+        return value.as_fraction() if value.is_rational else None
