@@ -1,0 +1,96 @@
+"""Algorithm models: what a normalization kernel does, operation by operation.
+
+A `Model` fixes every choice that changes the rounding errors of a kernel: how the row
+statistics are computed, the reduction order, the accumulator format, the rsqrt accuracy,
+FMA contraction, subnormal handling, and where the output is rounded. `emulate.py` runs a
+model exactly; `bounds.py` bounds its error. Both read the same record, so a bound is always
+the bound of the algorithm that was run.
+
+Reduction order (`lanes`): lane t (0 <= t < L) accumulates elements t, t + L, t + 2L, ...
+sequentially, then the L lane results are combined by a butterfly tree (lane t with lane
+t + L/2, then t + L/4, ...: the warp-shuffle pattern), L padded with zeros to a power of two.
+`lanes=1` is sequential summation; `lanes=None` means one lane per element (pairwise tree).
+The deepest path has (ceil(n/L) - 1) + ceil(log2 L) roundings: `reduction_depth`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+STATS = ("two_pass", "welford", "one_pass")
+OUTPUTS = ("once", "llama", "truncate")
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    stats: str = "two_pass"
+    lanes: int | None = 32  # a warp per row: the most sequential layout a tree kernel uses
+    acc: str = "fp32"  # accumulator / compute format
+    rsqrt_ulps: int = 2  # the result is moved this many acc ulps (CUDA rsqrtf: 2 ulp)
+    rsqrt_rel: float = 0.0  # extra relative error of an approximate rsqrt (0: none)
+    fma: bool = True  # contract a*b + c into one rounding where a compiler may
+    ftz: bool = False  # flush subnormal results (and inputs: DAZ) to zero
+    output: str = "once"  # once: round z once; llama: round n, then affine in the out format
+    offset_format: str | None = None  # format (1 + w) is formed in; None: the accumulator
+    eps_mode: str = "inside"  # where the kernel itself puts eps
+
+    def __post_init__(self):
+        if self.stats not in STATS:
+            raise ValueError(f"stats must be one of {STATS}, got {self.stats!r}")
+        if self.output not in OUTPUTS and self.output != "truncate":
+            raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.lanes is not None and self.lanes < 1:
+            raise ValueError("lanes must be >= 1 or None")
+
+    def lane_count(self, n: int) -> int:
+        return n if self.lanes is None else max(1, min(self.lanes, n))
+
+    def per_lane(self, n: int) -> int:
+        return math.ceil(n / self.lane_count(n))
+
+    def tree_levels(self, n: int) -> int:
+        return math.ceil(math.log2(self.lane_count(n))) if self.lane_count(n) > 1 else 0
+
+    def reduction_depth(self, n: int) -> int:
+        """Roundings on the deepest path of an n-term sum (the first add into a lane is exact)."""
+        return self.per_lane(n) - 1 + self.tree_levels(n)
+
+    def variant(self, **changes) -> "Model":
+        return replace(self, **changes)
+
+
+DEFAULT = Model("default")
+
+MODELS: dict[str, Model] = {
+    model.name: model
+    for model in (
+        DEFAULT,
+        DEFAULT.variant(name="welford", stats="welford"),
+        DEFAULT.variant(name="two_pass_sequential", lanes=1),
+        DEFAULT.variant(name="two_pass_pairwise", lanes=None, fma=False, rsqrt_ulps=0),
+        DEFAULT.variant(name="welford_sequential", stats="welford", lanes=1),
+        DEFAULT.variant(name="onepass", stats="one_pass"),
+        DEFAULT.variant(name="fp16_accum", acc="fp16", lanes=1),
+        DEFAULT.variant(name="bf16_accum", acc="bf16", lanes=1),
+        DEFAULT.variant(name="truncate", output="truncate"),
+        DEFAULT.variant(name="llama", output="llama"),
+        DEFAULT.variant(name="eps_outside", eps_mode="outside"),
+        DEFAULT.variant(name="offset_bf16", offset_format="bf16"),
+        DEFAULT.variant(name="approx_rsqrt", rsqrt_rel=2.0**-10),
+        DEFAULT.variant(name="ftz", ftz=True),
+    )
+}
+
+# Models that a careful GPU kernel may be, and that the `default` contract must accept.
+DEFAULT_FAMILY = ("default", "welford")
+
+
+def get_model(name: str) -> Model:
+    from normtheory.errors import UsageError
+
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UsageError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
