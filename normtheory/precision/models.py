@@ -39,8 +39,11 @@ class Model:
     def __post_init__(self):
         if self.stats not in STATS:
             raise ValueError(f"stats must be one of {STATS}, got {self.stats!r}")
-        if self.output not in OUTPUTS and self.output != "truncate":
+        if self.output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.acc not in ("fp32", "fp16", "bf16"):
+            # Arith's exact FMA and innocuous double rounding need p <= 24 (binary64 underneath)
+            raise ValueError(f"accumulator must be fp32, fp16 or bf16, got {self.acc!r}")
         if self.lanes is not None and self.lanes < 1:
             raise ValueError("lanes must be >= 1 or None")
 
