@@ -51,8 +51,9 @@ class Arith:
         return rounded
 
     def load(self, values) -> np.ndarray:
-        """Bring representable inputs into the accumulator (exact unless DAZ flushes them)."""
-        values = np.asarray(values, dtype=np.float64)
+        """Convert inputs to the accumulator: exact when they are representable in it (the case
+        bounds.py covers), rounded otherwise; DAZ flushes subnormal inputs."""
+        values = self.round(values) if not self.ftz else _flush(self.round(values), self.fmt.min_normal)
         return _flush(values, self.fmt.min_normal) if self.daz else values
 
     def add(self, a, b):

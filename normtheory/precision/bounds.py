@@ -17,7 +17,8 @@ Derivation, LayerNorm two-pass (proofs/test_bounds_algebra.py checks the algebra
     Σ(c_i + δμ)² = dσ² + d·δμ² exactly — the first-order error of the mean cancels, which is
     why two-pass is good. With the square, the h additions and the scaling by fl(1/d):
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
- 3. v̂ = fl(var̂ + fl(eps)): |v̂ − v| ≤ E_v := E_var + u·eps + u·(v + E_var + u·eps); ρ_v = E_v/v.
+ 3. v̂ = fl(var̂ + fl(eps)): |v̂ − v| ≤ E_v := E_var + e_ε + u·(v + E_var + e_ε) + η with
+    e_ε = u·eps + η (eps itself may round into the subnormals of fp16); ρ_v = E_v/v.
  4. r̂ = rsqrt(v̂) within α (relative): (1 + ρ)^(−1/2) − 1 is at most ρ/(2(1 − ρ)^(3/2)) in
     size for |ρ| < 1 (mean value theorem), so |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
  5. n̂_i = fl(ĉ_i·r̂) = (c_i + δμ)·r·(1 + θ), |θ| ≤ ρ_N := (1 + ρ_R)(1 + u)² − 1:
@@ -50,7 +51,8 @@ Welford's running-mean term stay worst-case (they are single, possibly systemati
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
 uses are evaluated in binary64, with relative error far below 2^-20 for n ≤ 2^24.
-Rows where an intermediate may overflow (domains.overflow_threshold) get an infinite bound.
+Rows where an intermediate may overflow (domains.overflow_threshold), or with an input that
+the accumulator cannot hold exactly (fp32 data in a bf16 accumulator), get an infinite bound.
 """
 
 from __future__ import annotations
@@ -117,16 +119,17 @@ def _stat_error(op, model, x, d, g, u, eta):
         return np.zeros(rows), total, err
     mu, var = _row_stats(x)
     if model.stats == "two_pass":
-        delta = g(h + 2) * abs_x.mean(axis=1)
+        delta = g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
         return delta, var, g(h + 5) * (var + delta**2) + delta**2 + underflow
     if model.stats == "one_pass":
-        delta = g(h + 2) * abs_x.mean(axis=1)
+        delta = g(h + 2) * abs_x.mean(axis=1) + 2 * eta
         q = (x * x).mean(axis=1)
         big = np.abs(mu) + delta
         return delta, var, g(h + 5) * (q + big**2) + (1 + g(2)) * delta * (2 * np.abs(mu) + delta) + underflow
     k, t = model.per_lane(n), model.tree_levels(n)
     x_max = abs_x.max(axis=1)
-    mean_err = 1.01 * u * x_max * (k / 2 + 5 + 8 * t)  # worst-case in both kinds (see above)
+    # worst-case in both kinds (see above); each step's divide/multiply may also underflow by η
+    mean_err = 1.01 * u * x_max * (k / 2 + 5 + 8 * t) + 2 * (k + t) * eta
     e = 2 * mean_err
     s = d * var
     spread = math.sqrt(2 * n) + 2 * math.sqrt(n * t / 4)
@@ -135,7 +138,7 @@ def _stat_error(op, model, x, d, g, u, eta):
     return mean_err, var, g(1) * var + (1 + g(1)) * err_s / d + underflow
 
 
-def _scale_error(model, stat, err_stat, eps, u, g):
+def _scale_error(model, stat, err_stat, eps, u, eta):
     """(r = exact 1/scale, bound ρ_R on |r̂/r − 1|) per row."""
     alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
     if model.rsqrt_rel == 0:
@@ -143,7 +146,8 @@ def _scale_error(model, stat, err_stat, eps, u, g):
     with np.errstate(divide="ignore", invalid="ignore"):
         if model.eps_mode == "inside":
             v = stat + eps
-            err_v = err_stat + u * eps + u * (v + err_stat + u * eps)
+            err_eps = u * eps + eta  # fl(eps) may be subnormal in the accumulator (fp16)
+            err_v = err_stat + err_eps + u * (v + err_stat + err_eps) + eta
             rho_v = err_v / v
             rho_r = np.where(rho_v < 1, rho_v / (2 * np.maximum(1 - rho_v, 1e-300) ** 1.5), np.inf)
             r = 1 / np.sqrt(v)
@@ -151,7 +155,7 @@ def _scale_error(model, stat, err_stat, eps, u, g):
             root = np.sqrt(stat)
             err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
             den = root + eps
-            err_den = (err_root + u * root + u * eps) * (1 + u) + u * den
+            err_den = (err_root + u * root + eta + u * eps + eta) * (1 + u) + u * den + eta
             rho_d = err_den / den
             rho_r = np.where(rho_d < 1, rho_d / np.maximum(1 - rho_d, 1e-300), np.inf)
             r = 1 / den
@@ -179,7 +183,18 @@ def _affine_error(affine, n_abs, err_n, w, b, u, eta, offset_u):
 
 def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str = "none",
                   out_format="fp32", kind: str = "worst") -> ForwardBound:
-    """Componentwise bound on |ŷ − y| for `model` against the exact op with the model's eps_mode."""
+    """Componentwise bound on |ŷ − y| for `model` against the exact op with the model's eps_mode.
+
+    An infinite element means no bound holds there (an infinite γ_k, ρ ≥ 1, possible overflow).
+    """
+    with np.errstate(all="ignore"):
+        pre, total = _forward_bound(op, x, w, b, model, eps, affine, out_format, kind)
+    # NaN can only come from 0·inf or inf − inf in the bound formulas: no bound there
+    return ForwardBound(pre_rounding=np.where(np.isnan(pre), np.inf, pre),
+                        total=np.where(np.isnan(total), np.inf, total))
+
+
+def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
     out = FORMATS[out_format] if isinstance(out_format, str) else out_format
     acc = FORMATS[model.acc]
     u, eta = acc.unit_roundoff, _eta(acc, model.ftz)
@@ -195,12 +210,11 @@ def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affin
     eta_in = acc.min_normal if model.ftz else 0.0
     mean_err = mean_err + (eta_in if op == "layernorm" else 0.0)
     err_stat = err_stat + 4 * eta_in * np.sqrt(stat) + 4 * eta_in**2
-    r, rho_R = _scale_error(model, stat, err_stat, eps, u, g)
+    r, rho_R = _scale_error(model, stat, err_stat, eps, u, eta)
     centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
     n_abs = np.abs(centred) * r[:, None]
     rho_N = (1 + rho_R) * (1 + u) ** 2 - 1
-    with np.errstate(invalid="ignore"):
-        err_n = rho_N[:, None] * n_abs + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
+    err_n = rho_N[:, None] * n_abs + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     offset_u = acc.unit_roundoff if model.offset_format is None else FORMATS[model.offset_format].unit_roundoff
     u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
@@ -217,6 +231,8 @@ def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affin
         else:
             total = pre + u_o * (z_abs + pre) + eta_o
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
+    # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
+    unsafe |= ~acc.is_representable(x).all(axis=1)
     pre = np.where(unsafe[:, None], np.inf, pre * SAFETY)
     total = np.where(unsafe[:, None] | (z_abs + total > out.max_finite), np.inf, total * SAFETY)
-    return ForwardBound(pre_rounding=pre, total=total)
+    return pre, total

@@ -85,7 +85,15 @@ def truncate(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 
 def forward(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str = "none",
             out_format="fp32") -> np.ndarray:
-    """The model's output (float64 array of values of `out_format`) for rows x of width n."""
+    """The model's output (float64 array of values of `out_format`) for rows x of width n.
+
+    Like hardware, the kernel raises nothing on overflow or 0·inf: it returns inf or NaN.
+    """
+    with np.errstate(all="ignore"):
+        return _forward(op, x, w, b, model, eps, affine, out_format)
+
+
+def _forward(op, x, w, b, model, eps, affine, out_format):
     if op not in SUPPORTED_OPS:
         raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
@@ -115,6 +123,6 @@ def _affine(affine, normalized, w, b, ar: Arith, model: Model):
     if affine == "weight_bias":
         return ar.mul_add(normalized, w, b, model.fma)
     if affine == "offset_weight":
-        offset_ar = ar if model.offset_format is None else Arith(model.offset_format)
+        offset_ar = Arith(model.offset_format or model.acc)  # never the llama output format
         return ar.mul(normalized, offset_ar.add(1.0, w))
     raise ValueError(f"unknown affine mode {affine!r}")

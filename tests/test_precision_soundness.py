@@ -1,0 +1,97 @@
+"""Soundness: no input makes an emulated kernel exceed its own worst-case bound.
+
+Hypothesis searches with `target(error / bound)` over the structured families (|mean|/std up
+to 1e6, massive outliers, near overflow, subnormals, constant and near-constant rows, heavy
+tails, sparse) and raw arrays with subnormals, rescaled by powers of two and shifted, with
+weights up to |w| = 64. The error is measured against the exact value (reference.evaluate).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import example, given, note, target
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from normtheory.families import FAMILIES, draw_rows
+from normtheory.formats import FORMATS
+from normtheory.precision.bounds import forward_bound
+from normtheory.precision.emulate import forward
+from normtheory.precision.measure import absolute_errors, exact_outputs
+from normtheory.precision.models import MODELS
+
+AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
+           "crmsnorm": ("none", "weight")}
+
+
+@st.composite
+def cases(draw, op):
+    fmt = FORMATS[draw(st.sampled_from(["fp32", "bf16", "fp16"]))]
+    n = draw(st.integers(1 if op == "crmsnorm" else 2, 72))
+    rows = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    source = draw(st.sampled_from(sorted(FAMILIES) + ["raw"]))
+    if source == "raw":
+        top = min(fmt.max_finite, 2.0**20)
+        raw = draw(arrays(np.float64, (rows, n), elements=st.floats(-top, top, allow_subnormal=True)))
+    else:
+        raw = draw_rows(source, rng, rows, n, fmt)
+        raw = raw * 2.0 ** draw(st.integers(-12, 12))
+        shift = draw(st.sampled_from([0.0, 1e2, 1e4, 1e6]))  # |mean|/std up to 1e6
+        raw = raw + shift * np.std(raw) * rng.choice([-1.0, 1.0])
+    x = fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
+    w = fmt.round_to_float64(rng.uniform(-64, 64, n) * 2.0 ** -rng.integers(0, 12, n))
+    b = fmt.round_to_float64(rng.standard_normal(n) * 4)
+    eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12, 0.25]))
+    affine = draw(st.sampled_from(AFFINES[op]))
+    note(f"format={fmt.name} source={source} n={n} eps={eps} affine={affine}")
+    return fmt, x, w, b, eps, affine
+
+
+def _check_every_model(op, fmt, x, w, b, eps, affine):
+    exact = {mode: exact_outputs(op, x, w, b, eps=eps, eps_mode=mode, affine=affine)["y"]
+             for mode in ("inside", "outside")}
+    worst = 0.0
+    for name, model in MODELS.items():
+        for out in {"fp32", fmt.name}:
+            y = forward(op, x, w, b, model=model, eps=eps, affine=affine, out_format=out)
+            bound = forward_bound(op, x, w, b, model=model, eps=eps, affine=affine, out_format=out).total
+            err = absolute_errors(y, exact[model.eps_mode])
+            finite = np.isfinite(bound)
+            if not finite.any():
+                continue
+            with np.errstate(invalid="ignore"):
+                ratio = np.max(np.where(finite, err / np.where(bound > 0, bound, 1.0), 0.0))
+            assert (err[finite] <= bound[finite]).all(), (
+                f"{name} out={out}: error {err[finite].max():.3g} above bound, worst error/bound {ratio:.4g}")
+            worst = max(worst, ratio)
+    target(worst)
+    return worst
+
+
+@given(cases("layernorm"))
+@example((FORMATS["fp32"], np.array([[1e6 + 0.5, 1e6 - 0.5, 1e6, 1e6 + 0.25]]), np.ones(4), np.zeros(4), 1e-12, "none"))
+def test_layernorm_models_stay_within_their_bounds(case):
+    _check_every_model("layernorm", *case)
+
+
+@given(cases("rmsnorm"))
+def test_rmsnorm_models_stay_within_their_bounds(case):
+    _check_every_model("rmsnorm", *case)
+
+
+@given(cases("crmsnorm"))
+def test_crmsnorm_models_stay_within_their_bounds(case):
+    _check_every_model("crmsnorm", *case)
+
+
+def test_the_soundness_check_can_fail():
+    """A kernel one output ulp off (an extra rounding) is caught by the same check."""
+    fmt = FORMATS["bf16"]
+    x = fmt.round_to_float64(np.random.default_rng(7).standard_normal((4, 64)))
+    y = forward("rmsnorm", x, model=MODELS["default"], eps=1e-6, out_format="bf16")
+    off_by_one_ulp = y + fmt.ulp(y)
+    with pytest.raises(AssertionError):
+        exact = exact_outputs("rmsnorm", x, eps=1e-6)["y"]
+        bound = forward_bound("rmsnorm", x, model=MODELS["default"], eps=1e-6, out_format="bf16").total
+        assert (absolute_errors(off_by_one_ulp, exact) <= bound).all()
