@@ -95,3 +95,10 @@ def test_the_soundness_check_can_fail():
         exact = exact_outputs("rmsnorm", x, eps=1e-6)["y"]
         bound = forward_bound("rmsnorm", x, model=MODELS["default"], eps=1e-6, out_format="bf16").total
         assert (absolute_errors(off_by_one_ulp, exact) <= bound).all()
+
+
+def test_fp16_weights_in_a_bf16_accumulator_get_no_bound():
+    """Found by the nightly profile: w = -0.42407227 is fp16 but not bf16; the kernel rounds it."""
+    x, w = np.array([[2.98023224e-07]]), np.array([-0.42407227])
+    bound = forward_bound("crmsnorm", x, w, model=MODELS["bf16_accum"], eps=0.25, affine="weight", out_format="fp16")
+    assert np.isinf(bound.total).all()

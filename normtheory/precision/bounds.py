@@ -233,6 +233,9 @@ def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
     # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
     unsafe |= ~acc.is_representable(x).all(axis=1)
+    affine_format = out if model.output == "llama" else acc
+    if not (affine_format.is_representable(w).all() and affine_format.is_representable(b).all()):
+        unsafe[:] = True  # weights must be exact where they are used (fp16 weights in bf16: no)
     pre = np.where(unsafe[:, None], np.inf, pre * SAFETY)
     total = np.where(unsafe[:, None] | (z_abs + total > out.max_finite), np.inf, total * SAFETY)
     return pre, total
