@@ -134,8 +134,10 @@ class FloatFormat:
         """True where a float64 value is exactly a value of this format (NaN and ±inf count
         where the format has them)."""
         x = np.asarray(values, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            same = self.round_to_float64(x) == x
+        with np.errstate(invalid="ignore", over="ignore"):
+            # a representable value survives the round trip through the dtype exactly and a
+            # non-representable one cannot, whatever rounding the cast itself uses
+            same = x.astype(self.dtype).astype(np.float64) == x
         nan_ok = np.isnan(x)
         inf_ok = np.isinf(x) & self.has_inf
         return same | nan_ok | inf_ok

@@ -1,6 +1,6 @@
 """Deciding the correctly rounded value: interval test, then Ziv's strategy, then exact arithmetic.
 
-1. `decide_interval`: the fast path gives ŷ and a bound E; if ŷ − E and ŷ + E round to the
+1. `decide.decide_interval`: the fast path gives ŷ and a bound E; if ŷ − E and ŷ + E round to the
    same bits, so does the exact value (rounding is monotone). Bits, not values: an interval
    around 0 rounds to −0 and +0 and stays undecided until the sign is known.
 2. `SlowEvaluator`: arb balls at increasing precision (Ziv). A ball whose two ends round to
@@ -29,21 +29,6 @@ from normtheory.reference.rings import ArbRing, ExactRing, NotExact, sum_of_surd
 
 PRECISIONS = (128, 256, 512, 1024, 2048, 4096)
 EXACT_AFTER = 256  # try exact arithmetic once balls at this precision failed
-
-
-def decide_interval(approx: np.ndarray, err: np.ndarray, fmt: FloatFormat):
-    """(decided mask, rounded float64 values) from approximations and absolute bounds."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        lower = np.nextafter(approx - err, -np.inf)
-        upper = np.nextafter(approx + err, np.inf)
-        exact = err == 0
-        lower = np.where(exact, approx, lower)
-        upper = np.where(exact, approx, upper)
-    rounded_lower = fmt.round_to_float64(lower)
-    rounded_upper = fmt.round_to_float64(upper)
-    decided = rounded_lower.view(np.uint64) == rounded_upper.view(np.uint64)
-    decided &= np.isfinite(approx) & np.isfinite(err)
-    return decided, rounded_lower
 
 
 def _fraction_of_exact_arb(ball) -> Fraction:
