@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import ml_dtypes
@@ -44,29 +45,29 @@ class FloatFormat:
     top_binade_codes_lost: int = 0
 
     # ---- exact constants -------------------------------------------------------------
-    @property
+    @cached_property
     def bits(self) -> int:
         return np.dtype(self.dtype).itemsize * 8
 
-    @property
+    @cached_property
     def bits_dtype(self) -> np.dtype:
         return np.dtype(f"uint{self.bits}")
 
-    @property
+    @cached_property
     def unit_roundoff(self) -> float:
         return math.ldexp(1.0, -self.precision)
 
-    @property
+    @cached_property
     def max_finite(self) -> float:
         steps = 2 ** (self.precision - 1) - 1 - self.top_binade_codes_lost
         significand = 1 + steps * 2.0 ** (1 - self.precision)
         return math.ldexp(significand, self.emax)
 
-    @property
+    @cached_property
     def min_normal(self) -> float:
         return math.ldexp(1.0, self.emin)
 
-    @property
+    @cached_property
     def min_subnormal(self) -> float:
         return math.ldexp(1.0, self.emin - self.precision + 1)
 
@@ -232,6 +233,35 @@ def round_fraction(magnitude: Fraction, fmt: FloatFormat, negative: bool = False
         integer += 1
     try:
         result = math.ldexp(float(integer), quantum_exp)
+    except OverflowError:
+        result = math.inf
+    if result > fmt.max_finite:
+        result = math.inf
+    return -result if negative else result
+
+
+def round_dyadic(man: int, exp: int, fmt: FloatFormat) -> float:
+    """RNE of the exact value man·2**exp (man a signed integer) to `fmt`, as float64.
+
+    Integer arithmetic only (the slow path calls this for both ends of every arb ball);
+    ±inf beyond the format's range, signed zero kept from man's sign when it rounds to 0.
+    """
+    negative = man < 0
+    man = -man if negative else man
+    if man == 0:
+        return 0.0
+    binade = man.bit_length() - 1 + exp
+    quantum_exp = max(binade, fmt.emin) - (fmt.precision - 1)
+    shift = quantum_exp - exp
+    if shift > 0:
+        quotient = man >> shift
+        remainder = man - (quotient << shift)
+        half = 1 << (shift - 1)
+        if remainder > half or (remainder == half and quotient & 1):
+            quotient += 1
+        man, exp = quotient, quantum_exp
+    try:
+        result = math.ldexp(float(man), exp)
     except OverflowError:
         result = math.inf
     if result > fmt.max_finite:

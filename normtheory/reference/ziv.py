@@ -23,7 +23,7 @@ from fractions import Fraction
 import numpy as np
 
 from normtheory.errors import UndecidedRounding
-from normtheory.formats import FloatFormat, round_fraction
+from normtheory.formats import FloatFormat, round_dyadic, round_fraction
 from normtheory.reference.formulas import RowMath
 from normtheory.reference.rings import ArbRing, ExactRing, NotExact, sum_of_surds_is_rational
 
@@ -43,12 +43,11 @@ def round_ball(ball, fmt: FloatFormat):
         return None
     ends = []
     for end in (ball.lower(), ball.upper()):
-        value = _fraction_of_exact_arb(end)
-        ends.append(round_fraction(abs(value), fmt, value < 0) if value != 0 else None)
-    if ends[0] is None or ends[1] is None:
-        return None
-    low, high = np.float64(ends[0]), np.float64(ends[1])
-    return float(low) if low.view(np.uint64) == high.view(np.uint64) else None
+        man, exp = end.man_exp()
+        if man == 0:
+            return None  # an end at exactly 0: the sign of a zero result is not decided by balls
+        ends.append(np.float64(round_dyadic(int(man), int(exp), fmt)))
+    return float(ends[0]) if ends[0].view(np.uint64) == ends[1].view(np.uint64) else None
 
 
 def round_exact(value: Fraction, fmt: FloatFormat, float_estimate: float) -> float:
