@@ -42,7 +42,7 @@ def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
         bad = np.flatnonzero(~representable.ravel())
         raise UsageError(
             f"{name} has {bad.size} value(s) not representable in {fmt.name}, "
-            f"e.g. {arr.ravel()[bad[0]]!r} at flat index {int(bad[0])}"
+            f"e.g. {float(arr.ravel()[bad[0]])!r} at flat index {int(bad[0])}"
         )
     return arr
 
