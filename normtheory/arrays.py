@@ -52,11 +52,10 @@ def decode(arr: np.ndarray, fmt: FloatFormat, name: str) -> np.ndarray:
         if arr.dtype.itemsize != fmt.dtype.itemsize:
             raise UsageError(f"{name}: {arr.dtype} data cannot be {fmt.name} bits ({fmt.bits}-bit format)")
         bits = np.ascontiguousarray(arr).view(fmt.bits_dtype)
-        return fmt.from_bits(bits).astype(np.float64)
-    if kind == "f" or arr.dtype == fmt.dtype:
-        values = arr.astype(np.float64)
-    elif kind == "i":
-        values = arr.astype(np.float64)
+        return fmt.to_float64(fmt.from_bits(bits))
+    if kind in "fi" or arr.dtype == fmt.dtype:
+        with np.errstate(invalid="ignore"):
+            values = arr.astype(np.float64)
     else:
         raise UsageError(f"{name}: unsupported dtype {arr.dtype} (float values or {fmt.bits}-bit raw bits)")
     representable = fmt.is_representable(values)

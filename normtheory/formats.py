@@ -123,7 +123,8 @@ class FloatFormat:
         return bits.view(self.dtype)
 
     def to_float64(self, arr) -> np.ndarray:
-        return np.asarray(arr, dtype=self.dtype).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # numpy warns when a NaN of an ml_dtypes type is widened
+            return np.asarray(arr, dtype=self.dtype).astype(np.float64)
 
     def all_values(self) -> np.ndarray:
         """Every bit pattern of a format of at most 16 bits, decoded (for exhaustive tests)."""

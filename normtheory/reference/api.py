@@ -36,7 +36,8 @@ def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
     numeric = arr.dtype.kind in "fiu" or arr.dtype == fmt.dtype or arr.dtype in _ML_DTYPES
     if not numeric:
         raise UsageError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # widening an ml_dtypes NaN warns
+        arr = arr.astype(np.float64)
     representable = fmt.is_representable(arr)
     if not representable.all():
         bad = np.flatnonzero(~representable.ravel())
