@@ -134,6 +134,10 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
             i, j = np.nonzero(~decided)
             undecided[kind].append((i + row_offset, j, value[i, j]))
 
+    # 0/0 rows (overwritten with NaN below) and float64 overflow (an infinite bound, so the
+    # element goes to the slow path) are expected here: numpy's warnings would only be noise
+    fast_path_errors = np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+    fast_path_errors.__enter__()
     for start in range(0, rows, CHUNK_ROWS):
         block = slice(start, min(start + CHUNK_ROWS, rows))
         stats = fastpath.row_stats(params, x[block], d)
@@ -152,6 +156,7 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
         for kind, value, bound in (("gw", gw_sum, gw_err), ("gb", gb_hi + gb_lo, gb_bound + rounding)):
             rounded[kind] = np.empty((1, n))
             judge(kind, value[None, :], (bound * fastpath.SAFETY)[None, :], 0)
+    fast_path_errors.__exit__(None, None, None)
 
     slow = SlowEvaluator(params, x, w, b, gy, d, fmt)
     outputs = {}

@@ -78,8 +78,20 @@ class RowMath:
             s = (_ring_sum(R, [xi * xi for xi in X]) + total * total) / d
             p_eff = 2.0
         else:
-            s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
             p_eff = p
+            magnitudes = np.abs(self.x)
+            if not self.degenerate and np.all(magnitudes == magnitudes[0]) and self.x.size == d:
+                # equal magnitudes a: the p-th power mean is a^p, its root exactly a (this keeps
+                # constant rows exact; through |x|^p and a p-th root no ball would ever be exact)
+                top = R.const(float(magnitudes[0]))
+                if params.eps_mode == "outside" or eps == 0:
+                    sigma = top
+                    self.N = sigma + R.const(eps) if params.eps_mode == "outside" else sigma
+                    if params.eps_mode == "outside":
+                        self.rho = R.pow_elem(self.N / sigma, p - 1)
+                    self.p_eff = p
+                    return
+            s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
         if params.eps_mode == "inside":
             floor = R.const(eps) if p_eff == 2.0 else R.eps_pow(eps, p_eff)
             self.N = R.root(s + floor, p_eff)
