@@ -99,11 +99,8 @@ class FloatFormat:
         """Round float64 values (or mpmath numbers) to this format; array of `self.dtype`."""
         if _is_mp_like(values):
             values = round_exact_to_float64(values, self)
-        exact = self.round_to_float64(values, saturate)
-        # every value is representable now, so the cast below is exact whatever its own rounding
-        # (numpy warns when casting NaN to a dtype without NaN payloads; that NaN is intended)
-        with np.errstate(invalid="ignore"):
-            return exact.astype(self.dtype)
+        # every value is representable now, so the conversion below is exact
+        return self.from_exact_float64(self.round_to_float64(values, saturate))
 
     def ulp(self, values) -> np.ndarray:
         """Unit in the last place of this format at each value (the spacing of the binade)."""
@@ -132,14 +129,31 @@ class FloatFormat:
             raise ValueError(f"{self.name} has 2**{self.bits} patterns: too many to enumerate")
         return self.from_bits(np.arange(2**self.bits, dtype=self.bits_dtype))
 
+    def from_exact_float64(self, values) -> np.ndarray:
+        """float64 values that are already in this format -> array of `self.dtype` (exact).
+
+        bf16 goes through float32's bits (bf16 is fp32's top half), which is several times
+        faster than ml_dtypes' cast and exact for representable values.
+        """
+        x = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.name == "bf16":
+                top_half = (x.astype(np.float32).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+                return top_half.view(self.dtype)
+            return x.astype(self.dtype)
+
     def is_representable(self, values) -> np.ndarray:
         """True where a float64 value is exactly a value of this format (NaN and ±inf count
         where the format has them)."""
         x = np.asarray(values, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
-            # a representable value survives the round trip through the dtype exactly and a
-            # non-representable one cannot, whatever rounding the cast itself uses
-            same = x.astype(self.dtype).astype(np.float64) == x
+            if self.name == "bf16":  # in fp32, with the low 16 bits of the fp32 pattern zero
+                as_fp32 = x.astype(np.float32)
+                same = (as_fp32 == x) & ((as_fp32.view(np.uint32) & np.uint32(0xFFFF)) == 0)
+            else:
+                # a representable value survives the round trip through the dtype exactly and a
+                # non-representable one cannot, whatever rounding the cast itself uses
+                same = x.astype(self.dtype).astype(np.float64) == x
         nan_ok = np.isnan(x)
         inf_ok = np.isinf(x) & self.has_inf
         return same | nan_ok | inf_ok

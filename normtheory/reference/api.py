@@ -94,8 +94,7 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
             continue
         if kind in ("gw", "gb") or single_row:
             values = values[0]
-        with np.errstate(invalid="ignore"):
-            result[kind] = values.astype(fmt.dtype)  # exact: every value is already in the format
+        result[kind] = fmt.from_exact_float64(values)  # exact: every value is already in the format
     if return_stats:
         stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
         stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
