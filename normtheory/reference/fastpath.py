@@ -1,7 +1,9 @@
 """Vectorized float64 evaluation of the normalizers with a rigorous error bound per element.
 
-For every output element this returns an approximation ŷ and a bound E with |ŷ − y| ≤ E,
-where y is the exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
+Per row it computes the statistics (centred values, 1/N, ρ) with relative error bounds; the
+forward elements and their bounds are then formed in the compiled kernel in decide.py, and
+gx here. Every output comes as an approximation ŷ and a bound E with |ŷ − y| ≤ E, y the
+exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
 where both round to the same bits, that is the correctly rounded result (rounding is
 monotone); elsewhere the element goes to the slow path (arb balls, then exact arithmetic).
 
@@ -9,10 +11,10 @@ How the bounds are derived (u = 2^-53, binary64 round-to-nearest, no FMA contrac
 numpy, no overflow or underflow to subnormals for inputs of at most 32 bits):
 - a sum of m terms in any order has error ≤ (m−1)·u·Σ|terms| (Higham, Thm 4.1 bound γ_{m−1},
   first order); we use (m+1)·u to absorb the rounding of each term.
-- LayerNorm's mean is computed almost exactly: an error-free TwoSum tree gives Σx = hi + lo
-  with |error| ≤ (n+2)·u·Σ|tree errors| (≈ u² relative), and Dekker's TwoProduct divides by
-  d in double-double. This is what keeps |mean|/std up to 1e8 decidable: the centred values
-  c = x − μ then carry an absolute error ≈ u·|c| + u²·|μ| instead of n·u·|μ|.
+- sums whose bound matters are explicit pairwise trees: error ≤ ⌈log2 n⌉·u·Σ|terms|.
+- LayerNorm centres around a pivot (see `_centre`): the centred values carry an error
+  ≈ u·|c| + log2(n)·u·mean|x − μ|, never n·u·|μ|, so |mean|/std up to 1e8 stays decidable.
+- CRMSNorm's Σz and gb = Σ gy use an error-free TwoSum tree (hi + lo, error ≈ u² relative).
 - every other operation adds u·|result| (sqrt is correctly rounded in IEEE 754; pow, used
   only by the Lp normalizer, is assumed within 1 ulp as glibc documents, and its bound
   carries 2u).
@@ -42,19 +44,6 @@ def two_sum(a, b):
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
-
-
-def _split(a):
-    c = 134217729.0 * a  # 2^27 + 1
-    high = c - (c - a)
-    return high, a - high
-
-
-def two_prod(a, b):
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
 
 
 def tree_sum(values: np.ndarray, axis: int = 1):

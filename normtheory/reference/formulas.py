@@ -6,7 +6,8 @@ Forward, for a row x of n entries and model width d (n = d - 1 for CRMSNorm):
 Backward (vector-Jacobian product for an incoming gradient gy), with g = gy·w̃ (w̃ = 1, w or
 1 + w) and r = 1/N, one formula covers every op and eps placement:
     gx_j = r · (g_j − [LayerNorm] mean(g) − ρ · (Σ_i g_i ŷ_i / d) · φ_j)
-where φ_j = ∂N/∂x_j · d·N/N... written out per op:
+where φ_j (the direction in which N moves with x_j, scaled so that LayerNorm/RMSNorm give
+φ = ŷ) is, per op:
     LayerNorm, RMSNorm:  φ_j = ŷ_j
     CRMSNorm:            φ_j = ŷ_j + Σ_i ŷ_i
     Lp, 1 <= p < inf:    φ_j = sign(x_j)·|ŷ_j|^(p-1)
