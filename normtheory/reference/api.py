@@ -23,6 +23,7 @@ from normtheory.reference import fastpath
 from normtheory.reference.formulas import RowMath, row_is_nan
 from normtheory.reference.rings import ArbRing
 from normtheory.reference.decide import decide_interval, forward_and_decide
+from normtheory.reference.fused import fused_forward
 from normtheory.reference.ziv import SlowEvaluator
 from normtheory.registry import NormParams, resolve_params
 
@@ -37,8 +38,8 @@ def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
     if not numeric:
         raise UsageError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     with np.errstate(invalid="ignore"):  # widening an ml_dtypes NaN warns
-        arr = arr.astype(np.float64)
-    representable = fmt.is_representable(arr)
+        arr = arr.astype(np.float64, copy=False)
+    representable = _by_row_blocks(fmt.is_representable, arr, bool)
     if not representable.all():
         bad = np.flatnonzero(~representable.ravel())
         raise UsageError(
@@ -46,6 +47,16 @@ def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
             f"e.g. {float(arr.ravel()[bad[0]])!r} at flat index {int(bad[0])}"
         )
     return arr
+
+
+def _by_row_blocks(fn, values: np.ndarray, dtype) -> np.ndarray:
+    """fn applied to blocks of rows: the same result, with temporaries that stay in cache."""
+    if values.ndim < 2 or values.shape[0] <= CHUNK_ROWS:
+        return fn(values)
+    out = np.empty(values.shape, dtype=dtype)
+    for start in range(0, values.shape[0], CHUNK_ROWS):
+        out[start:start + CHUNK_ROWS] = fn(values[start:start + CHUNK_ROWS])
+    return out
 
 
 def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
@@ -94,7 +105,7 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
             continue
         if kind in ("gw", "gb") or single_row:
             values = values[0]
-        result[kind] = fmt.from_exact_float64(values)  # exact: every value is already in the format
+        result[kind] = _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)  # exact: already in the format
     if return_stats:
         stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
         stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
@@ -105,7 +116,7 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
 def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
     """{kind: (rounded float64 values, number of escalated elements)}."""
     rows, n = x.shape
-    nan_rows = ~np.isfinite(x).all(axis=1)
+    nan_rows = np.concatenate([~np.isfinite(x[i:i + CHUNK_ROWS]).all(axis=1) for i in range(0, rows, CHUNK_ROWS)])
     if params.eps == 0:
         nan_rows |= np.array([row_is_nan(params, row) for row in x])
     nan_rows_gx = nan_rows | (~np.isfinite(gy).all(axis=1) if gy is not None else False)
@@ -139,9 +150,16 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
     fast_path_errors.__enter__()
     for start in range(0, rows, CHUNK_ROWS):
         block = slice(start, min(start + CHUNK_ROWS, rows))
-        stats = fastpath.row_stats(params, x[block], d)
-        decided, rounded["y"][block], y, yn, yn_err = forward_and_decide(
-            stats, factor, factor_err, b, params.affine == "weight_bias", fmt, fastpath.U, fastpath.SAFETY)
+        has_bias = params.affine == "weight_bias"
+        if params.op in ("layernorm", "rmsnorm"):  # the common case: one compiled pass per row
+            decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
+                params.op, x[block], d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
+                fmt, fastpath.U, fastpath.SAFETY, rounded["y"][block], gy is not None)
+            stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
+        else:
+            stats = fastpath.row_stats(params, x[block], d)
+            decided, rounded["y"][block], y, yn, yn_err = forward_and_decide(
+                stats, factor, factor_err, b, has_bias, fmt, fastpath.U, fastpath.SAFETY)
         judge("y", y, None, start, decided)
         if gy is not None:
             judge("gx", *fastpath.backward_gx(params, stats, yn, yn_err, w, gy[block], d), start)
