@@ -124,3 +124,16 @@ def test_dropout_model_converts_for_inference_only():
     idx, _ = make_batch(64, 2, 16, 0)
     expected = model(idx)
     assert ((converted(idx) - expected).abs().max() / expected.abs().max()) < FP64_RELATIVE_REQUIREMENT
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fmt", ["fp32", "bf16"])
+@pytest.mark.parametrize("target", ["rmsnorm", "crmsnorm"])
+def test_cuda_runs_within_derived_bound(fmt, target):
+    # the two models run on the GPU (cuBLAS, fused norm kernels); the error model is the CPU one
+    cfg = DecoderConfig(vocab=64, d=64, n_layers=2, n_heads=4, max_len=16)
+    subject = reference_subject(random_decoder(cfg, 5))
+    idx, labels = make_batch(cfg.vocab, 2, cfg.max_len, 6)
+    for report in (inference_check(subject, target, fmt, idx, samples=16, device="cuda"),
+                   gradient_check(subject, target, fmt, idx, labels, samples=16, device="cuda")):
+        assert report.passed, report.worst

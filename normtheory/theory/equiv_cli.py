@@ -63,8 +63,7 @@ def _subject(args):
         raise UsageError("--no-affine applies to --model reference only")
     from normtheory.theory.equivalence_gpt2 import random_gpt2
 
-    return gpt2_subject(random_gpt2(d=args.d, n_layer=args.layers, n_head=args.heads, seed=args.seed,
-                                    bos_token_id=0, eos_token_id=0))
+    return gpt2_subject(random_gpt2(d=args.d, n_layer=args.layers, n_head=args.heads, seed=args.seed))
 
 
 def _print(report) -> None:

@@ -150,17 +150,19 @@ def convert_gpt2(model, target: str, *, inference_only: bool = False, skip_recen
 
 def random_gpt2(*, d: int = 32, n_layer: int = 2, n_head: int = 4, vocab: int = 64, n_positions: int = 16,
                 seed: int = 0, dtype=torch.float64, activation: str = "gelu_new", **config_overrides):
-    """A GPT2LMHeadModel from a GPT2Config, random weights, every dropout 0 (no download).
+    """A GPT2LMHeadModel from a GPT2Config, random weights, every dropout 0 unless overridden
+    (no download).
 
     HF initialises LayerNorm to γ = 1, β = 0 and every bias to 0, which would leave the folding
     of γ and β untested; these are drawn at random here, as in a trained model.
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    settings = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    settings.update(config_overrides)
     config = GPT2Config(
         vocab_size=vocab, n_positions=n_positions, n_embd=d, n_layer=n_layer, n_head=n_head,
-        activation_function=activation, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-        **config_overrides,
+        activation_function=activation, **settings,
     )
     torch.manual_seed(seed)  # HF's own init draws from the global generator
     model = GPT2LMHeadModel(config)
