@@ -22,7 +22,23 @@ Injecting these errors into an fp64 forward and backward (the `NoiseOps` hooks o
 output's rounding-error second moment: a condition estimate measured on the model itself,
 at its real weights and inputs, independent of the other model it is compared with.
 For fp64 itself the errors are injected 2^23 times larger and the result scaled back (valid
-to first order, which is what the model claims).
+to first order, which is what the model claims). Depth enters through the number of rounding
+sites and through the measured propagation of each site's error to the output; nothing is
+assumed about it in closed form.
+
+What the model assumes or leaves out (each either conservative or second order here):
+* first order: u times the model's sensitivity is small (errors propagate linearly);
+* independence of the rounding errors (stagnation of bf16 updates would violate it: that is
+  why the training check's failures, if any, must be read with this in mind);
+* elementwise functions (exp in softmax, GELU, rsqrt) are evaluated to within about an ulp
+  before the stored result is rounded; only that rounding is injected;
+* attention is modelled as three stored steps (scores, probabilities, output) although the
+  real runs use fused SDPA kernels that round once: conservative;
+* the LayerNorm mean error is applied with the row's output scale (|γ| unknown at the hook);
+* embedding-gradient row sums (index_add) get only the final rounding of the gradient;
+* AdamW's moment buffers are not perturbed (their error changes an update by ~u·lr, far below
+  the parameter's own rounding u·|θ|);
+* subnormals, overflow and TF32 are not modelled (TF32 is off by default for torch matmuls).
 """
 
 from __future__ import annotations
