@@ -122,7 +122,8 @@ def _fmt(x: float) -> str:
     return "inf" if x == math.inf else ("-inf" if x == -math.inf else f"{x:.4g}")
 
 
-def print_report(comparisons, out=sys.stdout) -> None:
+def print_report(comparisons, out=None) -> None:
+    out = out if out is not None else sys.stdout
     header = f"{'verdict':7} {'prediction':28} {'kind':7} {'setup':8} {'arch':7} {'d':>5} {'L':>4}  " \
              f"{'quantity':34} {'measured':>11} {'+-se':>9} {'predicted':>22} {'tol':>9}"
     print(header, file=out)
