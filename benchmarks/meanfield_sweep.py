@@ -26,6 +26,19 @@ def round_floats(value, digits: int = 6):
     return value
 
 
+def compact_record(record: dict, digits: int = 5) -> dict:
+    """What the judge and the plot read, for committing as test data: every weight's per-layer
+    gradient at the deepest depth, W2's and the residual stream's at the others."""
+    deepest = str(max(record["config"]["depths"]))
+    out = dict(record, measurements={})
+    for arch, m in record["measurements"].items():
+        kept = {k: v for k, v in m.items() if k not in ("grad_sq", "hidden_centered_ms")}
+        kept["grad_sq"] = {L: (g if L == deepest else {k: g[k] for k in ("w2", "hidden")})
+                           for L, g in m["grad_sq"].items()}
+        out["measurements"][arch] = kept
+    return round_floats(out, digits)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -38,6 +51,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--compact", action="store_true", help="write only what the judge and plot read")
     args = parser.parse_args(argv)
 
     import torch
@@ -68,7 +82,8 @@ def main(argv=None) -> int:
 
         record = run_record(archs, cfg, list(range(args.seeds)), args.device, args.memory_gb * 1e9, tick)
         name = f"{setup}_d{d}.json"
-        (args.out / name).write_text(json.dumps(round_floats(record), separators=(",", ":")))
+        written = compact_record(record) if args.compact else round_floats(record)
+        (args.out / name).write_text(json.dumps(written, separators=(",", ":")))
         summary[name] = record["elapsed_s"]
         print(f"{name}: {record['elapsed_s']:.1f} s ({', '.join(archs)}; {args.seeds} seeds; L {depths})",
               file=sys.stderr)

@@ -2,8 +2,6 @@
 every prediction agrees with measurement while deliberately wrong ones are rejected by the
 same judge."""
 
-import math
-
 import numpy as np
 import pytest
 import torch

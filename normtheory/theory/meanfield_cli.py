@@ -103,8 +103,7 @@ def _measure(args, archs, setups, widths, depths) -> list[dict]:
         raise UsageError("--tokens must be at least 2")
     records = []
     jobs = [(s, d) for s in setups for d in widths]
-    with tqdm(total=len(jobs) * len(archs) * args.seeds, file=sys.stderr, desc="meanfield",
-              disable=None) as bar:
+    with tqdm(total=len(jobs) * len(archs) * args.seeds, file=sys.stderr, desc="meanfield") as bar:
         for setup, d in jobs:
             cfg = StackConfig(setup=setup, d=d, depths=tuple(depths), n_tokens=args.tokens)
 
