@@ -1,6 +1,7 @@
 """`normtheory meanfield` through the real dispatcher (wired here for the test only)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +55,16 @@ def test_unreadable_or_foreign_records_exit_2(capsys, tmp_path):
     for path in (tmp_path / "missing.json", corrupt, foreign):
         code, _, err = _run(capsys, "--from", str(path))
         assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_truncated_record_is_a_usage_error(capsys, tmp_path):
+    source = sorted((Path(__file__).parent / "data" / "meanfield").glob("xiong_d512.json"))[0]
+    record = json.loads(source.read_text())
+    record["measurements"]["pre_ln"]["hidden_ms"] = [row[:3] for row in record["measurements"]["pre_ln"]["hidden_ms"]]
+    bad = tmp_path / "truncated.json"
+    bad.write_text(json.dumps(record))
+    code, _, err = _run(capsys, "--from", str(bad))
+    assert code == 2 and "malformed record" in err and len(err.strip().splitlines()) == 1
 
 
 def test_run_record_rejudge_json_and_plot(capsys, tmp_path):

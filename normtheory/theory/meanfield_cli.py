@@ -33,7 +33,8 @@ def configure(parser) -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--memory-gb", type=float, default=4.0, help="weights + gradients per chunk of seeds")
     parser.add_argument("--from", dest="records", action="append", default=[], metavar="RECORD.json",
-                        help="judge recorded measurements instead of running (repeatable)")
+                        help="judge recorded measurements instead of running (repeatable; "
+                             "--d, --L, --seeds, --setup, --tokens and --device are then not used)")
     parser.add_argument("--record", metavar="OUT.json", help="also save the raw measurements")
     parser.add_argument("--json", metavar="OUT.json", help="write the judged report as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="plot per-layer hidden mean squares and gradients")
@@ -163,7 +164,12 @@ def run(args) -> int:
 
     from normtheory.theory.meanfield import analyse, comparisons_to_json, verdict
 
-    comparisons = analyse(records)
+    try:
+        comparisons = analyse(records)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if not args.records:
+            raise  # our own measurements: a bug, not the user's input
+        raise UsageError(f"malformed record ({exc.__class__.__name__}: {exc})") from None
     print_report(comparisons)
     result = verdict(comparisons)
     if args.json:
