@@ -139,3 +139,13 @@ def test_wrong_exact_values_are_rejected_by_the_same_judge(small_records):
     flat = mf.Comparison(**{**band[0].__dict__, "lower": 1.0, "upper": 1.0})
     mf.judge_all([wrong, flat] + comparisons)
     assert (wrong.verdict, flat.verdict) == ("FAIL", "FAIL")
+
+
+@pytest.mark.gpu
+def test_predictions_hold_on_cuda():
+    records = [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS, device="cuda") for s in mc.SETUPS]
+    assert all(r["environment"]["tf32_matmul"] is False for r in records)
+    comparisons = mf.analyse(records)
+    failures = [(c.prediction, c.setup, c.arch, c.L) for c in comparisons
+                if c.prediction in HOLDS_AT_INIT and c.verdict != "PASS"]
+    assert not failures, failures
