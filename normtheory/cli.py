@@ -16,6 +16,9 @@ from normtheory.errors import CheckFailed, UsageError
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reference": ("normtheory.reference.cli", "correctly rounded outputs (and VJPs) of a normalizer"),
+    "meanfield": ("normtheory.theory.meanfield_cli", "mean-field predictions vs Monte Carlo measurement"),
+    "equiv": ("normtheory.theory.equiv_cli",
+              "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
 }
 
 

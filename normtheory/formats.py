@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 
 import ml_dtypes
@@ -44,29 +45,29 @@ class FloatFormat:
     top_binade_codes_lost: int = 0
 
     # ---- exact constants -------------------------------------------------------------
-    @property
+    @cached_property
     def bits(self) -> int:
         return np.dtype(self.dtype).itemsize * 8
 
-    @property
+    @cached_property
     def bits_dtype(self) -> np.dtype:
         return np.dtype(f"uint{self.bits}")
 
-    @property
+    @cached_property
     def unit_roundoff(self) -> float:
         return math.ldexp(1.0, -self.precision)
 
-    @property
+    @cached_property
     def max_finite(self) -> float:
         steps = 2 ** (self.precision - 1) - 1 - self.top_binade_codes_lost
         significand = 1 + steps * 2.0 ** (1 - self.precision)
         return math.ldexp(significand, self.emax)
 
-    @property
+    @cached_property
     def min_normal(self) -> float:
         return math.ldexp(1.0, self.emin)
 
-    @property
+    @cached_property
     def min_subnormal(self) -> float:
         return math.ldexp(1.0, self.emin - self.precision + 1)
 
@@ -98,11 +99,8 @@ class FloatFormat:
         """Round float64 values (or mpmath numbers) to this format; array of `self.dtype`."""
         if _is_mp_like(values):
             values = round_exact_to_float64(values, self)
-        exact = self.round_to_float64(values, saturate)
-        # every value is representable now, so the cast below is exact whatever its own rounding
-        # (numpy warns when casting NaN to a dtype without NaN payloads; that NaN is intended)
-        with np.errstate(invalid="ignore"):
-            return exact.astype(self.dtype)
+        # every value is representable now, so the conversion below is exact
+        return self.from_exact_float64(self.round_to_float64(values, saturate))
 
     def ulp(self, values) -> np.ndarray:
         """Unit in the last place of this format at each value (the spacing of the binade)."""
@@ -122,7 +120,8 @@ class FloatFormat:
         return bits.view(self.dtype)
 
     def to_float64(self, arr) -> np.ndarray:
-        return np.asarray(arr, dtype=self.dtype).astype(np.float64)
+        with np.errstate(invalid="ignore"):  # numpy warns when a NaN of an ml_dtypes type is widened
+            return np.asarray(arr, dtype=self.dtype).astype(np.float64)
 
     def all_values(self) -> np.ndarray:
         """Every bit pattern of a format of at most 16 bits, decoded (for exhaustive tests)."""
@@ -130,12 +129,31 @@ class FloatFormat:
             raise ValueError(f"{self.name} has 2**{self.bits} patterns: too many to enumerate")
         return self.from_bits(np.arange(2**self.bits, dtype=self.bits_dtype))
 
+    def from_exact_float64(self, values) -> np.ndarray:
+        """float64 values that are already in this format -> array of `self.dtype` (exact).
+
+        bf16 goes through float32's bits (bf16 is fp32's top half), which is several times
+        faster than ml_dtypes' cast and exact for representable values.
+        """
+        x = np.asarray(values, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.name == "bf16":
+                top_half = (x.astype(np.float32).view(np.uint32) >> np.uint32(16)).astype(np.uint16)
+                return top_half.view(self.dtype)
+            return x.astype(self.dtype)
+
     def is_representable(self, values) -> np.ndarray:
         """True where a float64 value is exactly a value of this format (NaN and ±inf count
         where the format has them)."""
         x = np.asarray(values, dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            same = self.round_to_float64(x) == x
+        with np.errstate(invalid="ignore", over="ignore"):
+            if self.name == "bf16":  # in fp32, with the low 16 bits of the fp32 pattern zero
+                as_fp32 = x.astype(np.float32)
+                same = (as_fp32 == x) & ((as_fp32.view(np.uint32) & np.uint32(0xFFFF)) == 0)
+            else:
+                # a representable value survives the round trip through the dtype exactly and a
+                # non-representable one cannot, whatever rounding the cast itself uses
+                same = x.astype(self.dtype).astype(np.float64) == x
         nan_ok = np.isnan(x)
         inf_ok = np.isinf(x) & self.has_inf
         return same | nan_ok | inf_ok
@@ -230,6 +248,35 @@ def round_fraction(magnitude: Fraction, fmt: FloatFormat, negative: bool = False
         integer += 1
     try:
         result = math.ldexp(float(integer), quantum_exp)
+    except OverflowError:
+        result = math.inf
+    if result > fmt.max_finite:
+        result = math.inf
+    return -result if negative else result
+
+
+def round_dyadic(man: int, exp: int, fmt: FloatFormat) -> float:
+    """RNE of the exact value man·2**exp (man a signed integer) to `fmt`, as float64.
+
+    Integer arithmetic only (the slow path calls this for both ends of every arb ball);
+    ±inf beyond the format's range, signed zero kept from man's sign when it rounds to 0.
+    """
+    negative = man < 0
+    man = -man if negative else man
+    if man == 0:
+        return 0.0
+    binade = man.bit_length() - 1 + exp
+    quantum_exp = max(binade, fmt.emin) - (fmt.precision - 1)
+    shift = quantum_exp - exp
+    if shift > 0:
+        quotient = man >> shift
+        remainder = man - (quotient << shift)
+        half = 1 << (shift - 1)
+        if remainder > half or (remainder == half and quotient & 1):
+            quotient += 1
+        man, exp = quotient, quantum_exp
+    try:
+        result = math.ldexp(float(man), exp)
     except OverflowError:
         result = math.inf
     if result > fmt.max_finite:

@@ -3,8 +3,17 @@
     correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="inside",
                       affine=None, p=None, gy=None) -> {"y", "gx", "gw", "gb"}
     evaluate(op, x, ..., prec=256) -> the same keys as mpmath numbers, unrounded
+
+Loaded lazily so that `normtheory --help` (which imports the `reference.cli` module) does
+not pay for numba and python-flint.
 """
 
-from normtheory.reference.api import correctly_rounded, evaluate
-
 __all__ = ["correctly_rounded", "evaluate"]
+
+
+def __getattr__(name):
+    if name in __all__:
+        from normtheory.reference import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'normtheory.reference' has no attribute {name!r}")

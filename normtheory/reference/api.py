@@ -22,7 +22,9 @@ from normtheory.formats import FORMATS, FloatFormat, get_format
 from normtheory.reference import fastpath
 from normtheory.reference.formulas import RowMath, row_is_nan
 from normtheory.reference.rings import ArbRing
-from normtheory.reference.ziv import SlowEvaluator, decide_interval
+from normtheory.reference.decide import decide_interval, forward_and_decide
+from normtheory.reference.fused import fused_forward
+from normtheory.reference.ziv import SlowEvaluator
 from normtheory.registry import NormParams, resolve_params
 
 CHUNK_ROWS = 64  # rows per vectorized block: keeps temporaries in cache
@@ -35,15 +37,26 @@ def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
     numeric = arr.dtype.kind in "fiu" or arr.dtype == fmt.dtype or arr.dtype in _ML_DTYPES
     if not numeric:
         raise UsageError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    representable = fmt.is_representable(arr)
+    with np.errstate(invalid="ignore"):  # widening an ml_dtypes NaN warns
+        arr = arr.astype(np.float64, copy=False)
+    representable = _by_row_blocks(fmt.is_representable, arr, bool)
     if not representable.all():
         bad = np.flatnonzero(~representable.ravel())
         raise UsageError(
             f"{name} has {bad.size} value(s) not representable in {fmt.name}, "
-            f"e.g. {arr.ravel()[bad[0]]!r} at flat index {int(bad[0])}"
+            f"e.g. {float(arr.ravel()[bad[0]])!r} at flat index {int(bad[0])}"
         )
     return arr
+
+
+def _by_row_blocks(fn, values: np.ndarray, dtype) -> np.ndarray:
+    """fn applied to blocks of rows: the same result, with temporaries that stay in cache."""
+    if values.ndim < 2 or values.shape[0] <= CHUNK_ROWS:
+        return fn(values)
+    out = np.empty(values.shape, dtype=dtype)
+    for start in range(0, values.shape[0], CHUNK_ROWS):
+        out[start:start + CHUNK_ROWS] = fn(values[start:start + CHUNK_ROWS])
+    return out
 
 
 def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
@@ -92,7 +105,7 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
             continue
         if kind in ("gw", "gb") or single_row:
             values = values[0]
-        result[kind] = fmt.round(values)
+        result[kind] = _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)  # exact: already in the format
     if return_stats:
         stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
         stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
@@ -101,65 +114,96 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
 
 
 def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
+    """{kind: (rounded float64 values, number of escalated elements)}."""
     rows, n = x.shape
-    nan_rows = np.array([row_is_nan(params, row) for row in x]) if params.eps == 0 else np.zeros(rows, bool)
-    nan_rows |= ~np.isfinite(x).all(axis=1)
-    if gy is not None:
-        nan_rows_gx = nan_rows | ~np.isfinite(gy).all(axis=1)
+    nan_rows = np.concatenate([~np.isfinite(x[i:i + CHUNK_ROWS]).all(axis=1) for i in range(0, rows, CHUNK_ROWS)])
+    if params.eps == 0:
+        nan_rows |= np.array([row_is_nan(params, row) for row in x])
+    nan_rows_gx = nan_rows | (~np.isfinite(gy).all(axis=1) if gy is not None else False)
     bad_columns = ~(np.isfinite(w) & np.isfinite(b))
-    clean_x = np.where(nan_rows[:, None], 0.0, x)
+    # NaN rows and columns are set at the end; computing them on zeros keeps the math finite
+    if nan_rows.any():
+        x = np.where(nan_rows[:, None], 0.0, x)
+    if bad_columns.any():
+        w, b = np.where(bad_columns, 1.0, w), np.where(bad_columns, 0.0, b)
+    if gy is not None and nan_rows_gx.any():
+        gy = np.where(nan_rows_gx[:, None], 0.0, gy)
 
     kinds = ["y"] + (["gx", "gw", "gb"] if gy is not None else [])
-    approx = {k: np.zeros((rows, n)) for k in ("y", "gx")}
-    err = {k: np.full((rows, n), np.inf) for k in ("y", "gx")}
+    rounded = {k: np.empty((rows, n)) for k in kinds if k in ("y", "gx")}
+    undecided = {k: [] for k in kinds}  # (rows, cols, float64 estimates) per block
     gw_sum, gw_err = np.zeros(n), np.zeros(n)
-    clean_gy = None if gy is None else np.where(nan_rows_gx[:, None], 0.0, gy)
-    clean_w, clean_b = np.where(bad_columns, 1.0, w), np.where(bad_columns, 0.0, b)
+    factor, factor_err = fastpath.weight_factor(params, w)
 
+    def judge(kind, value, bound, row_offset, decided=None):
+        if decided is None:
+            decided, rounded[kind][row_offset:row_offset + value.shape[0]] = decide_interval(value, bound, fmt)
+        if all_slow:
+            decided = np.zeros(value.shape, dtype=bool)
+        if not decided.all():
+            i, j = np.nonzero(~decided)
+            undecided[kind].append((i + row_offset, j, value[i, j]))
+
+    # 0/0 rows (overwritten with NaN below) and float64 overflow (an infinite bound, so the
+    # element goes to the slow path) are expected here: numpy's warnings would only be noise
+    fast_path_errors = np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
+    fast_path_errors.__enter__()
     for start in range(0, rows, CHUNK_ROWS):
         block = slice(start, min(start + CHUNK_ROWS, rows))
-        stats = fastpath.row_stats(params, clean_x[block], d)
-        yn, yn_err, y, y_err = fastpath.forward(params, stats, clean_w, clean_b)
-        approx["y"][block], err["y"][block] = y, y_err
+        has_bias = params.affine == "weight_bias"
+        if params.op in ("layernorm", "rmsnorm"):  # the common case: one compiled pass per row
+            decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
+                params.op, x[block], d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
+                fmt, fastpath.U, fastpath.SAFETY, rounded["y"][block], gy is not None)
+            stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
+        else:
+            stats = fastpath.row_stats(params, x[block], d)
+            decided, rounded["y"][block], y, yn, yn_err = forward_and_decide(
+                stats, factor, factor_err, b, has_bias, fmt, fastpath.U, fastpath.SAFETY)
+        judge("y", y, None, start, decided)
         if gy is not None:
-            gx, gx_err = fastpath.backward_gx(params, stats, yn, yn_err, clean_w, clean_gy[block], d)
-            approx["gx"][block], err["gx"][block] = gx, gx_err
-            term, term_err = fastpath.gw_terms(yn, yn_err, clean_gy[block])
+            judge("gx", *fastpath.backward_gx(params, stats, yn, yn_err, w, gy[block], d), start)
+            term, term_err = fastpath.gw_terms(yn, yn_err, gy[block])
             gw_sum += term.sum(axis=0)
             gw_err += term_err.sum(axis=0) + (rows + 1) * fastpath.U * np.abs(term).sum(axis=0)
     if gy is not None:
-        gb_hi, gb_lo, gb_bound = fastpath.tree_sum(clean_gy, axis=0)
-        approx["gb"] = (gb_hi + gb_lo)[None, :]
+        gb_hi, gb_lo, gb_bound = fastpath.tree_sum(gy, axis=0)
         # fl(hi + lo) errs by at most u·|result|, and by at most |lo| (hi itself is a float)
         rounding = np.minimum(fastpath.U * np.abs(gb_hi + gb_lo), np.abs(gb_lo))
-        err["gb"] = (gb_bound + rounding)[None, :] * fastpath.SAFETY
-        approx["gw"], err["gw"] = gw_sum[None, :], (gw_err * fastpath.SAFETY)[None, :]
+        for kind, value, bound in (("gw", gw_sum, gw_err), ("gb", gb_hi + gb_lo, gb_bound + rounding)):
+            rounded[kind] = np.empty((1, n))
+            judge(kind, value[None, :], (bound * fastpath.SAFETY)[None, :], 0)
+    fast_path_errors.__exit__(None, None, None)
 
-    slow = SlowEvaluator(params, clean_x, clean_w, clean_b, clean_gy, d, fmt)
+    slow = SlowEvaluator(params, x, w, b, gy, d, fmt)
     outputs = {}
     for kind in kinds:
-        values = approx[kind]
-        if all_slow:
-            decided, rounded = np.zeros(values.shape, bool), np.zeros(values.shape)
-        else:
-            decided, rounded = decide_interval(values, err[kind], fmt)
-        nan_mask = _nan_mask(kind, nan_rows, nan_rows_gx if gy is not None else None, bad_columns, values.shape)
-        todo = ~decided & ~nan_mask
-        for i, j in zip(*np.nonzero(todo)):
-            rounded[i, j] = slow.decide(kind, int(i), int(j), float(values[i, j]))
-        rounded[nan_mask] = np.nan
-        outputs[kind] = (rounded, int(todo.sum()))
+        values = rounded[kind]
+        nan_mask = _nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, values.shape)
+        escalated = 0
+        for rows_i, cols_j, estimates in undecided[kind]:
+            for i, j, estimate in zip(rows_i, cols_j, estimates):
+                if nan_mask is not None and nan_mask[i, j]:
+                    continue
+                values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
+                escalated += 1
+        if nan_mask is not None:
+            values[nan_mask] = np.nan
+        outputs[kind] = (values, escalated)
     return outputs
 
 
 def _nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, shape):
+    """Where an output is NaN because a non-finite input (or a 0/0 row) reaches it; None if nowhere."""
+    if not (nan_rows.any() or np.any(nan_rows_gx) or bad_columns.any()):
+        return None
     if kind == "y":
         return nan_rows[:, None] | bad_columns[None, :]
     if kind == "gx":
         # a bad weight column enters every gx of the row through Σ g·ŷ
-        return nan_rows_gx[:, None] | np.broadcast_to(bad_columns.any(), shape)
-    column_bad = bad_columns | nan_rows_gx.any()
-    return np.broadcast_to(column_bad[None, :], shape).copy()
+        return np.broadcast_to(nan_rows_gx[:, None] | bad_columns.any(), shape)
+    column_bad = bad_columns | np.any(nan_rows_gx)
+    return np.broadcast_to(column_bad[None, :], shape)
 
 
 def evaluate(op, x, w=None, b=None, *, eps=None, eps_mode="inside", affine=None, p=None, gy=None, prec=256):

@@ -1,7 +1,9 @@
 """Vectorized float64 evaluation of the normalizers with a rigorous error bound per element.
 
-For every output element this returns an approximation ŷ and a bound E with |ŷ − y| ≤ E,
-where y is the exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
+Per row it computes the statistics (centred values, 1/N, ρ) with relative error bounds; the
+forward elements and their bounds are then formed in the compiled kernel in decide.py, and
+gx here. Every output comes as an approximation ŷ and a bound E with |ŷ − y| ≤ E, y the
+exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
 where both round to the same bits, that is the correctly rounded result (rounding is
 monotone); elsewhere the element goes to the slow path (arb balls, then exact arithmetic).
 
@@ -9,10 +11,10 @@ How the bounds are derived (u = 2^-53, binary64 round-to-nearest, no FMA contrac
 numpy, no overflow or underflow to subnormals for inputs of at most 32 bits):
 - a sum of m terms in any order has error ≤ (m−1)·u·Σ|terms| (Higham, Thm 4.1 bound γ_{m−1},
   first order); we use (m+1)·u to absorb the rounding of each term.
-- LayerNorm's mean is computed almost exactly: an error-free TwoSum tree gives Σx = hi + lo
-  with |error| ≤ (n+2)·u·Σ|tree errors| (≈ u² relative), and Dekker's TwoProduct divides by
-  d in double-double. This is what keeps |mean|/std up to 1e8 decidable: the centred values
-  c = x − μ then carry an absolute error ≈ u·|c| + u²·|μ| instead of n·u·|μ|.
+- sums whose bound matters are explicit pairwise trees: error ≤ ⌈log2 n⌉·u·Σ|terms|.
+- LayerNorm centres around a pivot (see `_centre`): the centred values carry an error
+  ≈ u·|c| + log2(n)·u·mean|x − μ|, never n·u·|μ|, so |mean|/std up to 1e8 stays decidable.
+- CRMSNorm's Σz and gb = Σ gy use an error-free TwoSum tree (hi + lo, error ≈ u² relative).
 - every other operation adds u·|result| (sqrt is correctly rounded in IEEE 754; pow, used
   only by the Lp normalizer, is assumed within 1 ulp as glibc documents, and its bound
   carries 2u).
@@ -44,19 +46,6 @@ def two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
-def _split(a):
-    c = 134217729.0 * a  # 2^27 + 1
-    high = c - (c - a)
-    return high, a - high
-
-
-def two_prod(a, b):
-    p = a * b
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
 def tree_sum(values: np.ndarray, axis: int = 1):
     """Σ along `axis` as hi + lo with a bound on |Σ − (hi + lo)| (pairwise TwoSum tree)."""
     level = np.moveaxis(values, axis, -1)
@@ -73,15 +62,47 @@ def tree_sum(values: np.ndarray, axis: int = 1):
     return hi, lo, (m + 2) * U * abs_errors * SAFETY
 
 
-def divide_dd(hi, lo, err, d: int):
-    """(hi + lo)/d in double-double; returns (q1, q2, bound on |(hi+lo)/d − (q1+q2)| + err/d)."""
-    q1 = hi / d
-    p, pe = two_prod(q1, float(d))
-    head = hi - p  # exact (Sterbenz): p is within a factor 2 of hi
-    residual = (head - pe) + lo
-    q2 = residual / d
-    bound = (err + 2 * U * (np.abs(head) + np.abs(pe) + np.abs(lo))) / d + U * np.abs(q2)
-    return q1, q2, bound * SAFETY
+def pairwise_sum(values: np.ndarray):
+    """Row sums (axis 1) by an explicit pairwise tree; returns (sums, levels).
+
+    Every term passes through `levels` = ⌈log2 n⌉ additions, so the error is at most
+    levels·u·Σ|values| (Higham §4.2) — for n = 4096, 12u instead of recursive summation's 4095u.
+    numpy's own sum is not used where the bound matters: its order is an implementation detail.
+    """
+    level = values
+    levels = 0
+    while level.shape[1] > 1:
+        if level.shape[1] % 2:
+            level = np.concatenate([level, np.zeros((level.shape[0], 1))], axis=1)
+        half = level.shape[1] // 2
+        level = level[:, :half] + level[:, half:]
+        levels += 1
+    return level[:, 0], levels
+
+
+def abs_sum(values: np.ndarray):
+    """Σ|values| along axis 1, rounded up enough to be an upper bound (any order: ≤ n·u low)."""
+    n = values.shape[1]
+    return np.abs(values).sum(axis=1) * (1 + (n + 1) * U)
+
+
+def _centre(x: np.ndarray, d: int):
+    """c = x − mean(x) with a bound that scales with the spread of x, not with |mean|.
+
+    μ0 = fl(Σx)/d is only a pivot. With t = fl(x − μ0) (|t − (x − μ0)| ≤ u|t|) and
+    δ = fl(Σt)/d, the exact mean is μ0 + Σ(x − μ0)/d, so c = x − μ0 − Σ(x − μ0)/d and
+    ĉ = fl(t − δ) satisfies |ĉ − c| ≤ u|ĉ| + u|t| + (L+3)·u·Σ|t|/d + u|δ| (first order, L the
+    pairwise levels). Everything is relative to |t| ≈ |x − μ|: |mean|/std up to 1e8 costs nothing.
+    """
+    pivot = x.sum(axis=1, keepdims=True) / d
+    t = x - pivot
+    abs_t = np.abs(t)
+    total, levels = pairwise_sum(t)
+    delta = total[:, None] / d
+    c = t - delta
+    row_term = (levels + 3) * U * abs_sum(t)[:, None] / d + U * np.abs(delta)
+    c_err = (U * (np.abs(c) + abs_t) + row_term) * SAFETY
+    return c, c_err
 
 
 # ---- per-row statistics ----------------------------------------------------------------
@@ -101,12 +122,7 @@ def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
     n = x.shape[1]
     if params.op == "layernorm":
         degenerate = np.all(x == x[:, :1], axis=1)
-        hi, lo, err = tree_sum(x)
-        mu_hi, mu_lo, mu_err = divide_dd(hi, lo, err, d)
-        t, e = two_sum(x, -mu_hi[:, None])
-        inner = e - mu_lo[:, None]
-        c = t + inner
-        c_err = (U * np.abs(c) + U * np.abs(inner) + mu_err[:, None]) * SAFETY
+        c, c_err = _centre(x, d)
         c[degenerate] = 0.0  # exact: a constant row is its own mean
         c_err[degenerate] = 0.0
     else:
@@ -115,8 +131,8 @@ def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
     if params.op == "lpnorm":
         return _lp_stats(params, c, d, degenerate)
     squares = c * c
-    ss = squares.sum(axis=1)
-    ss_err = (c_err * (2 * np.abs(c) + c_err)).sum(axis=1) + (n + 1) * U * ss
+    ss, levels = pairwise_sum(squares)
+    ss_err = (c_err * (2 * np.abs(c) + c_err)).sum(axis=1) * (1 + (n + 1) * U) + (levels + 1) * U * ss
     if params.op == "crmsnorm":
         hi, lo, err = tree_sum(c)
         total = hi + lo
@@ -237,26 +253,11 @@ def _max_norm_stats(params, x, magnitudes, top, d, degenerate):
 def weight_factor(params: NormParams, w):
     """w̃ (1, w or 1 + w) with its absolute error."""
     if params.affine == "none":
-        return 1.0, 0.0
+        return np.ones_like(w), np.zeros_like(w)
     if params.affine == "offset_weight":
         factor = 1.0 + w
         return factor, U * np.abs(factor)
-    return w, 0.0
-
-
-def forward(params: NormParams, stats: RowStats, w, b):
-    """ŷ (normalized, before affine) and y with their bounds."""
-    yn = stats.c * stats.r
-    yn_err = (np.abs(yn) * (stats.r_rel + U) + stats.c_err * stats.r * (1 + stats.r_rel)) * SAFETY
-    if params.affine == "none":
-        return yn, yn_err, yn, yn_err
-    factor, factor_err = weight_factor(params, w)
-    y = yn * factor
-    y_err = np.abs(factor) * yn_err + np.abs(yn) * factor_err + U * np.abs(y)
-    if params.affine == "weight_bias":
-        y = y + b
-        y_err = y_err + U * np.abs(y)
-    return yn, yn_err, y, y_err * SAFETY
+    return w, np.zeros_like(w)
 
 
 def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
@@ -264,16 +265,19 @@ def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
     n = yn.shape[1]
     factor, factor_err = weight_factor(params, w)
     g = gy * factor
-    g_err = np.abs(gy) * factor_err + (U * np.abs(g) if params.affine != "none" else 0.0)
+    g_err = np.abs(gy) * factor_err + U * np.abs(g)  # (exact, hence 0 extra, when w̃ = 1)
     if params.op == "layernorm":
-        mean_g = g.sum(axis=1, keepdims=True) / d
-        g_err_sum = np.broadcast_to(g_err, g.shape).sum(axis=1, keepdims=True)
-        mean_g_err = (g_err_sum + (n + 1) * U * np.abs(g).sum(axis=1, keepdims=True)) / d + U * np.abs(mean_g)
+        g_total, levels = pairwise_sum(g)
+        mean_g = g_total[:, None] / d
+        g_err_sum = np.broadcast_to(g_err, g.shape).sum(axis=1, keepdims=True) * (1 + (n + 1) * U)
+        mean_g_err = (g_err_sum + levels * U * abs_sum(g)[:, None]) / d + U * np.abs(mean_g)
     else:
         mean_g, mean_g_err = 0.0, 0.0
     gyn = g * yn
-    G = gyn.sum(axis=1, keepdims=True)
-    G_err = (np.abs(g) * yn_err + g_err * np.abs(yn)).sum(axis=1, keepdims=True) + (n + 1) * U * np.abs(gyn).sum(axis=1, keepdims=True)
+    G, levels = pairwise_sum(gyn)
+    G = G[:, None]
+    propagated = (np.abs(g) * yn_err + g_err * np.abs(yn)).sum(axis=1, keepdims=True) * (1 + (n + 1) * U)
+    G_err = propagated + (levels + 1) * U * abs_sum(gyn)[:, None]
     K = stats.rho * G / d
     K_err = np.abs(stats.rho) * G_err / d + np.abs(K) * (stats.rho_rel + 2 * U)
     phi, phi_err = _phi(params, stats, yn, yn_err)

@@ -6,7 +6,8 @@ Forward, for a row x of n entries and model width d (n = d - 1 for CRMSNorm):
 Backward (vector-Jacobian product for an incoming gradient gy), with g = gy·w̃ (w̃ = 1, w or
 1 + w) and r = 1/N, one formula covers every op and eps placement:
     gx_j = r · (g_j − [LayerNorm] mean(g) − ρ · (Σ_i g_i ŷ_i / d) · φ_j)
-where φ_j = ∂N/∂x_j · d·N/N... written out per op:
+where φ_j (the direction in which N moves with x_j, scaled so that LayerNorm/RMSNorm give
+φ = ŷ) is, per op:
     LayerNorm, RMSNorm:  φ_j = ŷ_j
     CRMSNorm:            φ_j = ŷ_j + Σ_i ŷ_i
     Lp, 1 <= p < inf:    φ_j = sign(x_j)·|ŷ_j|^(p-1)
@@ -78,8 +79,20 @@ class RowMath:
             s = (_ring_sum(R, [xi * xi for xi in X]) + total * total) / d
             p_eff = 2.0
         else:
-            s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
             p_eff = p
+            magnitudes = np.abs(self.x)
+            if not self.degenerate and np.all(magnitudes == magnitudes[0]) and self.x.size == d:
+                # equal magnitudes a: the p-th power mean is a^p, its root exactly a (this keeps
+                # constant rows exact; through |x|^p and a p-th root no ball would ever be exact)
+                top = R.const(float(magnitudes[0]))
+                if params.eps_mode == "outside" or eps == 0:
+                    sigma = top
+                    self.N = sigma + R.const(eps) if params.eps_mode == "outside" else sigma
+                    if params.eps_mode == "outside":
+                        self.rho = R.pow_elem(self.N / sigma, p - 1)
+                    self.p_eff = p
+                    return
+            s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
         if params.eps_mode == "inside":
             floor = R.const(eps) if p_eff == 2.0 else R.eps_pow(eps, p_eff)
             self.N = R.root(s + floor, p_eff)

@@ -1,6 +1,6 @@
 """Deciding the correctly rounded value: interval test, then Ziv's strategy, then exact arithmetic.
 
-1. `decide_interval`: the fast path gives ŷ and a bound E; if ŷ − E and ŷ + E round to the
+1. `decide.decide_interval`: the fast path gives ŷ and a bound E; if ŷ − E and ŷ + E round to the
    same bits, so does the exact value (rounding is monotone). Bits, not values: an interval
    around 0 rounds to −0 and +0 and stays undecided until the sign is known.
 2. `SlowEvaluator`: arb balls at increasing precision (Ziv). A ball whose two ends round to
@@ -23,27 +23,12 @@ from fractions import Fraction
 import numpy as np
 
 from normtheory.errors import UndecidedRounding
-from normtheory.formats import FloatFormat, round_fraction
+from normtheory.formats import FloatFormat, round_dyadic, round_fraction
 from normtheory.reference.formulas import RowMath
 from normtheory.reference.rings import ArbRing, ExactRing, NotExact, sum_of_surds_is_rational
 
 PRECISIONS = (128, 256, 512, 1024, 2048, 4096)
 EXACT_AFTER = 256  # try exact arithmetic once balls at this precision failed
-
-
-def decide_interval(approx: np.ndarray, err: np.ndarray, fmt: FloatFormat):
-    """(decided mask, rounded float64 values) from approximations and absolute bounds."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        lower = np.nextafter(approx - err, -np.inf)
-        upper = np.nextafter(approx + err, np.inf)
-        exact = err == 0
-        lower = np.where(exact, approx, lower)
-        upper = np.where(exact, approx, upper)
-    rounded_lower = fmt.round_to_float64(lower)
-    rounded_upper = fmt.round_to_float64(upper)
-    decided = rounded_lower.view(np.uint64) == rounded_upper.view(np.uint64)
-    decided &= np.isfinite(approx) & np.isfinite(err)
-    return decided, rounded_lower
 
 
 def _fraction_of_exact_arb(ball) -> Fraction:
@@ -58,12 +43,11 @@ def round_ball(ball, fmt: FloatFormat):
         return None
     ends = []
     for end in (ball.lower(), ball.upper()):
-        value = _fraction_of_exact_arb(end)
-        ends.append(round_fraction(abs(value), fmt, value < 0) if value != 0 else None)
-    if ends[0] is None or ends[1] is None:
-        return None
-    low, high = np.float64(ends[0]), np.float64(ends[1])
-    return float(low) if low.view(np.uint64) == high.view(np.uint64) else None
+        man, exp = end.man_exp()
+        if man == 0:
+            return None  # an end at exactly 0: the sign of a zero result is not decided by balls
+        ends.append(np.float64(round_dyadic(int(man), int(exp), fmt)))
+    return float(ends[0]) if ends[0].view(np.uint64) == ends[1].view(np.uint64) else None
 
 
 def round_exact(value: Fraction, fmt: FloatFormat, float_estimate: float) -> float:

@@ -1,0 +1,60 @@
+"""`normtheory reference`: correctly rounded y (and gx, gw, gb with --gy) written to an .npz.
+
+Imports only numpy, mpmath, python-flint and numba on this path (no torch, no sympy).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from normtheory.errors import UsageError
+
+_FORMATS = ("fp64", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2")
+
+
+def add_norm_arguments(parser: argparse.ArgumentParser) -> None:
+    """The normalizer flags shared by reference, certify and record (DESIGN.md)."""
+    parser.add_argument("--op", required=True, help="layernorm | rmsnorm | crmsnorm | lpnorm")
+    parser.add_argument("--format", required=True, help=f"dtype of x, w, b and the output: {' | '.join(_FORMATS)}")
+    parser.add_argument("--w-format", default=None, help="dtype of w and b when it differs from --format")
+    parser.add_argument("--eps", type=float, default=None, help="default 1e-5 for layernorm, 1e-6 otherwise")
+    parser.add_argument("--eps-mode", default="inside", help="inside: x/sqrt(s+eps); outside: x/(sqrt(s)+eps)")
+    parser.add_argument("--affine", default=None,
+                        help="none | weight | weight_bias | offset_weight (default weight_bias for layernorm, weight otherwise)")
+    parser.add_argument("--p", default=None, help="lpnorm exponent (>= 1, or inf)")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_norm_arguments(parser)
+    parser.add_argument("--x", required=True, help="input rows (.npy/.npz): values or raw bits of --format")
+    parser.add_argument("--w", default=None, help="weight (length n); default: identity")
+    parser.add_argument("--b", default=None, help="bias (length n); default: 0")
+    parser.add_argument("--gy", default=None, help="incoming gradient (shape of x): also writes gx, gw, gb")
+    parser.add_argument("--out", required=True, help="output .npz (values in --format, raw bits for bf16/fp8)")
+    parser.add_argument("--force-slow", action="store_true", help="decide every element in arbitrary precision")
+
+
+def run(args: argparse.Namespace) -> int:
+    from normtheory.arrays import load_array, save_npz
+    from normtheory.errors import UndecidedRounding
+    from normtheory.formats import get_format
+    from normtheory.reference import correctly_rounded
+
+    fmt = get_format(args.format)
+    w_fmt = get_format(args.w_format) if args.w_format else fmt
+    x = load_array(args.x, fmt, "x")
+    w = load_array(args.w, w_fmt, "w") if args.w else None
+    b = load_array(args.b, w_fmt, "b") if args.b else None
+    gy = load_array(args.gy, fmt, "gy") if args.gy else None
+    try:
+        outputs, stats = correctly_rounded(
+            args.op, x, w, b, format=fmt, w_format=w_fmt, eps=args.eps, eps_mode=args.eps_mode,
+            affine=args.affine, p=args.p, gy=gy, force_slow=args.force_slow, return_stats=True)
+    except UndecidedRounding as exc:
+        raise UsageError(str(exc)) from None
+    as_values = {name: values.astype("float64") for name, values in outputs.items()}
+    save_npz(args.out, as_values, fmt, protected=(args.x, args.w, args.b, args.gy))
+    escalated = sum(v for k, v in stats.items() if k != "elements")
+    print(f"wrote {args.out}: {', '.join(f'{k}{tuple(v.shape)}' for k, v in outputs.items())} in {fmt.name}; "
+          f"{escalated} of {stats['elements']} elements decided in arbitrary precision")
+    return 0

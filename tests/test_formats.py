@@ -1,0 +1,216 @@
+"""Formats: definitions checked against behaviour (ml_dtypes, torch, mpmath), exhaustively
+where the domain is small."""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import mpmath
+import numpy as np
+import pytest
+
+from normtheory.formats import FORMATS, round_dyadic
+
+SMALL = ["fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"]
+NARROWER = {  # source format -> formats it can be rounded into (fewer significand bits)
+    "fp16": ["bf16", "fp8_e4m3fn", "fp8_e5m2"],
+    "bf16": ["fp16", "fp8_e4m3fn", "fp8_e5m2"],
+}
+
+
+def all_as_float32(name: str) -> np.ndarray:
+    """Every value of a 16-bit format as float32 (exact: fp16, bf16 ⊂ fp32)."""
+    fmt = FORMATS[name]
+    with np.errstate(invalid="ignore"):  # numpy warns when NaNs are narrowed
+        return fmt.to_float64(fmt.all_values()).astype(np.float32)
+
+
+def same_values(a, b) -> bool:
+    """Values equal with NaN as NaN and the sign of zero respected (never NaN bytes)."""
+    with np.errstate(invalid="ignore"):
+        a, b = np.asarray(a).astype(np.float64), np.asarray(b).astype(np.float64)
+    both_nan = np.isnan(a) & np.isnan(b)
+    equal = (a == b) & (np.signbit(a) == np.signbit(b))
+    return bool(np.all(both_nan | equal))
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_constants_match_every_bit_pattern(name):
+    fmt = FORMATS[name]
+    values = fmt.to_float64(fmt.all_values())
+    finite = values[np.isfinite(values)]
+    positive = finite[finite > 0]
+    assert finite.max() == fmt.max_finite
+    assert positive.min() == fmt.min_subnormal
+    normal = positive[positive >= fmt.min_normal]
+    assert normal.min() == fmt.min_normal and positive[positive < fmt.min_normal].max() < fmt.min_normal
+    assert np.isinf(values).any() == fmt.has_inf
+    assert fmt.unit_roundoff == math.ldexp(1, -fmt.precision)
+    assert float(ml_dtypes.finfo(fmt.dtype).max) == fmt.max_finite
+
+
+def test_wide_format_constants_match_numpy():
+    for name, dtype in (("fp32", np.float32), ("fp64", np.float64)):
+        info, fmt = np.finfo(dtype), FORMATS[name]
+        assert (fmt.max_finite, fmt.min_normal, fmt.min_subnormal) == (float(info.max), float(info.tiny), float(info.smallest_subnormal))
+        assert fmt.precision == info.nmant + 1
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_every_bit_pattern_round_trips(name):
+    fmt = FORMATS[name]
+    values = fmt.all_values()
+    as_float = fmt.to_float64(values)
+    assert same_values(fmt.round(as_float), values)
+    assert same_values(fmt.from_bits(fmt.to_bits(values)), values)
+    assert fmt.is_representable(as_float).all()
+
+
+@pytest.mark.parametrize("source", ["fp16", "bf16"])
+def test_round_agrees_with_ml_dtypes_on_every_16_bit_input(source):
+    values32 = all_as_float32(source)
+    for target in NARROWER[source]:
+        fmt = FORMATS[target]
+        with np.errstate(invalid="ignore", over="ignore"):
+            expected = values32.astype(fmt.dtype)  # ml_dtypes from float32: one rounding
+        assert same_values(fmt.round(values32.astype(np.float64)), expected), (source, target)
+
+
+def random_fp32(count: int, seed: int = 0) -> np.ndarray:
+    bits = np.random.default_rng(seed).integers(0, 2**32, size=count, dtype=np.uint64).astype(np.uint32)
+    values = bits.view(np.float32)
+    return values[np.isfinite(values)]
+
+
+@pytest.mark.parametrize("target", ["fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"])
+def test_round_agrees_with_ml_dtypes_on_random_fp32(target):
+    values = random_fp32(2**20)
+    fmt = FORMATS[target]
+    with np.errstate(invalid="ignore", over="ignore"):
+        expected = values.astype(fmt.dtype)
+    assert same_values(fmt.round(values.astype(np.float64)), expected)
+
+
+def test_boundaries():
+    e4, e5 = FORMATS["fp8_e4m3fn"], FORMATS["fp8_e5m2"]
+    assert same_values(e4.round_to_float64([464.0, 480.0, 2.0**-10, -464.0]), [448.0, np.nan, 0.0, -448.0])
+    assert same_values(e4.round_to_float64([480.0, np.inf, -np.inf, 1e30, np.nan], saturate=True), [448.0, 448.0, -448.0, 448.0, np.nan])
+    assert same_values(e5.round_to_float64([61440.0, 61439.0]), [np.inf, 57344.0])
+    assert same_values(e5.round_to_float64([61440.0, np.inf, -np.inf], saturate=True), [57344.0, 57344.0, -57344.0])
+    assert same_values(FORMATS["fp16"].round_to_float64([65520.0, 65519.0]), [np.inf, 65504.0])
+
+
+def _mpmath_rne(value: float, fmt) -> float:
+    """Independent oracle: mpmath's round-half-even at p bits, with the subnormal quantum."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    quantum = fmt.min_subnormal
+    if abs(value) < fmt.min_normal:  # fixed quantum: round value/quantum to an integer, half-even
+        scaled = mpmath.mpf(value) / quantum
+        floor = mpmath.floor(scaled)
+        rest = scaled - floor
+        up = rest > 0.5 or (rest == 0.5 and int(floor) % 2 == 1)
+        result = math.copysign(float((floor + (1 if up else 0)) * quantum), value)
+    else:
+        with mpmath.workprec(fmt.precision):
+            result = float(+mpmath.mpf(value))
+    if abs(result) > fmt.max_finite:
+        result = math.copysign(math.inf, value)
+    return result
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"])
+def test_float64_rounding_is_correct_next_to_midpoints(name):
+    """float64 values one ulp either side of a midpoint: where a cast through float32 double
+    rounds (ml_dtypes' float64 -> bf16/fp8 casts do), ours must not."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(1)
+    base = fmt.round_to_float64(rng.standard_normal(3000) * np.exp2(rng.integers(-12, 12, 3000)))
+    midpoints = base + fmt.ulp(base) / 2
+    candidates = np.concatenate([midpoints, np.nextafter(midpoints, np.inf), np.nextafter(midpoints, -np.inf),
+                                 np.exp2(rng.uniform(fmt.emin - fmt.precision - 1, fmt.emin + 1, 500))])
+    ours = fmt.round_to_float64(candidates)
+    expected = np.array([_mpmath_rne(float(v), fmt) for v in candidates])
+    if not fmt.has_inf:
+        expected[np.isinf(expected)] = np.nan
+    assert same_values(ours, expected)
+
+
+def test_ml_dtypes_float64_casts_double_round_and_ours_do_not():
+    """A documented finding: ml_dtypes rounds float64 -> bf16 through float32."""
+    fmt = FORMATS["bf16"]
+    just_above_midpoint = np.nextafter(1.0 + 2.0**-8, 2.0)  # bf16 midpoint between 1 and 1 + 2^-7
+    assert fmt.round_to_float64(just_above_midpoint) == 1.0 + 2.0**-7
+    assert float(np.float64(just_above_midpoint).astype(ml_dtypes.bfloat16)) == 1.0  # the double rounding
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2"])
+def test_rounding_exact_numbers(name):
+    """mpmath and dyadic inputs round like their float64 values when those are exact."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal(200) * 3
+    expected = fmt.round_to_float64(values)
+    as_mpf = np.array([mpmath.mpf(float(v)) for v in values], dtype=object)
+    assert same_values(fmt.round(as_mpf).astype(np.float64), expected)
+    for v, e in zip(values, expected):
+        man, exp = math.frexp(v)
+        integer = int(man * 2**53)
+        assert round_dyadic(integer, exp - 53, fmt) == e
+
+
+@pytest.mark.parametrize("name", ["fp32", "fp16"])
+def test_ulp_matches_numpy_spacing(name):
+    fmt = FORMATS[name]
+    dtype = np.float32 if name == "fp32" else np.float16
+    with np.errstate(over="ignore"):
+        values = np.abs(random_fp32(10000).astype(dtype))
+    values = values[np.isfinite(values) & (values < fmt.max_finite)]
+    assert np.array_equal(fmt.ulp(values.astype(np.float64)), np.spacing(values).astype(np.float64))
+
+
+# ---- torch: detect the cast semantics, then compare ---------------------------------------
+torch = pytest.importorskip("torch")
+
+TORCH_DTYPES = {
+    "fp16": torch.float16, "bf16": torch.bfloat16,
+    "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2,
+}
+
+
+def torch_saturates(target: str, device: str = "cpu") -> bool:
+    """Probe: does torch's cast send finite overflow to the largest finite value?"""
+    largest_fp32 = float(np.finfo(np.float32).max)  # beyond every narrower format's range
+    probe = torch.tensor([largest_fp32], dtype=torch.float32, device=device).to(TORCH_DTYPES[target]).float().item()
+    return math.isfinite(probe)
+
+
+def torch_cast(values32: np.ndarray, target: str, device: str = "cpu") -> np.ndarray:
+    tensor = torch.from_numpy(values32).to(device)
+    return tensor.to(TORCH_DTYPES[target]).to(torch.float64).cpu().numpy()
+
+
+def _compare_with_torch(values32, target, device="cpu"):
+    fmt = FORMATS[target]
+    saturate = torch_saturates(target, device)
+    ours = fmt.round_to_float64(values32.astype(np.float64), saturate=saturate)
+    theirs = torch_cast(values32, target, device)
+    assert same_values(ours, theirs), (target, device, "saturating" if saturate else "non-saturating")
+
+
+@pytest.mark.parametrize("source,target", [(s, t) for s in NARROWER for t in NARROWER[s]])
+def test_round_agrees_with_torch_cast_on_every_16_bit_input(source, target):
+    _compare_with_torch(all_as_float32(source), target)
+
+
+@pytest.mark.parametrize("target", list(TORCH_DTYPES))
+def test_round_agrees_with_torch_cast_on_random_fp32(target):
+    _compare_with_torch(random_fp32(2**20, seed=3), target)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("target", list(TORCH_DTYPES))
+def test_round_agrees_with_torch_cuda_cast(target):
+    values = np.concatenate([random_fp32(2**20, seed=4), all_as_float32("bf16")])
+    _compare_with_torch(values, target, device="cuda")
