@@ -69,6 +69,10 @@ def assert_matches(ours, oracle_values, ambiguous, label):
 @given(normalizer_cases())
 @example(("layernorm", FORMATS["fp32"], np.full((1, 3), 1e6) + np.array([[0.0, 0.0625, 0.125]]),
           np.ones(3), np.zeros(3), np.ones((1, 3)), dict(eps=1e-5, eps_mode="inside", affine="weight_bias", p=None)))
+@example(("layernorm", FORMATS["fp64"], np.array([[0.0, 1.45607914e-195]]), np.zeros(2), np.zeros(2), np.zeros((1, 2)),
+          dict(eps=1e-5, eps_mode="outside", affine="none", p=None)))  # the variance underflows in float64
+@example(("rmsnorm", FORMATS["fp32"], np.array([[2.0**-100, 0.0, -(2.0**-100)]]), np.ones(3), np.zeros(3), np.ones((1, 3)),
+          dict(eps=0.0, eps_mode="outside", affine="weight", p=None)))
 def test_forward_equals_mpmath_oracle(case):
     op, fmt, x, w, b, gy, params = case
     d = REGISTRY[op].model_width(x.shape[1])

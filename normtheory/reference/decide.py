@@ -20,7 +20,7 @@ _WIDEN_REL = 1.0 + 2.0**-40
 _WIDEN_ABS = 2.0**-51
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _round_scalar(v, precision, emin, max_finite, has_inf):
     if v == 0.0 or not math.isfinite(v):
         return v
@@ -32,13 +32,13 @@ def _round_scalar(v, precision, emin, max_finite, has_inf):
     return r
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _round_bits_fast(bits, dropped, half_minus_one, keep_mask):
     """RNE of a binary64 pattern to fewer significand bits (normal range, see formats.py)."""
     return (bits + half_minus_one + ((bits >> dropped) & np.uint64(1))) & keep_mask
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _decide_one(a, e, precision, emin, min_normal, max_finite, has_inf, scratch, scratch_bits):
     """(rounded value, decided) for one approximation a with bound e."""
     if not (math.isfinite(a) and math.isfinite(e)):
@@ -72,7 +72,7 @@ def _decide_one(a, e, precision, emin, min_normal, max_finite, has_inf, scratch,
     return low, low == high and math.copysign(1.0, low) == math.copysign(1.0, high)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _decide_kernel(approx, err, precision, emin, min_normal, max_finite, has_inf, rounded, decided):
     scratch = np.empty(2, dtype=np.float64)
     scratch_bits = scratch.view(np.uint64)
@@ -81,7 +81,24 @@ def _decide_kernel(approx, err, precision, emin, min_normal, max_finite, has_inf
                                              scratch, scratch_bits)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def forward_element(c, c_err, r, r_rel, factor, factor_err, bias, has_bias, u, safety):
+    """One forward element and its bounds: (y, bound on y, ŷ, bound on ŷ).
+
+    ŷ = fl(c·r) errs by |ŷ|(δr + u) + ε_c·r(1 + δr); y = fl(ŷ·w̃) adds |w̃|·E(ŷ) + |ŷ|·E(w̃) + u|y|;
+    the bias add adds u|y| (first order; the bound on y still gets the caller's SAFETY).
+    """
+    yn = c * r
+    yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+    y = yn * factor
+    y_err = abs(factor) * yn_err + abs(yn) * factor_err + u * abs(y)
+    if has_bias:
+        y = y + bias
+        y_err += u * abs(y)
+    return y, y_err * safety, yn, yn_err
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _forward_kernel(c, c_err, r, r_rel, factor, factor_err, bias, has_bias, safety, u,
                     precision, emin, min_normal, max_finite, has_inf, rounded, decided, y_out, yn_out, yn_err_out):
     """Forward elements and their bounds (see fastpath.forward for the derivation), then the test."""
@@ -92,26 +109,15 @@ def _forward_kernel(c, c_err, r, r_rel, factor, factor_err, bias, has_bias, safe
         ri = r[i]
         rel = r_rel[i]
         for j in range(n):
-            yn = c[i, j] * ri
-            yn_err = (abs(yn) * (rel + u) + c_err[i, j] * ri * (1.0 + rel)) * safety
-            y = yn * factor[j]
-            y_err = abs(factor[j]) * yn_err + abs(yn) * factor_err[j] + u * abs(y)
-            if has_bias:
-                y = y + bias[j]
-                y_err += u * abs(y)
+            y, y_err, yn_out[i, j], yn_err_out[i, j] = forward_element(
+                c[i, j], c_err[i, j], ri, rel, factor[j], factor_err[j], bias[j], has_bias, u, safety)
             y_out[i, j] = y
-            yn_out[i, j] = yn
-            yn_err_out[i, j] = yn_err
-            rounded[i, j], decided[i, j] = _decide_one(y, y_err * safety, precision, emin, min_normal,
+            rounded[i, j], decided[i, j] = _decide_one(y, y_err, precision, emin, min_normal,
                                                        max_finite, has_inf, scratch, scratch_bits)
 
 
 def forward_and_decide(stats, factor, factor_err, bias, has_bias: bool, fmt: FloatFormat, u: float, safety: float):
-    """(decided, rounded y, y estimate, ŷ, bound on ŷ) for one block of rows.
-
-    The bounds: ŷ = fl(c·r) errs by |ŷ|(δr + u) + ε_c·r(1 + δr); y = fl(ŷ·w̃) adds
-    |w̃|·E(ŷ) + |ŷ|·E(w̃) + u|y|; the bias add adds u|y| (first order, times SAFETY).
-    """
+    """(decided, rounded y, y estimate, ŷ, bound on ŷ) for one block of rows (`forward_element`)."""
     c = np.ascontiguousarray(stats.c, dtype=np.float64)
     rows, n = c.shape
     c_err = np.ascontiguousarray(np.broadcast_to(stats.c_err, c.shape), dtype=np.float64)

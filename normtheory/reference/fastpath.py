@@ -146,6 +146,11 @@ def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
     return _finish_rms_family(params, c, c_err, s, s_err, degenerate)
 
 
+def _relative(err, value):
+    """err/value, 0 for an exact zero, inf where the value underflowed to 0 (no relative bound)."""
+    return np.where(value > 0, err / np.where(value > 0, value, 1.0), np.where(err == 0, 0.0, np.inf))
+
+
 def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
     """From the mean square s (with bound) to r = 1/N and ρ, for eps inside or outside."""
     eps = params.eps
@@ -158,7 +163,7 @@ def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
             rho, rho_rel = np.ones_like(N), np.zeros_like(N)
         else:
             sigma = np.sqrt(s)
-            sigma_rel = np.where(s > 0, s_err / s, 0.0) / 2 + U
+            sigma_rel = _relative(s_err, s) / 2 + U
             N = sigma + eps
             N_rel = (sigma * sigma_rel + U * N) / N
             rho = np.where(degenerate, 0.0, N / sigma)  # σ = 0 only on degenerate rows
@@ -203,7 +208,7 @@ def _lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             sigma_scaled = s ** (1.0 / p)
-            sigma_rel = np.where(s > 0, (s_err + TINY) / s, 0.0) / p + _inexact_root_rel(p, s) + U
+            sigma_rel = _relative(s_err + TINY * ~degenerate, s) / p + _inexact_root_rel(p, s) + U
             sigma = K * sigma_scaled
             N = sigma + eps
             N_rel = (sigma * sigma_rel + U * N) / N

@@ -23,17 +23,17 @@ import numba
 import numpy as np
 
 from normtheory.formats import FloatFormat
-from normtheory.reference.decide import _decide_one
+from normtheory.reference.decide import _decide_one, forward_element
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _two_sum(a, b):
     s = a + b
     bb = s - a
     return s, (a - (s - bb)) + (b - bb)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias, want_yn, u, safety,
                  precision, emin, min_normal, max_finite, has_inf,
                  rounded, decided, y_out, yn_out, yn_err_out, r_out, r_rel_out, rho_out, rho_rel_out):
@@ -109,7 +109,8 @@ def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias,
             rho, rho_rel = 1.0, 0.0
         else:
             sigma = math.sqrt(s)
-            sigma_rel = (s_err / s if s > 0 else 0.0) / 2.0 + u
+            # s = 0 on a row that is not constant means the mean square underflowed: no bound
+            sigma_rel = (s_err / s if s > 0 else (0.0 if s_err == 0 else math.inf)) / 2.0 + u
             N = sigma + eps
             N_rel = (sigma * sigma_rel + u * N) / N if N > 0 else math.inf
             rho = 0.0 if degenerate else N / sigma
@@ -121,18 +122,13 @@ def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias,
         for j in range(n):
             c = row_c[j]
             c_err = row_c_err[j]
-            yn = c * r
-            yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
-            y = yn * factor[j]
-            y_err = abs(factor[j]) * yn_err + abs(yn) * factor_err[j] + u * abs(y)
-            if has_bias:
-                y = y + bias[j]
-                y_err += u * abs(y)
+            y, y_err, yn, yn_err = forward_element(c, c_err, r, r_rel, factor[j], factor_err[j], bias[j], has_bias,
+                                                   u, safety)
             y_out[i, j] = y
             if want_yn:  # only the backward pass needs ŷ and its bound
                 yn_out[i, j] = yn
                 yn_err_out[i, j] = yn_err
-            rounded[i, j], decided[i, j] = _decide_one(y, y_err * safety, precision, emin, min_normal,
+            rounded[i, j], decided[i, j] = _decide_one(y, y_err, precision, emin, min_normal,
                                                        max_finite, has_inf, scratch, scratch_bits)
 
 
