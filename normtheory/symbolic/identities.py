@@ -68,16 +68,26 @@ def simplifies_to_zero(expr, rewrites=None) -> tuple[bool, str, list]:
 
 
 def numeric_value(expr, point: Mapping, digits: int = DIGITS) -> sp.Float:
-    """The exact expression at an exact point, evaluated by sympy's adaptive evalf."""
-    return sp.sympify(expr).xreplace({k: sp.sympify(v) for k, v in point.items()}).evalf(digits, maxn=4 * digits)
+    """The exact expression at an exact point, evaluated by sympy's adaptive evalf.
+
+    The point's values may themselves contain symbols of the point (a sum Σ|x|^p holds p), so
+    the substitution is repeated until none is left.
+    """
+    point = {k: sp.sympify(v) for k, v in point.items()}
+    expr = sp.sympify(expr)
+    for _ in range(4):
+        expr = expr.xreplace(point)
+        if not expr.free_symbols & point.keys():
+            break
+    return expr.evalf(digits, maxn=4 * digits)
 
 
 def is_counterexample(expr, point: Mapping) -> tuple[bool, sp.Float]:
     """A point where some entry of expr is nonzero, confirmed at two precisions."""
     for entry in _entries(expr):
         low = numeric_value(entry, point, DIGITS)
-        if not low.is_number or low.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
-            continue
+        if not (low.is_number and low.is_real) or low.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            continue  # outside the formula's domain: no evidence either way
         if abs(low) > NONZERO_THRESHOLD:
             high = numeric_value(entry, point, DIGITS + 40)
             if abs(high - low) < abs(low) * sp.Float("1e-30"):
@@ -108,6 +118,18 @@ def decide(lhs, rhs, candidates: Iterable[Mapping]) -> Verdict:
     if proven:
         return Verdict(True, method)
     return Verdict(False, "undecided", residual=residual)
+
+
+def worst_relative_difference_at(lhs, rhs, point: Mapping, digits: int = DIGITS) -> sp.Float:
+    """max over entries of |lhs − rhs| / max(|lhs|, |rhs|) at an exact point (0 when both are 0)."""
+    worst = sp.Float(0)
+    for a, b in zip(_entries(lhs), _entries(rhs)):
+        va, vb = numeric_value(a, point, digits), numeric_value(b, point, digits)
+        scale = max(abs(va), abs(vb))
+        if scale:
+            worst = max(worst, abs(va - vb) / scale)
+    return worst
+
 
 def rational_points(symbols, count: int = 3, seed: int = 0) -> list[dict]:
     """Deterministic exact points: distinct small rationals of both signs for each symbol.

@@ -54,6 +54,12 @@ class SumAlgebra:
                 result += constant * self.sum_symbol(varying)
         return result
 
+    def total_over_j(self, expr: sp.Expr) -> sp.Expr:
+        """Σ_j expr over the index j (with i fixed); the result is written at index i."""
+        swap = {**{self.i[f]: self.j[f] for f in self.fields}, **{self.j[f]: self.i[f] for f in self.fields}}
+        summed = self.total(expr.xreplace(swap))  # j is now the summed index i
+        return summed.xreplace({self.j[f]: self.i[f] for f in self.fields})
+
     def mean(self, expr: sp.Expr) -> sp.Expr:
         """(1/d)·Σ_i expr: the divisor is always the model width d, as in the registry."""
         return self.total(expr) / self.d

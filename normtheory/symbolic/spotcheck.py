@@ -19,8 +19,12 @@ AGREEMENT = mpmath.mpf(10) ** -100  # relative agreement demanded: 100 digits
 
 
 def mp_function(arguments: Sequence[sp.Symbol], expression) -> Callable:
-    """The expression as a Python function on mpmath numbers (no float64 anywhere)."""
-    return sp.lambdify(list(arguments), expression, modules="mpmath")
+    """The expression as a Python function on mpmath numbers (no float64 anywhere).
+
+    Common subexpressions are shared (cse): derivative trees repeat the same roots many times,
+    and printing them unshared dominates the run time of proofs/.
+    """
+    return sp.lambdify(list(arguments), expression, modules="mpmath", cse=True)
 
 
 def as_mpf(value) -> mpmath.mpf:
@@ -29,14 +33,18 @@ def as_mpf(value) -> mpmath.mpf:
 
 
 def evaluate_at(function: Callable, *values) -> list:
-    """function(*values) at SPOT_DIGITS, each value converted exactly; returns a flat list."""
+    """function(*values) at SPOT_DIGITS, each value converted exactly; returns a flat list.
+
+    Everything, the flattening included, happens inside the precision context: an mpf created
+    or rounded (unary +) outside it would silently drop to mpmath's default 53 bits.
+    """
     with mpmath.workdps(SPOT_DIGITS):
         result = function(*[as_mpf(v) for v in values])
-    if isinstance(result, (list, tuple)):
-        return [+mpmath.mpf(r) for r in np.ravel(np.array(result, dtype=object))]
-    if isinstance(result, mpmath.matrix):
-        return [result[k] for k in range(result.rows * result.cols)]
-    return [result]
+        if isinstance(result, mpmath.matrix):
+            return [result[k] for k in range(result.rows * result.cols)]
+        if isinstance(result, (list, tuple)):
+            return [mpmath.mpf(r) for r in np.ravel(np.array(result, dtype=object))]
+        return [mpmath.mpf(result)]
 
 
 def relative_difference(a, b) -> mpmath.mpf:
@@ -69,7 +77,10 @@ def reference(op: str, x, **kwargs) -> dict:
     """normtheory.reference.evaluate at REFERENCE_BITS, flattened to lists of mpf."""
     from normtheory.reference import evaluate
 
-    result = evaluate(op, np.asarray(x, dtype=np.float64), prec=REFERENCE_BITS, **kwargs)
+    # evaluate() builds its mpf results in mpmath's global context, which rounds them to that
+    # context's precision (53 bits by default), so it must run inside a wide enough one.
+    with mpmath.workprec(REFERENCE_BITS):
+        result = evaluate(op, np.asarray(x, dtype=np.float64), prec=REFERENCE_BITS, **kwargs)
     return {key: list(np.ravel(value)) for key, value in result.items()}
 
 
@@ -81,3 +92,21 @@ def sample_rows(d: int, count: int = 3, seed: int = 0, offset: float = 0.0) -> l
     if count > 1:
         rows[0][0] = 37.5  # an outlier
     return rows
+
+
+def reference_jacobian(op: str, row, **kwargs) -> mpmath.matrix:
+    """J[k, j] = ∂y_k/∂x_j of the reference at one row, read off its VJP with gy = e_k.
+
+    The row is repeated once per output k, with gy the identity: gx row k = Jᵀe_k = J[k, :].
+    """
+    row = np.asarray(row, dtype=np.float64)
+    n = row.size
+    gx = reference(op, np.tile(row, (n, 1)), gy=np.eye(n), **kwargs)["gx"]
+    with mpmath.workdps(SPOT_DIGITS):
+        return mpmath.matrix([[gx[k * n + j] for j in range(n)] for k in range(n)])
+
+
+def spectral_norm(matrix: mpmath.matrix) -> mpmath.mpf:
+    """Largest singular value, at SPOT_DIGITS."""
+    with mpmath.workdps(SPOT_DIGITS):
+        return max(mpmath.svd_r(matrix, compute_uv=False))
