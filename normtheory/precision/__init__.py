@@ -79,6 +79,7 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
         if model.eps_mode != "inside":
             raise UsageError(f"model {model.name!r} has no backward bound (eps outside the root is not modelled)")
         result = backward_bound(op, x2, gy2.reshape(x2.shape), w, b, model=model, eps=eps, affine=affine,
-                                grad_format=FORMATS[name], w_format=FORMATS[w_format or name], kind=kind)
+                                grad_format=FORMATS[name], w_format=FORMATS[w_format or name], kind=kind,
+                                quantities=(quantity,))
         bound = np.maximum(bound, getattr(result, quantity))
     return bound.reshape(shape)

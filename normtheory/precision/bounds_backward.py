@@ -58,6 +58,8 @@ _MARGIN = 1.0 + 2.0**-10  # headroom below the largest finite value, as in domai
 
 @dataclass(frozen=True)
 class BackwardBound:
+    """Bounds for the requested quantities (None for those not requested)."""
+
     gx: np.ndarray  # (rows, n): bound on |ĝx − gx| in the gradient format
     gw: np.ndarray  # (n,): bound on |ĝw − gw| in the weight format
     gb: np.ndarray  # (n,): bound on |ĝb − gb| in the weight format
@@ -71,14 +73,18 @@ def _fmt(fmt) -> FloatFormat:
 
 
 def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine: str = "none",
-                   grad_format="fp32", w_format=None, kind: str = "worst") -> BackwardBound:
-    """Componentwise bounds on gx (rows, n), gw and gb (n,) for `model`; inf where none holds."""
+                   grad_format="fp32", w_format=None, kind: str = "worst",
+                   quantities=("gx", "gw", "gb")) -> BackwardBound:
+    """Componentwise bounds on gx (rows, n), gw and gb (n,) for `model`; inf where none holds.
+
+    Only the `quantities` asked for are computed (the others are None): gx costs most.
+    """
     if model.eps_mode != "inside":
         raise ValueError(f"model {model.name!r}: backward bounds assume eps inside the root")
     with np.errstate(all="ignore"):
         parts = _backward_bound(op, x, gy, w, b, model, eps, affine, _fmt(grad_format),
-                                _fmt(w_format or grad_format), kind)
-    return BackwardBound(*(np.where(np.isnan(p), np.inf, p) for p in parts))
+                                _fmt(w_format or grad_format), kind, set(quantities))
+    return BackwardBound(*(None if p is None else np.where(np.isnan(p), np.inf, p) for p in parts))
 
 
 def _weight_factor(affine, model, w, gy, norm, out):
@@ -108,21 +114,58 @@ def _round_out(pre, magnitude, fmt, acc, model):
     return pre + twice * (fmt.unit_roundoff * (magnitude + pre) + fmt.min_subnormal / 2)
 
 
-def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind):
+def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wanted):
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     gy = np.asarray(gy, dtype=np.float64).reshape(x.shape)
     rows, n = x.shape
     w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
     norm = normalized_error(op, x, model, eps, kind)
-    acc, g_ = norm.acc, norm.gammas
-    u, eta, d = acc.unit_roundoff, norm.eta, norm.d
+    acc, g_, eta = norm.acc, norm.gammas, norm.eta
     top = acc.max_finite / _MARGIN
-    unsafe = norm.unsafe | ~acc.is_representable(gy).all(axis=1)
+    gy_not_exact = ~acc.is_representable(gy).all(axis=1)  # gy must load exactly into the accumulator
+    unsafe = norm.unsafe | gy_not_exact
     product_format = out if model.output == "llama" else acc
     if affine != "none" and not product_format.is_representable(w).all():
         unsafe[:] = True  # the weight must be exact where it is multiplied
     nv, E_n = norm.n, np.where(unsafe[:, None], np.inf, norm.err_n)
     an = np.abs(nv)
+    gx = gx_pre = gw = gw_pre = gb = gb_pre = None
+    if "gx" in wanted:
+        gx_pre, gx = _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe)
+    # B7: column reductions over the rows (they use n̂, not gx's intermediates)
+    h_rows = model.reduction_depth(rows)
+    agy = np.abs(gy)
+    if "gw" in wanted:
+        if model.output == "llama":
+            u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
+            E_n_out = E_n + u_o * (an + E_n) + eta_o
+            E_t = agy * E_n_out + u_o * agy * (an + E_n_out) + eta_o
+            depth = h_rows
+        else:
+            E_t = agy * E_n + norm.eta_in * (an + E_n)
+            depth = h_rows + 1
+        sum_agyn = (agy * an).sum(axis=0)
+        gw_pre = E_t.sum(axis=0) + g_(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
+        gw_pre = np.where((sum_agyn + gw_pre) * (1 + g_(depth)) > top, np.inf, gw_pre)
+        gw_mag = np.abs((gy * nv).sum(axis=0)) + F64_SLOP * sum_agyn
+        gw = _round_out(gw_pre, gw_mag, w_out, acc, model)
+        gw = np.where(gw_mag + gw > w_out.max_finite, np.inf, gw)
+    if "gb" in wanted:
+        sum_agy = agy.sum(axis=0)
+        gb_pre = g_(h_rows) * sum_agy + rows * norm.eta_in
+        gb_pre = np.where((sum_agy * (1 + g_(h_rows)) > top) | gy_not_exact.any(), np.inf, gb_pre)
+        gb_mag = np.abs(gy.sum(axis=0)) + F64_SLOP * sum_agy
+        gb = _round_out(gb_pre, gb_mag, w_out, acc, model)
+        gb = np.where(gb_mag + gb > w_out.max_finite, np.inf, gb)
+    return tuple(None if p is None else p * SAFETY for p in (gx, gw, gb, gx_pre, gw_pre, gb_pre))
+
+
+def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
+    """Steps B1–B6: (bound before the output rounding, bound in the gradient format)."""
+    acc, g_ = norm.acc, norm.gammas
+    u, eta, d = acc.unit_roundoff, norm.eta, norm.d
+    rows, n = gy.shape
+    top = acc.max_finite / _MARGIN
     h = model.reduction_depth(n)
 
     # B1–B3: weight factor, row sums, means
@@ -171,30 +214,4 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind):
     gx = _round_out(gx_pre, r * aT, out, acc, model)
     gx = np.where(r * aT + gx > out.max_finite, np.inf, gx)
 
-    # B7: column reductions over the rows
-    h_rows = model.reduction_depth(rows)
-    agy = np.abs(gy)
-    E_n_rows = np.where(bad_rows[:, None], np.inf, E_n)
-    if model.output == "llama":
-        u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
-        E_n_out = E_n_rows + u_o * (an + E_n_rows) + eta_o
-        E_t = agy * E_n_out + u_o * agy * (an + E_n_out) + eta_o
-        depth = h_rows
-    else:
-        E_t = agy * E_n_rows + norm.eta_in * (an + E_n_rows)
-        depth = h_rows + 1
-    sum_agyn = (agy * an).sum(axis=0)
-    gw_pre = E_t.sum(axis=0) + g_(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
-    gw_mag = np.abs((gy * nv).sum(axis=0)) + F64_SLOP * sum_agyn
-    gw_overflow = (sum_agyn + gw_pre) * (1 + g_(depth)) > top
-    sum_agy = agy.sum(axis=0)
-    gb_pre = g_(h_rows) * sum_agy + rows * norm.eta_in
-    gb_mag = np.abs(gy.sum(axis=0)) + F64_SLOP * sum_agy
-    gb_overflow = sum_agy * (1 + g_(h_rows)) > top
-    gb_pre = np.where(gb_overflow | unsafe.any(), np.inf, gb_pre)  # an unsafe row's gy may not load exactly
-    gw_pre = np.where(gw_overflow, np.inf, gw_pre)
-    gw = _round_out(gw_pre, gw_mag, w_out, acc, model)
-    gb = _round_out(gb_pre, gb_mag, w_out, acc, model)
-    gw = np.where(gw_mag + gw > w_out.max_finite, np.inf, gw)
-    gb = np.where(gb_mag + gb > w_out.max_finite, np.inf, gb)
-    return (gx * SAFETY, gw * SAFETY, gb * SAFETY, gx_pre * SAFETY, gw_pre * SAFETY, gb_pre * SAFETY)
+    return gx_pre, gx
