@@ -9,7 +9,13 @@ rounding hides the accumulated error):
   normal rows (a ratio >= 1 means the percentile is within the bound; <= 3 is the target),
   and the fraction of elements above the probabilistic bound.
 
-    PYTHONPATH=. python benchmarks/bound_tightness.py [--rows 16] [--prob-rows 64]
+Backward (second table; every model with eps inside the root), per model, op and gradient
+(gx, gw, gb), with fp32 gradients: the same two columns, the worst case over the families and
+widths with `--rows` rows (gw and gb are reduced over them), the probabilistic one on random
+normal rows and normal incoming gradients. The exact values are computed once per input and
+shared by all models.
+
+    PYTHONPATH=. python benchmarks/bound_tightness.py [--rows 16] [--prob-rows 64] [--skip-forward]
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import numpy as np
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds import forward_bound
+from normtheory.precision.bounds_backward import backward_bound
 from normtheory.precision.emulate import forward
+from normtheory.precision.emulate_backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 
@@ -66,13 +74,100 @@ def probabilistic_ratio(model, op, rows, d, seed):
     return (1.0 / p999 if p999 > 0 else np.inf), float(np.mean(err > bound))
 
 
+BACKWARD_OPS = {"layernorm": "weight_bias", "rmsnorm": "weight"}
+GRADIENTS = {"weight_bias": ("gx", "gw", "gb"), "weight": ("gx", "gw")}
+
+
+def _backward_case(op, family, rows, d, fmt, rng):
+    x = draw_rows(family, rng, rows, d, fmt)
+    gy = fmt.round_to_float64(rng.standard_normal((rows, d)))
+    w = fmt.round_to_float64(rng.standard_normal(d) * 2)
+    b = fmt.round_to_float64(rng.standard_normal(d))
+    return x, gy, w, b
+
+
+def _ratio(err, bound):
+    ok = np.isfinite(bound) & (bound > 0)
+    return float(np.max(err[ok] / bound[ok])) if ok.any() else 0.0
+
+
+def backward_worst_ratios(models, op, rows, seed):
+    """{(model, gradient): (worst error / worst-case bound before the output rounding, where)}."""
+    affine = BACKWARD_OPS[op]
+    best = {}
+    rng = np.random.default_rng(seed)
+    by_format = {}
+    for model in models.values():
+        by_format.setdefault(_input_format(model).name, []).append(model)
+    for fmt_name, group in by_format.items():
+        fmt = FORMATS[fmt_name]
+        for d in WIDTHS:
+            for family in sorted(FAMILIES):
+                x, gy, w, b = _backward_case(op, family, rows, d, fmt, rng)
+                exact = exact_outputs(op, x, w, b, eps=EPS, affine=affine, gy=gy)
+                for model in group:
+                    computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
+                    bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
+                    for q in GRADIENTS[affine]:
+                        ratio = _ratio(absolute_errors(computed[q], exact[q]), getattr(bound, q + "_pre"))
+                        if ratio > best.get((model.name, q), (0.0, ""))[0]:
+                            best[(model.name, q)] = (ratio, f"{family} d={d}")
+    return best
+
+
+def backward_probabilistic_ratios(models, op, rows, d, seed):
+    """{(model, gradient): (probabilistic bound over the 99.9th percentile, fraction above it)}."""
+    affine = BACKWARD_OPS[op]
+    out = {}
+    by_format = {}
+    for model in models.values():
+        by_format.setdefault(_input_format(model).name, []).append(model)
+    for fmt_name, group in by_format.items():
+        x, gy, w, b = _backward_case(op, "normal", rows, d, FORMATS[fmt_name], np.random.default_rng(seed))
+        exact = exact_outputs(op, x, w, b, eps=EPS, affine=affine, gy=gy)
+        for model in group:
+            computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
+            bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32",
+                                   kind="probabilistic")
+            for q in GRADIENTS[affine]:
+                err, limit = absolute_errors(computed[q], exact[q]), getattr(bound, q + "_pre")
+                p999 = np.quantile(err / limit, 0.999)
+                out[(model.name, q)] = (1.0 / p999 if p999 > 0 else np.inf, float(np.mean(err > limit)))
+    return out
+
+
+def print_backward_table(args):
+    models = {name: model for name, model in MODELS.items() if model.eps_mode == "inside"}
+    print()
+    print(f"backward: gradients in fp32, worst case over {args.rows} rows per family and width;"
+          f" probabilistic on {args.prob_rows} normal rows, d={args.prob_d}")
+    print(f"{'model':20s} {'op':10s} {'grad':4s} {'worst/bound':>11s}  {'where':22s} {'prob/p99.9':>10s} {'frac>prob':>9s}")
+    for op in BACKWARD_OPS:
+        worst = backward_worst_ratios(models, op, args.rows, args.seed)
+        prob = backward_probabilistic_ratios(models, op, args.prob_rows, args.prob_d, args.seed + 1)
+        for name in models:
+            for q in GRADIENTS[BACKWARD_OPS[op]]:
+                ratio, where = worst.get((name, q), (0.0, "-"))
+                p, above = prob[(name, q)]
+                print(f"{name:20s} {op:10s} {q:4s} {ratio:11.3g}  {where:22s} {p:10.3g} {above:9.2e}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--prob-rows", type=int, default=64)
     parser.add_argument("--prob-d", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-forward", action="store_true")
+    parser.add_argument("--skip-backward", action="store_true")
     args = parser.parse_args(argv)
+    if not args.skip_forward:
+        print_forward_table(args)
+    if not args.skip_backward:
+        print_backward_table(args)
+
+
+def print_forward_table(args):
     print(f"{'model':20s} {'op':10s} {'worst/bound':>11s}  {'where':20s} {'no tiny':>8s}  {'where':22s}"
           f" {'prob/p99.9':>10s} {'frac>prob':>9s}")
     for name, model in MODELS.items():

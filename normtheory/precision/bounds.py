@@ -46,7 +46,9 @@ Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/
 Probabilistic form (`kind="probabilistic"`, labelled as such): every γ_k is replaced by
 γ̃_k(λ) = exp(λ·sqrt(k)·u + k·u²/(1 − u)) − 1 (Higham and Mary 2019, Thm 2.8: holds with
 probability ≥ 1 − 2·exp(−λ²(1 − u)²/2) for independent mean-zero rounding errors); λ = 4.5,
-so a single γ̃ fails with probability < 3·10⁻⁴. The rsqrt error α, the final rounding and
+so a single γ̃ fails with probability < 3·10⁻⁴. The mean's sum uses the sharper partial-sum
+form of the same martingale argument instead (`_mean_error`): the error of a cancelling sum
+scales with its partial sums, not with Σ|x|. The rsqrt error α, the final rounding and
 Welford's running-mean term stay worst-case (they are single, possibly systematic errors).
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
@@ -96,6 +98,58 @@ def _eta(fmt: FloatFormat, ftz: bool) -> float:
     return fmt.min_normal if ftz else fmt.min_subnormal / 2
 
 
+def tree_partial_sums_norm(values: np.ndarray, model: Model) -> np.ndarray:
+    """sqrt(Σ_k s_k²) per row over the exact partial sums s_k that the model's tree rounds:
+    every lane step after a lane's first (that one is exact) and every butterfly combine.
+    Shorter last lane rows count an extra step (an upper bound, as the bound needs)."""
+    rows, n = values.shape
+    lanes = model.lane_count(n)
+    steps = -(-n // lanes)
+    padded = np.zeros((rows, steps * lanes))
+    padded[:, :n] = values
+    partial = np.cumsum(padded.reshape(rows, steps, lanes), axis=1)
+    squares = (partial[:, 1:, :] ** 2).sum(axis=(1, 2))
+    level = partial[:, -1, :]
+    width = 1 << (lanes - 1).bit_length()
+    level = np.concatenate([level, np.zeros((rows, width - lanes))], axis=1)
+    while level.shape[1] > 1:
+        half = level.shape[1] // 2
+        level = level[:, :half] + level[:, half:]
+        squares += (level**2).sum(axis=1)
+    return np.sqrt(squares)
+
+
+def _mean_error(x, model, g, u, eta):
+    """Δ, the bound on |μ̂ − μ| with μ̂ = fl(fl(Σx)·fl(1/d)).
+
+    Worst case: γ_{h+2}·mean|x|. Probabilistic: the sum's error is exactly Σ_k δ_k·w_k over its
+    roundings, w_k the exact sum of the rounded operands, |w_k| ≤ |s_k| + γ_h·A_k (s_k the exact
+    partial sum, A_k the sum of |x| below it). With E[δ_k | earlier δ] = 0 (the model of Higham
+    and Mary) this is a martingale with increments at most u|w_k|, so by Azuma–Hoeffding
+    |ŝ − s| ≤ λ·u·sqrt(Σ_k w_k²) except with probability 2·exp(−λ²/2) < 10⁻⁴ — the partial
+    sums of a cancelling row are far below Σ|x|, which is where γ̃·Σ|x| was loose. Minkowski
+    splits sqrt(Σ(|s_k| + γ_h·A_k)²). When γ_h is large (long bf16 sums) the γ̃_h·Σ|x| form can
+    be smaller: the smaller of the two is used, which fails with at most the sum of the two
+    failure probabilities (< 4·10⁻⁴, a union bound). The two roundings of the scaling stay
+    worst-case (γ₂).
+    """
+    rows, n = x.shape
+    h = model.reduction_depth(n)
+    abs_x = np.abs(x)
+    if g.kind == "worst":
+        return g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
+    gamma2 = Gammas(u, "worst")(2)
+    sum_error = np.minimum(probabilistic_sum_error(x, model, u), g(h) * abs_x.sum(axis=1))
+    return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * eta
+
+
+def probabilistic_sum_error(values: np.ndarray, model: Model, u: float) -> np.ndarray:
+    """λ·u·(sqrt(Σ s_k²) + γ_h·sqrt(Σ A_k²)) per row: the partial-sum form of `_mean_error` for
+    Σ values (exact inputs) summed along axis 1 by the model's tree."""
+    worst_h = Gammas(u, "worst")(model.reduction_depth(values.shape[1]))
+    return LAMBDA * u * (tree_partial_sums_norm(values, model) + worst_h * tree_partial_sums_norm(np.abs(values), model))
+
+
 def _row_stats(x: np.ndarray):
     mu = x.mean(axis=1)
     var = ((x - mu[:, None]) ** 2).mean(axis=1)
@@ -119,10 +173,10 @@ def _stat_error(op, model, x, d, g, u, eta):
         return np.zeros(rows), total, err
     mu, var = _row_stats(x)
     if model.stats == "two_pass":
-        delta = g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
+        delta = _mean_error(x, model, g, u, eta)
         return delta, var, g(h + 5) * (var + delta**2) + delta**2 + underflow
     if model.stats == "one_pass":
-        delta = g(h + 2) * abs_x.mean(axis=1) + 2 * eta
+        delta = _mean_error(x, model, g, u, eta)
         q = (x * x).mean(axis=1)
         big = np.abs(mu) + delta
         return delta, var, g(h + 5) * (q + big**2) + (1 + g(2)) * delta * (2 * np.abs(mu) + delta) + underflow

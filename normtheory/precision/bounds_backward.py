@@ -36,7 +36,8 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      These depend on the number of rows R (through h_R) and on Σ|gy·n|, as they must.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20.
-Probabilistic kind: every γ becomes γ̃ (bounds.py); E_n is the forward's probabilistic bound;
+Probabilistic kind: every γ becomes γ̃ (bounds.py), and gb uses the partial-sum form of the
+mean's sum (bounds._mean_error) when it is smaller; E_n is the forward's probabilistic bound;
 the sums of per-element error bounds stay linear (they are not independent: r̂'s error is
 shared by a row). Unsafe rows (forward overflow, inputs not representable in the accumulator,
 an intermediate that may overflow) get an infinite bound, and so do the gw/gb they enter.
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds import SAFETY, normalized_error
+from normtheory.precision.bounds import SAFETY, normalized_error, probabilistic_sum_error
 from normtheory.precision.models import Model
 
 F64_SLOP = 2.0**-50  # relative to the magnitudes a binary64 evaluation summed
@@ -153,6 +154,9 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     if "gb" in wanted:
         sum_agy = agy.sum(axis=0)
         gb_pre = g_(h_rows) * sum_agy + rows * norm.eta_in
+        if g_.kind == "probabilistic":  # partial sums over the rows (bounds._mean_error's argument)
+            partial = probabilistic_sum_error(gy.T, model, acc.unit_roundoff)
+            gb_pre = np.minimum(gb_pre, partial + rows * norm.eta_in)
         gb_pre = np.where((sum_agy * (1 + g_(h_rows)) > top) | gy_not_exact.any(), np.inf, gb_pre)
         gb_mag = np.abs(gy.sum(axis=0)) + F64_SLOP * sum_agy
         gb = _round_out(gb_pre, gb_mag, w_out, acc, model)
