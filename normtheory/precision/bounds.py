@@ -256,6 +256,7 @@ class Normalized:
     err_n: np.ndarray  # bound on |n̂ − n| for the kernel's n̂ = fl(fl(x − μ̂)·r̂)
     r: np.ndarray  # exact 1/scale per row
     rho_R: np.ndarray  # bound on |r̂/r − 1| per row
+    mean_err: np.ndarray  # bound Δ on |μ̂ − μ| per row (0 without a mean), DAZ's shift included
     unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
     acc: FloatFormat
     eta: float  # one rounding's absolute underflow error in the accumulator
@@ -294,7 +295,7 @@ def _normalized_error(op, x, model, eps, kind):
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
     # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
     unsafe |= ~acc.is_representable(x).all(axis=1)
-    return Normalized(n_values, err_n, r, rho_R, unsafe, acc, eta, eta_in, g, d)
+    return Normalized(n_values, err_n, r, rho_R, mean_err, unsafe, acc, eta, eta_in, g, d)
 
 
 def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds import SAFETY, normalized_error, probabilistic_sum_error
+from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, normalized_error, probabilistic_sum_error,
+                                         tree_partial_sums_norm)
 from normtheory.precision.models import Model
 
 F64_SLOP = 2.0**-50  # relative to the magnitudes a binary64 evaluation summed
@@ -177,24 +178,25 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     g = gy * w_tilde
     ag = np.abs(g)
     sum_ag = ag.sum(axis=1)
-    E_p = ag * E_n + E_g * an + E_g * E_n
     sum_agn = (ag * an).sum(axis=1)
-    E_B = E_p.sum(axis=1) + g_(h + 1) * (sum_agn + E_p.sum(axis=1)) + n * eta
-    E_K = ((1 + g_(2)) * E_B + g_(2) * sum_agn) / d + eta
     K = (g * nv).sum(axis=1) / d
     aK = np.abs(K) + F64_SLOP * sum_agn / d
-    overflow = (sum_agn + E_B) * (1 + g_(h + 1)) > top
+    products = ag * an + ag * E_n + E_g * (an + E_n)  # |ĝn̂| at most
+    E_B = (_weighted_n_error(g, norm, u, op) + (E_g * (an + E_n)).sum(axis=1)
+           + _tree_error(g * nv, products - ag * an, model, g_, u, extra_roundings=1) + n * eta)
+    E_K = ((1 + g_(2)) * E_B + g_(2) * d * aK) / d + eta
+    overflow = (products.sum(axis=1)) * (1 + g_(h + 1)) > top
     if op == "layernorm":
-        E_A = E_g.sum(axis=1) + g_(h) * (sum_ag + E_g.sum(axis=1))
-        E_m = ((1 + g_(2)) * E_A + g_(2) * sum_ag) / d + eta
         m = g.sum(axis=1) / d
         am = np.abs(m) + F64_SLOP * sum_ag / d
+        E_A = E_g.sum(axis=1) + _tree_error(g, E_g, model, g_, u, extra_roundings=0)
+        E_m = ((1 + g_(2)) * E_A + g_(2) * d * am) / d + eta
         overflow |= (sum_ag + E_A) * (1 + g_(h)) > top
     else:
         E_m, m, am = np.zeros(rows), np.zeros(rows), np.zeros(rows)
     if op == "crmsnorm":
         sum_an = an.sum(axis=1)
-        E_S = E_n.sum(axis=1) + g_(h) * (sum_an + E_n.sum(axis=1))
+        E_S = _weighted_n_error(np.ones_like(nv), norm, u, op) + _tree_error(nv, E_n, model, g_, u, extra_roundings=0)
         phi = nv + nv.sum(axis=1, keepdims=True)
         aphi = np.abs(phi) + F64_SLOP * sum_an[:, None]
         E_phi = E_n + E_S[:, None] + u * (an + sum_an[:, None] + E_n + E_S[:, None]) + eta
@@ -219,3 +221,48 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     gx = np.where(r * aT + gx > out.max_finite, np.inf, gx)
 
     return gx_pre, gx
+
+
+def _weighted_n_error(a, norm, u, op):
+    """Bound on |Σ_i a_i(n̂_i − n_i)| per row, keeping what a row shares (step B2').
+
+    n̂_i = r(1 + θ)·(c_i + δμ + f_i)(1 + ε_i) + e_i with one θ (|θ| ≤ ρ_R) and one δμ
+    (|δμ| ≤ Δ) per row, per-element |ε_i| ≤ 2u + u² (the subtraction and the product), a
+    per-element flush |f_i| ≤ η_in + η (DAZ, or an FTZ-flushed difference) and |e_i| ≤ η. So
+    Σa_i(n̂_i − n_i) = θΣa_i n_i + (1 + θ)r·δμ·Σa_i + (1 + θ)r·Σa_i f_i
+                      + (1 + θ)Σa_i(n_i + r(δμ + f_i))ε_i + Σa_i e_i,
+    bounded with |Σa·n| and |Σa| instead of Σ|a·n| and Σ|a| for the shared errors: on a row
+    whose products cancel, the rsqrt's and the mean's errors cancel with them.
+    """
+    rho, r = norm.rho_R, norm.r
+    abs_a = np.abs(a)
+    shared_n = np.abs((a * norm.n).sum(axis=1)) + F64_SLOP * (abs_a * np.abs(norm.n)).sum(axis=1)
+    shared_1 = np.abs(a.sum(axis=1)) + F64_SLOP * abs_a.sum(axis=1)
+    flush = norm.eta_in + (norm.eta if op == "layernorm" else 0.0)
+    per_element = (np.abs(norm.n) + (r * (norm.mean_err + flush))[:, None]) * (2 * u + u * u)
+    return (rho * shared_n + (1 + rho) * r * norm.mean_err * shared_1
+            + (1 + rho) * r * flush * abs_a.sum(axis=1)
+            + (1 + rho) * (abs_a * per_element).sum(axis=1) + norm.eta * abs_a.sum(axis=1))
+
+
+def _tree_error(values, errors, model, g_, u, extra_roundings):
+    """Bound on the rounding error of the model's tree sum of computed terms t̂_i, |t̂_i − v_i| ≤
+    errors_i, v the exact (signed) values, per row.
+
+    Worst case: γ_{h+e}·Σ(|v| + errors) (e extra roundings per term: 1 for a rounded or fused
+    product). Probabilistic: the partial-sum form of bounds._mean_error, with |ŵ_k| ≤ |s_k(v)| +
+    A_k(errors) + γ_h·A_k(|v| + errors) by Minkowski, plus λ·u·sqrt(Σ(|v| + errors)²) for the
+    products' own roundings (every term's product rounding is one more martingale step); the
+    smaller of the two forms is used (a union bound on the failure probability).
+    """
+    h = model.reduction_depth(values.shape[1])
+    magnitudes = np.abs(values) + errors
+    worst_form = g_(h + extra_roundings) * magnitudes.sum(axis=1)
+    if g_.kind == "worst":
+        return worst_form
+    worst_h = Gammas(u, "worst")(h)
+    partial = (tree_partial_sums_norm(values, model) + tree_partial_sums_norm(errors, model)
+               + worst_h * tree_partial_sums_norm(magnitudes, model))
+    if extra_roundings:
+        partial = partial + np.sqrt((magnitudes**2).sum(axis=1))
+    return np.minimum(worst_form, LAMBDA * u * partial)
