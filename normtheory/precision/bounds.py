@@ -46,9 +46,11 @@ Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/
 Probabilistic form (`kind="probabilistic"`, labelled as such): every γ_k is replaced by
 γ̃_k(λ) = exp(λ·sqrt(k)·u + k·u²/(1 − u)) − 1 (Higham and Mary 2019, Thm 2.8: holds with
 probability ≥ 1 − 2·exp(−λ²(1 − u)²/2) for independent mean-zero rounding errors); λ = 4.5,
-so a single γ̃ fails with probability < 3·10⁻⁴. The mean's sum uses the sharper partial-sum
-form of the same martingale argument instead (`_mean_error`): the error of a cancelling sum
-scales with its partial sums, not with Σ|x|. The rsqrt error α, the final rounding and
+so a single γ̃ fails with probability < 3·10⁻⁴. The mean's sum, and the sums of squares of
+two-pass LayerNorm and of RMSNorm, also have a sharper partial-sum form of the same martingale
+argument (`_mean_error`, `_positive_sum_error`): a sum's error scales with its partial sums
+(√ of their squares), not with √h·Σ|x|; the smaller form is used, and the failure
+probabilities add (a union bound, still < 10⁻³ per row). The rsqrt error α, the final rounding and
 Welford's running-mean term stay worst-case (they are single, possibly systematic errors).
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
@@ -150,6 +152,22 @@ def probabilistic_sum_error(values: np.ndarray, model: Model, u: float) -> np.nd
     return LAMBDA * u * (tree_partial_sums_norm(values, model) + worst_h * tree_partial_sums_norm(np.abs(values), model))
 
 
+def _positive_sum_error(terms: np.ndarray, model: Model, u: float) -> np.ndarray:
+    """Probabilistic bound on the error of the model's tree sum of fused products (squares) whose
+    exact values are at most `terms` (≥ 0): every rounding's operand sum w_k is at most
+    (1 + γ_h)·s_k (partial sums of nonnegative terms), the first step of each lane rounds its
+    product (w = the term), so by Azuma–Hoeffding λ·u·sqrt((1 + γ_h)²·Σ_k s_k² + Σ terms²)."""
+    worst_h = Gammas(u, "worst")(model.reduction_depth(terms.shape[1]))
+    return LAMBDA * u * np.hypot((1 + worst_h) * tree_partial_sums_norm(terms, model),
+                                 np.sqrt((terms**2).sum(axis=1)))
+
+
+def _scaled(err_sum, total, d, u):
+    """Error of fl(Ŝ·fl(1/d)) given |Ŝ − S| ≤ err_sum, S = total ≥ 0 (two worst-case roundings)."""
+    gamma2 = Gammas(u, "worst")(2)
+    return ((1 + gamma2) * err_sum + gamma2 * total) / d
+
+
 def _row_stats(x: np.ndarray):
     mu = x.mean(axis=1)
     var = ((x - mu[:, None]) ** 2).mean(axis=1)
@@ -164,7 +182,10 @@ def _stat_error(op, model, x, d, g, u, eta):
     underflow = (n + 4) * eta
     if op == "rmsnorm":
         q = (x * x).mean(axis=1)
-        return np.zeros(rows), q, g(h + 3) * q + underflow
+        err = g(h + 3) * q
+        if g.kind == "probabilistic":
+            err = np.minimum(err, _scaled(_positive_sum_error(x * x, model, u), q * n, n, u))
+        return np.zeros(rows), q, err + underflow
     if op == "crmsnorm":
         s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
         e1 = g(h) * abs_x.sum(axis=1)
@@ -174,7 +195,18 @@ def _stat_error(op, model, x, d, g, u, eta):
     mu, var = _row_stats(x)
     if model.stats == "two_pass":
         delta = _mean_error(x, model, g, u, eta)
-        return delta, var, g(h + 5) * (var + delta**2) + delta**2 + underflow
+        err = g(h + 5) * (var + delta**2) + delta**2
+        if g.kind == "probabilistic":
+            # Ŝ − S = n·δμ² + Σ(c_i + δμ)²(2δ_i + δ_i²) + the tree's Σδ'_k·w_k (Σc = 0): the
+            # subtraction roundings δ_i and the tree's δ'_k are one martingale (after the first
+            # pass, on the event that Δ holds: a union bound with the mean's failure probability)
+            dev = np.abs(x - mu[:, None]) + delta[:, None]
+            terms = dev**2 * (1 + u) ** 2
+            subtraction = LAMBDA * u * 2 * np.sqrt((dev**4).sum(axis=1))
+            tree = _positive_sum_error(terms, model, u)
+            err_sum = n * delta**2 + u * u * (dev**2).sum(axis=1) + np.hypot(subtraction, tree)
+            err = np.minimum(err, _scaled(err_sum, var * n, n, u))
+        return delta, var, err + underflow
     if model.stats == "one_pass":
         delta = _mean_error(x, model, g, u, eta)
         q = (x * x).mean(axis=1)
