@@ -167,3 +167,43 @@ def test_product_error_of_two_perturbed_factors():
     g, n, e_g, e_n = sp.symbols("g n e_g e_n")
     assert _is_identity((g + e_g) * (n + e_n) - g * n, g * e_n + e_g * n + e_g * e_n)
     assert not _is_identity((g + e_g) * (n + e_n) - g * n, g * e_n + e_g * n)
+
+
+def test_row_shared_error_decomposition():
+    """B2' (bounds_backward._weighted_n_error): with n̂_i = r(1 + θ)(c_i + δμ + f_i)(1 + ε_i) + e_i
+    and n_i = r·c_i, Σa_i(n̂_i − n_i) = θΣa_i n_i + (1 + θ)rδμΣa_i + (1 + θ)rΣa_i f_i
+    + (1 + θ)Σa_i(n_i + r(δμ + f_i))ε_i + Σa_i e_i — so the row's shared θ and δμ meet |Σa·n|
+    and |Σa|, not Σ|a·n| and Σ|a|."""
+    k = 3
+    a, c, f, eps_, e = (sp.symbols(f"{name}0:{k}") for name in ("a", "c", "f", "epsilon", "e"))
+    r, theta, dmu = sp.symbols("r theta delta_mu")
+    n = [r * ci for ci in c]
+    n_hat = [r * (1 + theta) * (c[i] + dmu + f[i]) * (1 + eps_[i]) + e[i] for i in range(k)]
+    lhs = sum(a[i] * (n_hat[i] - n[i]) for i in range(k))
+    rhs = (theta * sum(a[i] * n[i] for i in range(k)) + (1 + theta) * r * dmu * sum(a)
+           + (1 + theta) * r * sum(a[i] * f[i] for i in range(k))
+           + (1 + theta) * sum(a[i] * (n[i] + r * (dmu + f[i])) * eps_[i] for i in range(k))
+           + sum(a[i] * e[i] for i in range(k)))
+    assert _is_identity(lhs, rhs)
+    wrong = rhs - theta * sum(a[i] * (n[i] + r * (dmu + f[i])) * eps_[i] for i in range(k))  # drops (1 + θ)
+    assert not _is_identity(lhs, wrong)
+
+
+def test_summation_error_is_a_sum_of_roundings_times_operand_sums():
+    """The martingale behind the partial-sum (Azuma) bounds: for ŝ_k = (ŝ_{k−1} + x_k)(1 + δ_k),
+    ŝ_n − Σx = Σ_k δ_k·(ŝ_{k−1} + x_k) exactly — each increment is δ_k times the exact sum of
+    that step's (computed) operands, known before δ_k is drawn. Replacing those operand sums by
+    the exact partial sums s_k is not an identity (it drops the second-order terms the bound
+    covers with γ_h·A_k)."""
+    xs = sp.symbols("x1:6")
+    deltas = sp.symbols("delta2:6")
+    computed, increments, increments_exact = xs[0], 0, 0
+    partial = xs[0]
+    for x, delta in zip(xs[1:], deltas):
+        operands = computed + x
+        partial = partial + x
+        increments += delta * operands
+        increments_exact += delta * partial
+        computed = operands * (1 + delta)
+    assert _is_identity(computed - sum(xs), increments)
+    assert not _is_identity(computed - sum(xs), increments_exact)

@@ -15,10 +15,16 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      (affine none: ĝ = gy', E_g = η_in).
  B2. Row sums in the tree (each term passes through at most h roundings, sums of floats are
      exact in the subnormal range, so no η): |Â − Σg| ≤ ΣE_g + γ_h·Σ(|g| + E_g) =: E_A.
-     Products ĝn̂ fused or rounded first: at most h + 1 roundings, one η each:
-     |B̂ − Σgn| ≤ ΣE_p + γ_{h+1}·Σ(|gn| + E_p) + n·η =: E_B, E_p = |g|E_n + E_g|n| + E_gE_n.
- B3. Scaling by fl(1/d) = (1/d)(1 + δ): |fl(Â·fl(1/d)) − m| ≤ ((1 + γ₂)E_A + γ₂Σ|g|)/d + η
-     =: E_m, the same with B for K (E_K). CRMSNorm: |Ŝ − Σn| ≤ ΣE_n + γ_h·Σ(|n| + E_n) =: E_S
+     Products ĝn̂ fused or rounded first (at most h + 1 roundings, one η each):
+     ĝn̂ − gn = g(n̂ − n) + (ĝ − g)n̂, and Σg(n̂ − n) keeps what a row shares (B2'):
+     n̂_i = r(1 + θ)(c_i + δμ + f_i)(1 + ε_i) + e_i with one θ (|θ| ≤ ρ_R) and one δμ
+     (|δμ| ≤ Δ) per row, |ε_i| ≤ 2u + u², flushes |f_i| ≤ η_in + η, |e_i| ≤ η, so
+     |Σa(n̂ − n)| ≤ ρ_R|Σa·n| + (1 + ρ_R)rΔ|Σa| + (1 + ρ_R)rΣ|a||f| + (1 + ρ_R)(2u + u²)Σ|a|(|n|
+     + r(Δ + |f|)) + ηΣ|a| =: W(a) — on a row whose products cancel, the rsqrt's and the mean's
+     errors cancel with them. E_B = W(g) + ΣE_g(|n| + E_n) + γ_{h+1}·Σ(|gn| + E_p) + n·η,
+     E_p = |g|E_n + E_g(|n| + E_n) (|ĝn̂ − gn| per term, for the tree's magnitudes).
+ B3. Scaling by fl(1/d) = (1/d)(1 + δ): |fl(Â·fl(1/d)) − m| ≤ ((1 + γ₂)E_A + γ₂|Σg|)/d + η
+     =: E_m, the same with B for K (E_K). CRMSNorm: |Ŝ − Σn| ≤ W(1) + γ_h·Σ(|n| + E_n) =: E_S
      and φ̂ = fl(n̂ + Ŝ): E_φ = E_n + E_S + u(|n| + Σ|n| + E_n + E_S) + η.
  B4. T̂ (before t₂'s rounding) = (ĝ − m̂)(1 + δ₁) − φ̂K̂(1 + δ₂), δ₂ = 0 under FMA, δ₁ = 0
      for RMS/CRMS (no subtraction):
@@ -36,11 +42,15 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      These depend on the number of rows R (through h_R) and on Σ|gy·n|, as they must.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20.
-Probabilistic kind: every γ becomes γ̃ (bounds.py), and gb uses the partial-sum form of the
-mean's sum (bounds._mean_error) when it is smaller; E_n is the forward's probabilistic bound;
-the sums of per-element error bounds stay linear (they are not independent: r̂'s error is
-shared by a row). Unsafe rows (forward overflow, inputs not representable in the accumulator,
-an intermediate that may overflow) get an infinite bound, and so do the gw/gb they enter.
+Probabilistic kind: every γ becomes γ̃ (bounds.py), and the tree errors of A, B, S and gb
+also have the partial-sum form of bounds._mean_error (Azuma–Hoeffding over the roundings,
+|w_k| ≤ |s_k(v)| + A_k(E) + γ_h·A_k(|v| + E) by Minkowski, plus λu·sqrt(Σ(|v| + E)²) for the
+products' own roundings), the smaller form being used (a union bound on the failure
+probability); E_n is the forward's probabilistic bound; W and the sums of per-element error
+bounds stay linear (r̂'s error is shared by a row and the rsqrt's may be systematic), which is
+why gw's probabilistic bound stays loose.
+Unsafe rows (forward overflow, inputs not representable in the accumulator, an intermediate
+that may overflow) get an infinite bound, and so do the gw/gb they enter.
 """
 
 from __future__ import annotations
