@@ -207,3 +207,35 @@ def test_summation_error_is_a_sum_of_roundings_times_operand_sums():
         computed = operands * (1 + delta)
     assert _is_identity(computed - sum(xs), increments)
     assert not _is_identity(computed - sum(xs), increments_exact)
+
+
+def test_welford_running_mean_error_identities():
+    """bounds.py (Welford): the lane step m̂_j = (m̂ + (x − m̂)(1 + θ₂)/j)(1 + α) and the merge
+    m̂ = (m̂a + (m̂b − m̂a)·s·(1 + θ₃))(1 + α) have the exact error identities
+    ε_j = ε_{j−1}(j − 1)/j + (x − m̂)θ₂/j + α(m̂ + q̂) and
+    ε = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + α(m̂a + p̂); a variant that scales the carried
+    error by 1 instead of (j − 1)/j is not an identity."""
+    x, m, eps_prev, j, theta2, alpha = sp.symbols("x m epsilon_prev j theta2 alpha")
+    m_hat = m + eps_prev
+    q_hat = (x - m_hat) * (1 + theta2) / j
+    lane_error = (m_hat + q_hat) * (1 + alpha) - (m + (x - m) / j)
+    claimed = eps_prev * (j - 1) / j + (x - m_hat) * theta2 / j + alpha * (m_hat + q_hat)
+    assert sp.simplify(lane_error - claimed) == 0
+    assert sp.simplify(lane_error - (claimed + eps_prev / j)) != 0
+
+    ma, mb, ea, eb, s, theta3 = sp.symbols("m_a m_b epsilon_a epsilon_b s theta3")
+    p_hat = ((mb + eb) - (ma + ea)) * s * (1 + theta3)
+    merge_error = ((ma + ea) + p_hat) * (1 + alpha) - (ma + (mb - ma) * s)
+    claimed = ea * (1 - s) + eb * s + ((mb + eb) - (ma + ea)) * s * theta3 + alpha * ((ma + ea) + p_hat)
+    assert sp.simplify(merge_error - claimed) == 0
+
+
+def test_welford_lane_recursion_closed_form():
+    """j·e_j ≤ (j − 1)·e_{j−1} + a + j·b, e_1 = 0 ⇒ e_k ≤ a + b(k + 1)/2 (bounds.py, Welford)."""
+    i, k, a, b = sp.symbols("i k a b", positive=True)
+    bound_times_k = sp.summation(a + i * b, (i, 2, k))  # k·e_k at most this
+    gap = sp.simplify(k * (a + b * (k + 1) / 2) - bound_times_k)
+    assert sp.simplify(gap - (a + b)) == 0  # a + b ≥ 0: the closed form holds
+    wrong_gap = sp.simplify(k * (a + b * k / 2) - bound_times_k)  # b·k/2 would be too small
+    assert sp.simplify(wrong_gap - (a + b - b * k / 2)) == 0  # negative for k > 2 + 2a/b
+    assert wrong_gap.subs({k: 10, a: sp.Rational(1, 10), b: 1}) < 0

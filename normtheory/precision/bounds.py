@@ -35,9 +35,15 @@ RMSNorm: q̂ = q(1 + θ_{h+3}); the mean term is absent. CRMSNorm: Σz with erro
 (Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
 Welford (lanes of k entries, t merge levels, exact identity S = Σ_i c_i·δ_i² over all
 updates, c = (j − 1)/j for a lane step j and na·nb/n for a merge): every running mean stays
-in [min x, max x] (rounding is monotone), which gives the running-mean error
-e ≤ 1.01·u·X·(k/2 + 5 + 8t) (lane: j·e_j ≤ (j − 1)e_{j−1} + uX(j + 4.02), merge: + 7.1uX per
-level). An update's error is c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
+in [min x, max x] (rounding is monotone), so |x − m̂| and |mb − ma| are at most the range R
+and |m̂| ≤ X. Lane step j: m̂_j = fl(m̂ + fl(fl(x − m̂)/j)) gives exactly
+ε_j = ε_{j−1}(j − 1)/j + (x − m̂)/j·θ₂ + α·(m̂ + q̂) (|θ₂| ≤ 2u + u², |α| ≤ u), so
+j|ε_j| ≤ (j − 1)|ε_{j−1}| + (2u + u²)R + j(uX/(1 − u) + η) and, with ε₁ = 0,
+|ε_k| ≤ (2u + u²)R + (uX/(1 − u) + η)(k + 1)/2. Merge m̂ = fl(m̂a + fl(fl(m̂b − m̂a)·fl(nb/n))):
+m̂ − m = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + η + α(m̂a + p̂), so each level adds at most
+γ₃R + uX/(1 − u) + η: e ≤ R(2u + u² + tγ₃) + (uX/(1 − u) + η)((k + 1)/2 + t) — the part
+proportional to X (what an offset row |mean| ≫ std makes large) is 5× below the former
+uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
 Σ_i |δ_i|·(weights) ≤ sqrt(S)·(sqrt(2n) + 2·sqrt(n·t/4)); the nonnegative updates are summed
 with depth k + 2t + 3. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
 (1 + γ₂)·Δ(2|μ| + Δ) — relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
@@ -214,8 +220,13 @@ def _stat_error(op, model, x, d, g, u, eta):
         return delta, var, g(h + 5) * (q + big**2) + (1 + g(2)) * delta * (2 * np.abs(mu) + delta) + underflow
     k, t = model.per_lane(n), model.tree_levels(n)
     x_max = abs_x.max(axis=1)
-    # worst-case in both kinds (see above); each step's divide/multiply may also underflow by η
-    mean_err = 1.01 * u * x_max * (k / 2 + 5 + 8 * t) + 2 * (k + t) * eta
+    # worst-case in both kinds (see above): the X-proportional error is one rounding of the new
+    # mean per step, the rest is proportional to the row's range (the running means stay in
+    # [min x, max x], up to a rounding: the 2u·X and 4u·X margins); each step may underflow by η
+    x_range = x.max(axis=1) - x.min(axis=1) + 4 * u * x_max
+    gamma3 = Gammas(u, "worst")(3)
+    mean_err = (x_range * (2 * u + u * u + t * gamma3)
+                + (u * x_max * (1 + 2 * u) / (1 - u) + eta) * ((k + 1) / 2 + t))
     e = 2 * mean_err
     s = d * var
     spread = math.sqrt(2 * n) + 2 * math.sqrt(n * t / 4)
