@@ -165,7 +165,8 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     if "gb" in wanted:
         sum_agy = agy.sum(axis=0)
         gb_pre = g_(h_rows) * sum_agy + rows * norm.eta_in
-        if g_.kind == "probabilistic":  # partial sums over the rows (bounds._mean_error's argument)
+        if g_.kind == "probabilistic" and norm.eta_in == 0:  # partial sums over the rows (bounds._mean_error);
+            # with DAZ the loaded gy differ from gy, which that form does not carry: γ̃ only
             partial = probabilistic_sum_error(gy.T, model, acc.unit_roundoff)
             gb_pre = np.minimum(gb_pre, partial + rows * norm.eta_in)
         gb_pre = np.where((sum_agy * (1 + g_(h_rows)) > top) | gy_not_exact.any(), np.inf, gb_pre)
