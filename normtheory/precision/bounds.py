@@ -144,7 +144,7 @@ def _mean_error(x, model, g, u, eta):
     rows, n = x.shape
     h = model.reduction_depth(n)
     abs_x = np.abs(x)
-    if g.kind == "worst":
+    if g.kind == "worst" or model.ftz:  # DAZ: the loaded x are not x; the partial sums are x's
         return g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
     gamma2 = Gammas(u, "worst")(2)
     sum_error = np.minimum(probabilistic_sum_error(x, model, u), g(h) * abs_x.sum(axis=1))
@@ -189,7 +189,7 @@ def _stat_error(op, model, x, d, g, u, eta):
     if op == "rmsnorm":
         q = (x * x).mean(axis=1)
         err = g(h + 3) * q
-        if g.kind == "probabilistic":
+        if g.kind == "probabilistic" and not model.ftz:
             err = np.minimum(err, _scaled(_positive_sum_error(x * x, model, u), q * n, n, u))
         return np.zeros(rows), q, err + underflow
     if op == "crmsnorm":
@@ -202,7 +202,7 @@ def _stat_error(op, model, x, d, g, u, eta):
     if model.stats == "two_pass":
         delta = _mean_error(x, model, g, u, eta)
         err = g(h + 5) * (var + delta**2) + delta**2
-        if g.kind == "probabilistic":
+        if g.kind == "probabilistic" and not model.ftz:
             # Ŝ − S = n·δμ² + Σ(c_i + δμ)²(2δ_i + δ_i²) + the tree's Σδ'_k·w_k (Σc = 0): the
             # subtraction roundings δ_i and the tree's δ'_k are one martingale (after the first
             # pass, on the event that Δ holds: a union bound with the mean's failure probability)
