@@ -60,7 +60,8 @@ def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_
                   contract=setting.bound_contract, out_format=out_fmt.name, exact=exact)
     if quantity == "y":
         return tolerance(setting.op, x, batch.w, batch.b, **common)
-    return tolerance(setting.op, x, batch.w, batch.b, **common, quantity=quantity, gy=batch.gy)
+    return tolerance(setting.op, x, batch.w, batch.b, **common, quantity=quantity, gy=batch.gy,
+                     w_format=setting.w_fmt.name)
 
 
 def judge_batch(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat) -> dict[str, Comparison]:

@@ -51,10 +51,13 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict]:
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "files"):
-                raise UsageError(f"{path}: not an .npz recording (a single array)")
-            raw = {name: data[name] for name in data.files}
+        # our own file handle: numpy leaks its handle when a truncated archive fails to open
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+                raise UsageError(f"{path}: corrupt or truncated recording (not a zip archive)")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as data:
+                raw = {name: data[name] for name in data.files}
     except UsageError:
         raise
     except ValueError as exc:  # object arrays need pickle: refused
