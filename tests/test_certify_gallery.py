@@ -105,3 +105,26 @@ def test_same_seed_same_certificate():
 def test_fused_add_rmsnorm_passes_and_checks_the_residual_sum():
     cert = certify("add_rmsnorm", op="add_rmsnorm", format="bf16")
     assert cert["verdict"] == "pass", findings(cert)
+
+
+def test_wrong_backward_fails_on_gx_while_forward_passes():
+    cert = certify(gallery.wrong_backward_rms_norm, backward=True)
+    assert cert["verdict"] == "fail"
+    assert cert["forward"]["max_err_over_bound"] <= 1
+    assert cert["backward"]["gx"]["max_err_over_bound"] > 1
+    assert "backward gx fails `default`" in findings(cert)
+
+
+@pytest.mark.parametrize("kernel,op", [(gallery.careful_rms_norm, "rmsnorm"), (gallery.careful_layer_norm, "layernorm")])
+def test_careful_kernels_pass_backward(kernel, op):
+    for format in ("bf16", "fp32"):
+        cert = certify(kernel, op=op, format=format, backward=True)
+        assert cert["verdict"] == "pass", findings(cert)
+        assert set(cert["backward"]) >= {"gx", "gw"}
+
+
+@pytest.mark.slow
+def test_compiled_kernel_is_certified_with_compile_time_apart():
+    cert = certify("compiled.rms_norm", format="bf16", backward=True, budget=48)
+    assert cert["verdict"] == "pass", findings(cert)
+    assert cert["timing"]["compile_seconds"] > 0

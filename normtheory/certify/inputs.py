@@ -59,6 +59,7 @@ def family_batches(families, *, rows_per_family: int, n: int, fmt, w_fmt, affine
         if fused:
             # split each row into x_part + residual with x_part rounded: the kernel's sum is then
             # fl(x_part + residual), which the certifier checks bit for bit (correct rounding)
+            x = x / 2  # exact; keeps x_part + residual clear of overflow
             residual = fmt.round_to_float64(x * rng.uniform(0.0, 1.0, size=x.shape), saturate=True)
             x = clip_to_domain(fmt.round_to_float64(x - residual, saturate=True), max_abs)
         yield Batch(x, w, b, gy, residual, label=family)

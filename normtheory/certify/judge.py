@@ -67,6 +67,16 @@ def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_
 def judge_batch(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat) -> dict[str, Comparison]:
     """{quantity: Comparison} for y and, when computed, gx, gw, gb (and the fused extras)."""
     ref = reference(batch, setting)
+    x = normalized_input(batch, setting)
+    # rows holding ±inf but no NaN (e.g. a fused x + residual that overflows) are undefined, and
+    # no rule is judged on them (the NaN-propagation rule is for NaN inputs)
+    undefined = ~np.isfinite(x).all(axis=1) & ~np.isnan(x).any(axis=1)
+    if undefined.any():
+        outputs = dict(outputs)
+        for quantity, ref_name in (("y", "y"), ("gx", "gx"), ("g_residual", "gx")):
+            if quantity in outputs and ref_name in ref:
+                exact = ref[ref_name].astype(np.float64)
+                outputs[quantity] = np.where(undefined[:, None], exact, outputs[quantity])
     result = {}
     for quantity in ("y", "gx", "gw", "gb"):
         if quantity not in outputs or quantity not in ref:
