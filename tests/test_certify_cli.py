@@ -20,7 +20,7 @@ from normtheory.cli import main  # noqa: E402
 from normtheory.errors import UsageError  # noqa: E402
 from normtheory.testing import assert_precision_safe  # noqa: E402
 
-import gallery  # noqa: E402
+from normtheory.kernels import defective as gallery  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -76,14 +76,14 @@ def test_certify_writes_certificate_report_and_worst_inputs(tmp_path):
 
 
 def test_certify_user_kernel_fails_with_exit_1():
-    result = run_cli("certify", "gallery:truncating_rms_norm", "--op", "rmsnorm", "--format", "bf16", *SMALL,
+    result = run_cli("certify", "normtheory.kernels.defective:truncating_rms_norm", "--op", "rmsnorm", "--format", "bf16", *SMALL,
                      "--no-search")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_kernel_faults_exit_1_without_traceback():
-    result = run_cli("certify", "gallery:raises", "--op", "rmsnorm", "--format", "bf16", *SMALL)
+    result = run_cli("certify", "normtheory.kernels.defective:raises", "--op", "rmsnorm", "--format", "bf16", *SMALL)
     assert result.returncode == 1
     assert "kernel raised RuntimeError" in result.stdout and "Traceback" not in result.stderr
 
@@ -91,7 +91,7 @@ def test_kernel_faults_exit_1_without_traceback():
 @pytest.mark.parametrize("args,text", [
     (("certify", "torch.nope", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "unknown kernel"),
     (("certify", "no_such_module_xyz:fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "does not import"),
-    (("certify", "gallery:no_such_fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "has no attribute"),
+    (("certify", "normtheory.kernels.defective:no_such_fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "has no attribute"),
     (("certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--d", "8", "--contract", "loose"),
      "unknown contract"),
     (("certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--d", "8", "--contract", "model:zzz"),

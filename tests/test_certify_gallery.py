@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-import gallery  # noqa: E402  (tests/ is on sys.path via rootdir conftest)
+from normtheory.kernels import defective as gallery  # noqa: E402
 
 from normtheory.certify.api import certify_kernel, prepare  # noqa: E402
 
@@ -128,3 +128,9 @@ def test_compiled_kernel_is_certified_with_compile_time_apart():
     cert = certify("compiled.rms_norm", format="bf16", backward=True, budget=48)
     assert cert["verdict"] == "pass", findings(cert)
     assert cert["timing"]["compile_seconds"] > 0
+
+
+def test_autocast_certifies_the_dtype_autocast_returns():
+    cert = certify("torch.rms_norm", format="bf16", autocast=True)
+    assert cert["out_format"] in ("bf16", "fp32")
+    assert cert["verdict"] == "pass", findings(cert)

@@ -79,6 +79,11 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
     y, hidden = _unpack(out, spec.fused)
     _check_tensor("y", y, x.shape, None if spec.autocast else torch_dtype(spec.out_fmt))
     result = {"y": _numpy(y)}
+    if spec.autocast:  # autocast decides the output dtype (layer_norm, for one, runs in fp32)
+        names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
+        if y.dtype not in names:
+            raise KernelFault(f"kernel returned y of dtype {y.dtype} under autocast, not a certifiable format")
+        result["y_format"] = names[y.dtype]
     if spec.fused:
         _check_tensor("x + residual", hidden, x.shape, torch_dtype(spec.fmt))
         result["h"] = _numpy(hidden)

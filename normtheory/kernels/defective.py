@@ -1,5 +1,10 @@
-"""Deliberately defective normalization kernels (and careful ones), each with the DESIGN.md
-signature, for the certifier's tests. Each defect is a bug class seen in real kernels."""
+"""A gallery of deliberately defective normalization kernels (and careful ones), each with
+the DESIGN.md signature. Each defect is a bug class seen in real kernels; the certifier's
+tests and notebook 05 show that every one fails certification with the right finding, and
+you can use them to check that your own harness would catch them.
+
+    normtheory certify normtheory.kernels.defective:one_pass_layer_norm --op layernorm --format fp32 --d 1024
+"""
 
 from __future__ import annotations
 
