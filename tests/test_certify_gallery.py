@@ -58,6 +58,12 @@ def test_defective_kernels_fail_with_the_right_finding(kernel, op, format, extra
     assert expected in findings(cert), findings(cert)
 
 
+def test_one_pass_failure_is_explained_by_the_onepass_model_first():
+    cert = certify(gallery.one_pass_layer_norm, op="layernorm", format="fp32")
+    explanation = [f for f in cert["findings"] if f.startswith("forward errors are consistent with")]
+    assert explanation and explanation[0].split("with ")[1].startswith("model:onepass")
+
+
 def test_fp16_accumulation_shows_in_the_safe_domain():
     cert = certify(gallery.fp16_sum_of_squares_rms_norm)
     domain = cert["safe_domain"]
@@ -67,7 +73,9 @@ def test_fp16_accumulation_shows_in_the_safe_domain():
 
 
 def test_llama_cast_placement_fails_default_but_meets_its_own_model():
-    assert certify("hf.llama_rms_norm", format="bf16")["verdict"] == "fail"
+    failed = certify("hf.llama_rms_norm", format="bf16")
+    assert failed["verdict"] == "fail"
+    assert "model:llama" in findings(failed)  # the explanation step names the models it meets
     assert certify("hf.llama_rms_norm", format="bf16", contract="model:llama")["verdict"] == "pass"
 
 

@@ -76,6 +76,11 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
             findings.append(f"backward {quantity}: {summary.nonfinite} non-finite values where the exact result is finite")
     if state.hidden_mismatch:
         findings.append(f"fused residual sum: {state.hidden_mismatch} entries of x + residual are not correctly rounded")
+    if getattr(state, "consistent_models", None):
+        names = ", ".join(f"model:{name} (max error/bound {ratio:.3g})" for name, ratio in state.consistent_models[:3])
+        findings.append(f"forward errors are consistent with {names}")
+    elif fwd.max_err_over_bound > 1 and contract == "default" and hasattr(state, "consistent_models"):
+        findings.append("forward errors are not explained by any named model of the precision model")
     findings.extend(state.findings)
     if state.search and state.search.get("max_err_over_bound", 0) > 1:
         findings.append(f"hypothesis search found error {state.search['max_err_over_bound']:.3g}× the bound "

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from normtheory.certify import inputs as input_gen
-from normtheory.certify.judge import Setting, hidden_mismatches, judge_batch, normalized_input
+from normtheory.certify.judge import Setting, hidden_mismatches, judge_batch, normalized_input, reference
 from normtheory.certify.metrics import Summary
 from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
 from normtheory.formats import FloatFormat, get_format
@@ -58,6 +58,7 @@ class RunState:
     search: dict = field(default_factory=dict)
     kernel_seconds: float = 0.0
     out_fmt: FloatFormat | None = None
+    consistent_models: list = field(default_factory=list)  # [(model, max forward error/bound)]
 
 
 class Certifier:
@@ -65,19 +66,24 @@ class Certifier:
         self.config = config
         self.state = RunState()
         self.progress = progress
+        self.judged: list = []  # family batches with outputs and reference, for explain.py
         s = config.setting
         self.call_spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused,
                                   config.device, config.autocast)
 
     # -- one batch -------------------------------------------------------------------------
-    def run_batch(self, batch: Batch, *, backward: bool | None = None) -> dict:
-        """Run and judge a batch; returns {quantity: Comparison}. KernelFault propagates."""
+    def run_batch(self, batch: Batch, *, backward: bool | None = None, keep: bool = False) -> dict:
+        """Run and judge a batch; returns {quantity: Comparison}. KernelFault propagates.
+        `keep` stores (batch, outputs, reference) for explaining a failure afterwards."""
         backward = self.config.backward if backward is None else backward
         start = time.perf_counter()
         outputs = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=backward)
         self.state.kernel_seconds += time.perf_counter() - start
         out_fmt = self._output_format(outputs)
-        comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt)
+        ref = reference(batch, self.config.setting)
+        comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
+        if keep:
+            self.judged.append((batch, outputs, ref))
         self._record(batch, outputs, comparisons)
         if self.progress is not None:
             self.progress.update(batch.x.shape[0])
@@ -135,7 +141,7 @@ class Certifier:
                 c.inputs_path, n=c.n, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt, affine=c.setting.affine,
                 seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward))
         for batch in batches:
-            self.run_batch(batch)
+            self.run_batch(batch, keep=True)
         self.family_batches = batches
 
     def run_nan_probe(self) -> None:
@@ -182,4 +188,9 @@ def certify(config: Config, progress=None) -> RunState:
             search.hypothesis_search(certifier, search_rows)
     except KernelFault as fault:
         certifier.state.faults.append(str(fault))
-    return certifier.state
+    state = certifier.state
+    if not state.faults and state.forward.max_err_over_bound > 1 and config.setting.contract == "default":
+        from normtheory.certify.explain import consistent_models
+
+        state.consistent_models = consistent_models(certifier.judged, config.setting, state.out_fmt)
+    return state
