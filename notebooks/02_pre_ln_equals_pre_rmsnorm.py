@@ -43,8 +43,8 @@ from normtheory.theory.equivalence_subjects import gpt2_subject
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 FIGURES = ROOT / "docs" / "figures"
 FIGURES.mkdir(parents=True, exist_ok=True)
-# the repository the package lives in (its benchmarks and recordings), wherever this runs
-REPO = Path(normtheory.__file__).resolve().parent.parent
+# the repository (its benchmarks and recordings): this checkout, else the one the package is imported from
+REPO = ROOT if (ROOT / "benchmarks").is_dir() else Path(normtheory.__file__).resolve().parent.parent
 torch.set_num_threads(1)  # tiny matmuls: thread hand-offs cost more than they save
 
 
@@ -107,6 +107,16 @@ def recentred(v):
     return [vi - sum(v) / sp.Integer(len(v)) for vi in v]
 
 
+# the converter's matrix form: W ← W − (1/d)11ᵀW, b ← b − mean(b) makes Wx + b zero-mean for every x
+W_o = sp.Matrix(d, 3, lambda i, j: sp.Symbol(f"W_{i}{j}", real=True))
+x_in, b_o = sp.Matrix(norms.vector_symbols("x", 3)), sp.Matrix(norms.vector_symbols("b", d))
+centring = sp.eye(d) - sp.ones(d, d) / d
+projection_points = rational_points(list(W_o) + list(x_in) + list(b_o))
+recentred_projection = show("Σ((I − 11ᵀ/d)W x + b − mean(b)1) = 0",
+                            decide(sum((centring * W_o) * x_in + b_o - sp.ones(d, 1) * sum(b_o) / d), 0, projection_points))
+centred_input_side = show("wrong: centring W's input side instead, W(I − 11ᵀ/3)",
+                          decide(sum(W_o * (sp.eye(3) - sp.ones(3, 3) / 3) * x_in), 0, projection_points))
+
 attn_out, mlp_out = norms.vector_symbols("a", d), norms.vector_symbols("m", d)
 stream_points = [{**p, EPS: sp.Rational(1, 10)} for p in rational_points(attn_out + mlp_out)]
 stream = [p + q for p, q in zip(recentred(attn_out), recentred(mlp_out))]
@@ -146,7 +156,8 @@ crms_wrong = show("wrong: CRMSNorm dividing by d − 1",
 # ## 4. A random GPT-2, converted
 # `random_gpt2` builds an HF `GPT2LMHeadModel` from a tiny `GPT2Config` (no download) and draws
 # LN γ, β and every bias at random, so the folding is exercised. `inference_check` runs the
-# untouched HF model and the converted one in the working dtype and compares the logits with
+# untouched HF model and the converted one (converted once in fp64, then rounded, as a
+# converted checkpoint is deployed) in the working dtype, and compares the logits with
 # a bound on ‖Δ‖₂ derived from a rounding-error model of both runs (Monte Carlo samples of
 # the error model, a Gaussian-tail factor at failure probability 1e-6 and a χ² correction for
 # the finite number of samples — `normtheory.theory.equivalence_bound`). Nothing in the
@@ -172,7 +183,7 @@ for (fmt, target), report in reports.items():
           f"{'PASS' if report.passed else 'FAIL'}")
 
 # %% [markdown]
-# The paper's own check is fp64 logits under `allclose(rtol 1e-5, atol 1e-8)`; here the fp64
+# The paper's own check (a float64 ViT) is `allclose(rtol 1e-5, atol 1e-8)`; here the fp64
 # difference is also held to ‖Δ‖/‖y‖ ≤ 1e-12 (`FP64_RELATIVE_REQUIREMENT`), besides the bound.
 # The converted model is itself an HF `GPT2LMHeadModel`, with `nn.RMSNorm` (or a CRMSNorm
 # module over d − 1 = 31 stored coordinates) in place of every LayerNorm:
@@ -203,8 +214,9 @@ fig.savefig(FIGURES / "02_logits_within_bound.png", dpi=100)
 # ## 5. Speed
 # Jiang et al. report normalised training-step times of 0.9699 (Pre-RMSNorm) and 0.9783
 # (Pre-CRMSNorm) on an A100. `benchmarks/equivalence_speed.py` measures the same ratio on one
-# machine in one run (the three variants timed round-robin, ratios of medians). The cell
-# below looks for recorded GPU runs of it in the repository.
+# machine in one run (the three variants timed round-robin, ratios of medians). When this
+# notebook was written no GPU run of it had been recorded; the cell below looks for one in
+# the repository and shows it if it exists.
 
 # %%
 def recorded_gpu_speed_runs(repo: Path) -> list[Path]:
@@ -291,9 +303,9 @@ fig.savefig(FIGURES / "02_cpu_step_time.png", dpi=100)
 # ## The story, as assertions
 
 # %%
-for verdict in (claim_ln_inside, claim_ln_outside, shift_ln, zero_mean, stream_ln_is_rms, folding, crms):
+for verdict in (claim_ln_inside, claim_ln_outside, shift_ln, recentred_projection, zero_mean, stream_ln_is_rms, folding, crms):
     assert verdict.proven, verdict
-for verdict in (wrong_placement, shift_rms, uncentred_refuted, folding_wrong, crms_wrong):
+for verdict in (wrong_placement, shift_rms, centred_input_side, uncentred_refuted, folding_wrong, crms_wrong):
     assert verdict.refuted, "a deliberately wrong identity must come back with a counterexample"
 for (fmt, target), report in reports.items():
     if "uncentred" in target:

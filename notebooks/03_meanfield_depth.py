@@ -42,8 +42,9 @@ from normtheory.theory.montecarlo import StackConfig, run_record
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 FIGURES = ROOT / "docs" / "figures"
 FIGURES.mkdir(parents=True, exist_ok=True)
-# the recorded GPU sweep ships with the repository the package lives in
-RECORDED = Path(normtheory.__file__).resolve().parent.parent / "tests" / "data" / "meanfield"
+# the recorded GPU sweep: in this checkout, else in the one the package is imported from
+REPO = ROOT if (ROOT / "tests" / "data" / "meanfield").is_dir() else Path(normtheory.__file__).resolve().parent.parent
+RECORDED = REPO / "tests" / "data" / "meanfield"
 torch.set_num_threads(1)  # small batched matmuls; a shared machine gains nothing from more threads
 
 # %% [markdown]
@@ -101,16 +102,6 @@ summary(cpu_comparisons)
 
 # %%
 print_report([c for c in cpu_comparisons if c.quantity.startswith("exponent") and c.prediction.startswith(("sun.", "lns."))])
-
-
-def distance_beyond_prediction(c):
-    """How far the measurement lies outside the predicted interval, in tolerances (0 inside):
-    |value| <= 1 is exactly the judge's PASS."""
-    if c.measured > c.upper:
-        return (c.measured - c.upper) / c.tolerance
-    if c.measured < c.lower:
-        return (c.measured - c.lower) / c.tolerance
-    return 0.0
 
 
 plot_records(cpu_records, str(FIGURES / "03_cpu_meanfield.png"))
@@ -230,8 +221,6 @@ HOLD = {p.name for p in mf.EXACT_AND_BAND} | {
 for name, comparisons in (("CPU", cpu_comparisons), ("H100", h100_comparisons)):
     wrong = [(c.prediction, c.setup, c.arch, c.d, c.L) for c in comparisons if c.prediction in HOLD and c.verdict != "PASS"]
     assert not wrong, f"{name}: a prediction that should hold failed: {wrong}"
-    for c in comparisons:
-        assert (abs(distance_beyond_prediction(c)) <= 1) == (c.verdict == "PASS"), c
     lns_exponents = [c for c in comparisons if c.prediction == "sun.lns.recursion" and c.L is None]
     assert lns_exponents and all(c.verdict == "FAIL" and c.measured < 0.5 for c in lns_exponents), \
         f"{name}: LNS grows far slower than linearly at initialisation"
