@@ -77,9 +77,12 @@ rms_of_centred = {mode: norms.rmsnorm_entry(alg, EPS, mode, of=norms.centred_ent
 # exact points are built after every expression, so that they cover each sum symbol in use
 general_points = [{**alg.instance({"x": [1, 2, 4]}, i=i), EPS: sp.Rational(1, 10)} for i in range(3)]
 
-claim_ln_inside = show("LN(x) = RMSNorm(x − μ1), ε inside, any d", decide(ln_inside, rms_of_centred["inside"], general_points))
-claim_ln_outside = show("LN(x) = RMSNorm(x − μ1), ε outside, any d", decide(ln_outside, rms_of_centred["outside"], general_points))
-wrong_placement = show("wrong: LN ε inside vs RMSNorm ε outside", decide(ln_inside, rms_of_centred["outside"], general_points))
+claim_ln_inside = show("LN(x) = RMSNorm(x − μ1), ε inside, any d",
+                       decide(ln_inside, rms_of_centred["inside"], general_points))
+claim_ln_outside = show("LN(x) = RMSNorm(x − μ1), ε outside, any d",
+                        decide(ln_outside, rms_of_centred["outside"], general_points))
+wrong_placement = show("wrong: LN ε inside vs RMSNorm ε outside",
+                       decide(ln_inside, rms_of_centred["outside"], general_points))
 
 # %% [markdown]
 # ## 2. Why the whole network can drop the centring
@@ -97,7 +100,8 @@ xs = norms.vector_symbols("x", d)
 c = sp.Symbol("c", real=True)
 shift_points = [{**p, EPS: sp.Rational(1, 10)} for p in rational_points(xs + [c])]
 shifted = [x + c for x in xs]
-shift_ln = show("LN(x + c1) = LN(x)", decide(norms.layernorm_vector(shifted, EPS), norms.layernorm_vector(xs, EPS), shift_points))
+shift_ln = show("LN(x + c1) = LN(x)",
+                decide(norms.layernorm_vector(shifted, EPS), norms.layernorm_vector(xs, EPS), shift_points))
 shift_rms = show("wrong: RMSNorm(x + c1) = RMSNorm(x)",
                  decide(norms.rmsnorm_vector(shifted, EPS), norms.rmsnorm_vector(xs, EPS), shift_points))
 
@@ -125,7 +129,8 @@ stream_ln_is_rms = show("LN(stream) = RMSNorm(stream), writers recentred",
                         decide(norms.layernorm_vector(stream, EPS), norms.rmsnorm_vector(stream, EPS), stream_points))
 one_uncentred = [p + q for p, q in zip(recentred(attn_out), mlp_out)]
 uncentred_refuted = show("wrong: the same with one writer left uncentred",
-                         decide(norms.layernorm_vector(one_uncentred, EPS), norms.rmsnorm_vector(one_uncentred, EPS), stream_points))
+                         decide(norms.layernorm_vector(one_uncentred, EPS), norms.rmsnorm_vector(one_uncentred, EPS),
+                                stream_points))
 
 # %% [markdown]
 # ## 3. Folding LN's γ, β into the next linear map, and CRMSNorm
@@ -140,7 +145,8 @@ W = sp.Matrix(2, 3, lambda i, j: sp.Symbol(f"W_{i}{j}", real=True))
 b = sp.Matrix(norms.vector_symbols("b", 2))
 fold_points = rational_points(list(n) + list(gamma) + list(beta) + list(W) + list(b))
 reads_affine_ln = W * (gamma.multiply_elementwise(n) + beta) + b
-folding = show("W(γ⊙n + β) + b = (W diag γ)n + (b + Wβ)", decide(reads_affine_ln, W * sp.diag(*gamma) * n + (b + W * beta), fold_points))
+folding = show("W(γ⊙n + β) + b = (W diag γ)n + (b + Wβ)",
+               decide(reads_affine_ln, W * sp.diag(*gamma) * n + (b + W * beta), fold_points))
 folding_wrong = show("wrong: β folded after γ",
                      decide(reads_affine_ln, W * sp.diag(*gamma) * n + (b + W * sp.diag(*gamma) * beta), fold_points))
 
@@ -244,7 +250,8 @@ if gpu_runs:
         data = json.loads(path.read_text())
         print(f"{path.relative_to(REPO)} ({data['environment']['device']}, {data['environment']['dtype']}):")
         for run in data["runs"]:
-            print(f"  {run['model']:10} {run['mode']:8} " + "  ".join(f"{k} {v:.4f}" for k, v in run["ratio_to_layernorm"].items()))
+            ratios = "  ".join(f"{k} {v:.4f}" for k, v in run["ratio_to_layernorm"].items())
+            print(f"  {run['model']:10} {run['mode']:8} {ratios}")
 else:
     print("No GPU measurement of the equivalence speed is on record in this repository yet: "
           "the numbers below are a CPU measurement, not the paper's GPU setting.")
@@ -303,7 +310,8 @@ fig.savefig(FIGURES / "02_cpu_step_time.png", dpi=100)
 # ## The story, as assertions
 
 # %%
-for verdict in (claim_ln_inside, claim_ln_outside, shift_ln, recentred_projection, zero_mean, stream_ln_is_rms, folding, crms):
+for verdict in (claim_ln_inside, claim_ln_outside, shift_ln, recentred_projection, zero_mean, stream_ln_is_rms,
+                folding, crms):
     assert verdict.proven, verdict
 for verdict in (wrong_placement, shift_rms, centred_input_side, uncentred_refuted, folding_wrong, crms_wrong):
     assert verdict.refuted, "a deliberately wrong identity must come back with a counterexample"

@@ -141,7 +141,8 @@ summary(h100_comparisons)
 exponents = [c for c in h100_comparisons if c.quantity == "exponent of last_w2_grad in L"]
 print(f"{'setup':8} {'arch':7} {'d':>5}  measured exponent [± t·se]     prediction                        range")
 for c in exponents:
-    print(f"{c.setup:8} {c.arch:7} {c.d:5}  {c.measured:+.3f} [{c.measured - c.t * c.se:+.3f}, {c.measured + c.t * c.se:+.3f}]"
+    interval = f"[{c.measured - c.t * c.se:+.3f}, {c.measured + c.t * c.se:+.3f}]"
+    print(f"{c.setup:8} {c.arch:7} {c.d:5}  {c.measured:+.3f} {interval}"
           f"   {c.prediction:28} [{c.lower:+.3f}, {c.upper:+.3f}] {c.verdict}")
 
 # %%
@@ -149,7 +150,8 @@ plot_records(h100_records, str(FIGURES / "03_h100_meanfield.png"))
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 6.5))
 for ax, quantity in zip(axes, ("exponent of last_w2_grad in L", "exponent of final_hidden_ms in L")):
-    rows = sorted((c for c in h100_comparisons if c.quantity == quantity), key=lambda c: (c.prediction, c.setup, c.arch, c.d))
+    rows = sorted((c for c in h100_comparisons if c.quantity == quantity),
+                  key=lambda c: (c.prediction, c.setup, c.arch, c.d))
     for y, c in enumerate(rows):
         colour = "tab:green" if c.verdict == "PASS" else "tab:red"
         hi = c.upper if math.isfinite(c.upper) else c.measured + 1
