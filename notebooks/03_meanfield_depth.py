@@ -98,12 +98,18 @@ summary(cpu_comparisons)
 # its LNS recursion σ²_{l+1} = σ²_l(1 + 1/(√l σ_l)) predicts E‖h_L‖²/d = L (linear), but the
 # measured growth exponent is about 0.25 — at initialisation each branch is positively
 # homogeneous, so scaling its input by 1/√l scales its output variance by 1/l and the stream
-# grows like Σ1/l ≈ ln L (THEORY_NOTES.md). The fitted exponents:
+# grows like Σ1/l ≈ ln L (THEORY_NOTES.md). Its Pre-LN recursion σ²_{l+1} = σ²_l(1 + k/σ_l), with k
+# fitted at the smallest depth, overshoots the deeper points. The fitted LNS exponents:
 
 # %%
 print_report([c for c in cpu_comparisons if c.quantity.startswith("exponent") and c.prediction.startswith(("sun.", "lns."))])
 
 
+# %% [markdown]
+# Per layer, the hidden mean square of the deepest CPU model against the mean-field bands, and
+# the last block's W2 gradient norm against depth (`normtheory meanfield --plot` draws the same):
+
+# %%
 plot_records(cpu_records, str(FIGURES / "03_cpu_meanfield.png"))
 
 # %% [markdown]
