@@ -69,3 +69,101 @@ def test_gamma_composition():
     assert sp.simplify(numerator - a * b * u**2) == 0 or sp.simplify(numerator + a * b * u**2) == 0
     spot = {u: sp.Rational(1, 2**24), a: 100, b: 37}
     assert difference.subs(spot) > 0
+
+
+# ---- backward (normtheory/precision/bounds_backward.py, steps B2–B5) ------------------------
+
+def _is_identity(lhs, rhs) -> bool:
+    return sp.expand(lhs - rhs) == 0
+
+
+def _computed_t():
+    """T̂ = (ĝ − m̂)(1 + δ₁) − φ̂K̂(1 + δ₂) with ĝ = g + e_g, m̂ = m + e_m, φ̂ = φ + e_φ, K̂ = K + e_K."""
+    g, m, phi, K, e_g, e_m, e_phi, e_K, d1, d2 = sp.symbols("g m phi K e_g e_m e_phi e_K delta1 delta2")
+    t_hat = (g + e_g - (m + e_m)) * (1 + d1) - (phi + e_phi) * (K + e_K) * (1 + d2)
+    return (g, m, phi, K, e_g, e_m, e_phi, e_K, d1, d2), t_hat
+
+
+def test_backward_t_error_decomposition():
+    """B4: T̂ − T = e_g − e_m − (φe_K + e_φK + e_φe_K) + δ₁(ĝ − m̂) − δ₂φ̂K̂, term by term."""
+    (g, m, phi, K, e_g, e_m, e_phi, e_K, d1, d2), t_hat = _computed_t()
+    exact = g - m - phi * K
+    decomposition = (e_g - e_m - (phi * e_K + e_phi * K + e_phi * e_K)
+                     + d1 * (g + e_g - m - e_m) - d2 * (phi + e_phi) * (K + e_K))
+    assert _is_identity(t_hat - exact, decomposition)
+    # the same check rejects the decomposition without the second-order product term
+    assert not _is_identity(t_hat - exact, decomposition + e_phi * e_K)
+
+
+def _e_t_bound(values, u, fma, cross_term=True):
+    """E_T of step B4 from magnitudes (the formula in bounds_backward.py)."""
+    g, m, phi, K, E_g, E_m, E_phi, E_K = (abs(v) for v in values)
+    u_product = 0 if fma else u
+    cross = E_phi * E_K if cross_term else 0
+    return (E_g + E_m + phi * E_K + E_phi * K + cross + u * (g + E_g + m + E_m)
+            + u_product * (phi + E_phi) * (K + E_K))
+
+
+def test_backward_t_error_bound_holds_at_every_corner():
+    """|T̂ − T| ≤ E_T: T̂ is affine in each perturbation, so its extremes are at the corners of
+    the box |e_·| ≤ E_·, |δ| ≤ u; all 2^6 corners are checked in mpmath for several points.
+    The same check fails for the bound without E_φ·E_K (large relative errors show it)."""
+    import itertools
+
+    symbols, t_hat = _computed_t()
+    g, m, phi, K, e_g, e_m, e_phi, e_K, d1, d2 = symbols
+    f = sp.lambdify(symbols, t_hat - (g - m - phi * K), "mpmath")
+    rng = __import__("random").Random(5)
+
+    def worst_ratio(u, radii, cross_term, fma):
+        worst = 0
+        for _ in range(20):
+            point = [mpmath.mpf(rng.uniform(-3, 3)) for _ in range(4)]
+            sizes = [mpmath.mpf(radii * rng.uniform(0.1, 1)) for _ in range(4)]
+            bound = _e_t_bound(point + sizes, u, fma, cross_term)
+            for corner in itertools.product((-1, 1), repeat=6):
+                errs = [s * c for s, c in zip(sizes, corner[:4])]
+                deltas = [u * corner[4], 0 if fma else u * corner[5]]
+                worst = max(worst, abs(f(*point, *errs, *deltas)) / bound)
+        return worst
+
+    with mpmath.workprec(200):
+        u = mpmath.mpf(2) ** -24
+        for fma in (True, False):
+            assert worst_ratio(u, 1e-6, True, fma) <= 1
+            assert worst_ratio(u, 0.5, True, fma) <= 1
+        assert worst_ratio(u, 0.5, False, True) > 1  # the wrong bound is caught
+
+
+def test_backward_output_scaling_decomposition():
+    """B5: r(1 + θ)T̂ − rT = r(1 + θ)(T̂ − T) + rθT, so |·| ≤ r(1 + |θ|)E_T + |θ|·r|T|;
+    and (1 + ρ_R)(1 + δ₃)(1 + δ₄) − 1 is at most ρ_G = (1 + ρ_R)(1 + u)² − 1 in size."""
+    r, theta, t_hat, t = sp.symbols("r theta That T")
+    assert _is_identity(r * (1 + theta) * t_hat - r * t, r * (1 + theta) * (t_hat - t) + r * theta * t)
+    assert not _is_identity(r * (1 + theta) * t_hat - r * t, r * (t_hat - t) + r * theta * t)
+    rho, d3, d4, u = sp.symbols("rho delta3 delta4 u")
+    product = sp.lambdify((rho, d3, d4), (1 + rho) * (1 + d3) * (1 + d4) - 1, "mpmath")
+    with mpmath.workprec(200):
+        uu = mpmath.mpf(2) ** -24
+        for rr in (mpmath.mpf("1e-7"), mpmath.mpf("0.01")):
+            rho_g = (1 + rr) * (1 + uu) ** 2 - 1
+            corners = [abs(product(s0 * rr, s1 * uu, s2 * uu)) for s0 in (-1, 1) for s1 in (-1, 1) for s2 in (-1, 1)]
+            assert max(corners) <= rho_g
+            assert max(corners) > (1 + rr) * (1 + uu) - 1  # one (1 + u) factor would not be enough
+
+
+def test_backward_mean_scaling_decomposition():
+    """B3: Â·(1/d)(1 + δ₀)(1 + δ₁) − A/d = ((Â − A)(1 + δ₀)(1 + δ₁) + A((1 + δ₀)(1 + δ₁) − 1))/d,
+    so |m̂ − m| ≤ ((1 + γ₂)E_A + γ₂|A|)/d (+ η for an underflowing product)."""
+    a_hat, a, d0, d1 = sp.symbols("Ahat A delta0 delta1")
+    d = sp.Symbol("d", positive=True)
+    lhs = a_hat / d * (1 + d0) * (1 + d1) - a / d
+    assert _is_identity(lhs, ((a_hat - a) * (1 + d0) * (1 + d1) + a * ((1 + d0) * (1 + d1) - 1)) / d)
+    assert not _is_identity(lhs, ((a_hat - a) + a * ((1 + d0) * (1 + d1) - 1)) / d)
+
+
+def test_product_error_of_two_perturbed_factors():
+    """B2/B7: ĝn̂ − gn = g·e_n + e_g·n + e_g·e_n (E_p), and its first-order-only variant is wrong."""
+    g, n, e_g, e_n = sp.symbols("g n e_g e_n")
+    assert _is_identity((g + e_g) * (n + e_n) - g * n, g * e_n + e_g * n + e_g * e_n)
+    assert not _is_identity((g + e_g) * (n + e_n) - g * n, g * e_n + e_g * n)

@@ -1,7 +1,8 @@
 """Precision model: emulated kernels, a-priori error bounds, domains, and `tolerance`.
 
 `tolerance(...)` is the one place the rest of normtheory gets a tolerance from: it returns,
-per output element, the largest |ŷ − y| (y exact) that a contract allows.
+per element, the largest |q̂ − q| (q exact) that a contract allows, for the forward output
+q = y or a gradient q = gx, gw, gb (bounds.py, bounds_backward.py).
 
 Contracts:
 - "default": the kernel is a careful GPU kernel — fp32 accumulation over a warp (32 lanes)
@@ -18,38 +19,67 @@ import numpy as np
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds import forward_bound
+from normtheory.precision.bounds_backward import backward_bound
 from normtheory.precision.models import DEFAULT_FAMILY, MODELS, get_model
 
-__all__ = ["tolerance", "MODELS", "forward_bound"]
+__all__ = ["tolerance", "MODELS", "forward_bound", "backward_bound", "QUANTITIES"]
+
+
+QUANTITIES = ("y", "gx", "gw", "gb")
 
 
 def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "none",
-              contract: str = "default", out_format=None, exact=None, kind: str = "worst") -> np.ndarray:
-    """Per-element allowed |ŷ − y| (float64 array shaped like x; inf where no bound holds).
+              contract: str = "default", out_format=None, exact=None, kind: str = "worst",
+              quantity: str = "y", gy=None, w_format=None) -> np.ndarray:
+    """Per-element allowed |q̂ − q| for quantity q (inf where no bound holds).
 
-    `format` is x's format, `out_format` the output's (default: `format`). `kind` is
-    "worst" (a guarantee) or "probabilistic" (the √n form, labelled as such in reports).
+    quantity "y" (forward output, in `out_format`, default `format`) and "gx" (in `format`,
+    x's dtype, as a kernel returns it) give float64 arrays shaped like x; "gw" and "gb" (in
+    `w_format`, default `format`) give shape (n,), reduced over the rows of x. The gradients
+    need `gy` (shaped like x, in `format`). `kind` is "worst" (a guarantee) or
+    "probabilistic" (the √n form, labelled as such in reports). For "ulp:K", `exact` is the
+    exact value of the same quantity.
     """
     from normtheory.errors import UsageError
 
-    out = FORMATS[out_format or (format if isinstance(format, str) else format.name)]
+    name = format if isinstance(format, str) else format.name
+    if quantity not in QUANTITIES:
+        raise UsageError(f"unknown quantity {quantity!r}; known: {', '.join(QUANTITIES)}")
     x2 = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    if contract == "default":
-        models = [MODELS[name] for name in DEFAULT_FAMILY]
-    elif contract.startswith("model:"):
-        models = [get_model(contract.split(":", 1)[1])]
-    elif contract.startswith("ulp:"):
+    shape = np.shape(x) if quantity in ("y", "gx") else x2.shape[1:]
+    quantity_format = {"y": out_format or name, "gx": name}.get(quantity, w_format or name)
+    quantity_format = quantity_format if isinstance(quantity_format, str) else quantity_format.name
+    if contract.startswith("ulp:"):
         try:
             k = float(contract.split(":", 1)[1])
         except ValueError:
             raise UsageError(f"contract {contract!r}: K in ulp:K must be a number") from None
         if exact is None:
             raise UsageError("contract ulp:K needs the exact outputs")
-        return k * out.ulp(np.asarray(exact, dtype=np.float64)).reshape(np.shape(x))
+        return k * FORMATS[quantity_format].ulp(np.asarray(exact, dtype=np.float64)).reshape(shape)
+    if contract == "default":
+        models = [MODELS[model_name] for model_name in DEFAULT_FAMILY]
+    elif contract.startswith("model:"):
+        models = [get_model(contract.split(":", 1)[1])]
     else:
         raise UsageError(f"unknown contract {contract!r}; known: default, model:NAME, ulp:K")
-    bound = np.zeros(x2.shape)
+    bound = np.zeros(x2.shape if quantity in ("y", "gx") else x2.shape[1:])
+    if quantity == "y":
+        for model in models:
+            result = forward_bound(op, x2, w, b, model=model, eps=eps, affine=affine,
+                                   out_format=FORMATS[quantity_format], kind=kind)
+            bound = np.maximum(bound, result.total)
+        return bound.reshape(shape)
+    if gy is None:
+        raise UsageError(f"quantity {quantity!r} needs the incoming gradient gy")
+    gy2 = np.asarray(gy, dtype=np.float64)
+    if gy2.size != x2.size:
+        raise UsageError(f"gy must have the shape of x {np.shape(x)}, got {gy2.shape}")
     for model in models:
-        result = forward_bound(op, x2, w, b, model=model, eps=eps, affine=affine, out_format=out, kind=kind)
-        bound = np.maximum(bound, result.total)
-    return bound.reshape(np.shape(x))
+        if model.eps_mode != "inside":
+            raise UsageError(f"model {model.name!r} has no backward bound (eps outside the root is not modelled)")
+        result = backward_bound(op, x2, gy2.reshape(x2.shape), w, b, model=model, eps=eps, affine=affine,
+                                grad_format=FORMATS[name], w_format=FORMATS[w_format or name], kind=kind,
+                                quantities=(quantity,))
+        bound = np.maximum(bound, getattr(result, quantity))
+    return bound.reshape(shape)

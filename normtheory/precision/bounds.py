@@ -194,16 +194,37 @@ def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affin
                         total=np.where(np.isnan(total), np.inf, total))
 
 
-def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
-    out = FORMATS[out_format] if isinstance(out_format, str) else out_format
+@dataclass(frozen=True)
+class Normalized:
+    """What forward and backward bounds share: the exact normalized values and their error."""
+
+    n: np.ndarray  # exact normalized values (x − μ)·r or x·r, evaluated in binary64
+    err_n: np.ndarray  # bound on |n̂ − n| for the kernel's n̂ = fl(fl(x − μ̂)·r̂)
+    r: np.ndarray  # exact 1/scale per row
+    rho_R: np.ndarray  # bound on |r̂/r − 1| per row
+    unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
+    acc: FloatFormat
+    eta: float  # one rounding's absolute underflow error in the accumulator
+    eta_in: float  # DAZ: how far a loaded input may move (0 without DAZ)
+    gammas: "Gammas"
+    d: int
+
+
+def normalized_error(op: str, x: np.ndarray, model: Model, eps: float, kind: str) -> Normalized:
+    """Steps 1–5 of the derivation: the normalized values n̂ the kernel computes, bounded.
+
+    Infinite and NaN intermediates (an infinite γ_k, ρ ≥ 1) are expected here: no warnings.
+    """
+    with np.errstate(all="ignore"):
+        return _normalized_error(op, x, model, eps, kind)
+
+
+def _normalized_error(op, x, model, eps, kind):
     acc = FORMATS[model.acc]
     u, eta = acc.unit_roundoff, _eta(acc, model.ftz)
     g = Gammas(u, kind)
-    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     rows, n = x.shape
     d = n + 1 if op == "crmsnorm" else n
-    w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
-    b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
     mean_err, stat, err_stat = _stat_error(op, model, x, d, g, u, eta)
     # DAZ moves each input by at most η_in: the mean by η_in, the root of the statistic by
     # 2η_in (it is a Euclidean norm of the centred row over sqrt(d)), each n_i by η_in·r.
@@ -212,10 +233,25 @@ def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
     err_stat = err_stat + 4 * eta_in * np.sqrt(stat) + 4 * eta_in**2
     r, rho_R = _scale_error(model, stat, err_stat, eps, u, eta)
     centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
-    n_abs = np.abs(centred) * r[:, None]
+    n_values = centred * r[:, None]
     rho_N = (1 + rho_R) * (1 + u) ** 2 - 1
-    err_n = rho_N[:, None] * n_abs + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
+    err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
+    unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
+    # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
+    unsafe |= ~acc.is_representable(x).all(axis=1)
+    return Normalized(n_values, err_n, r, rho_R, unsafe, acc, eta, eta_in, g, d)
+
+
+def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
+    out = FORMATS[out_format] if isinstance(out_format, str) else out_format
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    rows, n = x.shape
+    w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
+    b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
+    norm = normalized_error(op, x, model, eps, kind)
+    acc, u, eta = norm.acc, norm.acc.unit_roundoff, norm.eta
+    n_abs, err_n = np.abs(norm.n), norm.err_n
     offset_u = acc.unit_roundoff if model.offset_format is None else FORMATS[model.offset_format].unit_roundoff
     u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
     if model.output == "llama":
@@ -230,9 +266,7 @@ def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):
             total = pre + 2 * u_o * (z_abs + pre) + 2 * eta_o
         else:
             total = pre + u_o * (z_abs + pre) + eta_o
-    unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
-    # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
-    unsafe |= ~acc.is_representable(x).all(axis=1)
+    unsafe = norm.unsafe.copy()
     affine_format = out if model.output == "llama" else acc
     if not (affine_format.is_representable(w).all() and affine_format.is_representable(b).all()):
         unsafe[:] = True  # weights must be exact where they are used (fp16 weights in bf16: no)

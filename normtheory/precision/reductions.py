@@ -97,3 +97,15 @@ def welford(values: np.ndarray, ar: Arith, model: Model):
         m2 = ar.add(ar.add(m2[:, :half], m2[:, half:]), ar.mul(ar.mul(delta, delta), weight))
         count = total
     return mean[:, 0], m2[:, 0]
+
+
+def tree_sum_products(a: np.ndarray, b: np.ndarray, ar: Arith, model: Model) -> np.ndarray:
+    """Σ_j a[:, j]·b[:, j] in the lane layout of `tree_sum`, each product fused into the
+    accumulation when the model contracts (one rounding per step), rounded first otherwise."""
+    rows, n = a.shape
+    lanes = model.lane_count(n)
+    acc = np.zeros((rows, lanes))
+    for cols in _lane_slices(n, lanes):
+        width = cols.stop - cols.start
+        acc[:, :width] = ar.mul_add(a[:, cols], b[:, cols], acc[:, :width], model.fma)
+    return butterfly(_pad_pow2(acc), ar.add)

@@ -1,0 +1,118 @@
+"""Python entry points: `prepare(...)` validates a certification request into a Config,
+`certify_kernel(...)` runs it and returns (certificate, state)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from normtheory.certify.engine import Config, certify
+from normtheory.certify.inputs import default_max_abs
+from normtheory.certify.judge import Setting
+from normtheory.errors import UsageError
+from normtheory.formats import get_format
+from normtheory.registry import get_spec, resolve_params
+
+FUSED_OPS = {"add_layernorm": "layernorm", "add_rmsnorm": "rmsnorm"}
+CERTIFIABLE_FORMATS = ("fp32", "fp16", "bf16")  # fp64 outputs need a reference beyond fp32; fp8 needs scaling
+
+
+def _contract(contract: str) -> str:
+    from normtheory.precision.models import get_model
+
+    if contract == "default":
+        return contract
+    if contract.startswith("model:"):
+        get_model(contract.split(":", 1)[1])  # UsageError on unknown models
+        return contract
+    if contract.startswith("ulp:"):
+        try:
+            k = float(contract.split(":", 1)[1])
+        except ValueError:
+            raise UsageError(f"contract {contract!r}: K in ulp:K must be a number") from None
+        if not (k >= 0 and math.isfinite(k)):
+            raise UsageError(f"contract {contract!r}: K must be finite and >= 0")
+        return contract
+    raise UsageError(f"unknown contract {contract!r}; known: default, model:NAME, ulp:K")
+
+
+def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=None, eps=None,
+            eps_mode="inside", affine=None, p=None, contract="default", max_abs=None, inputs=None,
+            autocast=False, device="cpu", seed=0, budget=512, backward=True, search=True) -> Config:
+    """Validate everything a user gave (UsageError, exit 2) and build the run's Config."""
+    from normtheory.kernels.catalog import Kernel, catalog_defaults, resolve_kernel
+
+    base_op = FUSED_OPS.get(op, op)
+    get_spec(base_op)  # unknown op → UsageError
+    for name, value in (("format", format), ("w-format", w_format), ("out-format", out_format)):
+        if value is not None and value not in CERTIFIABLE_FORMATS:
+            raise UsageError(f"--{name} {value}: certify supports {', '.join(CERTIFIABLE_FORMATS)}")
+    if not isinstance(d, int) or d < 2 or d > 1 << 16:
+        raise UsageError(f"--d must be an integer from 2 to 65536, got {d!r}")
+    if budget < 1:
+        raise UsageError(f"--budget must be >= 1, got {budget}")
+    if device not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here")
+    if affine is None and isinstance(kernel, str):
+        affine = catalog_defaults(kernel).get("affine")
+    params = resolve_params(base_op, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
+    if isinstance(kernel, Kernel):
+        resolved = kernel
+    elif isinstance(kernel, str):
+        resolved = resolve_kernel(kernel, op=op, affine=params.affine)
+    elif callable(kernel):
+        from normtheory.kernels.catalog import _hash_source
+
+        resolved = Kernel(getattr(kernel, "__qualname__", "callable"), kernel, None, op in FUSED_OPS, None, False,
+                          "python callable", _hash_source(kernel))
+    else:
+        raise UsageError(f"kernel must be a catalog name, module:callable or a callable, got {kernel!r}")
+    if resolved.needs_cuda and device != "cuda":
+        raise UsageError(f"kernel {resolved.name} runs on CUDA only: add --device cuda")
+    if resolved.fused != (op in FUSED_OPS):
+        raise UsageError(f"kernel {resolved.name} is {'a fused add+norm' if resolved.fused else 'a plain'} kernel; "
+                         f"--op {op} is {'fused' if op in FUSED_OPS else 'plain'}")
+    fmt = get_format(format)
+    w_fmt = get_format(w_format) if w_format else fmt
+    out_fmt = get_format(out_format) if out_format else fmt
+    limit = default_max_abs(fmt)
+    if max_abs is None:
+        max_abs = limit
+    elif not (0 < max_abs <= fmt.max_finite):
+        raise UsageError(f"--max-abs must be in (0, {fmt.max_finite:g}] for {fmt.name}, got {max_abs!r}")
+    setting = Setting(base_op, fmt, w_fmt, out_fmt, params.eps, params.eps_mode, params.affine, params.p,
+                      _contract(contract))
+    spec = get_spec(base_op)
+    if inputs is not None:
+        import os
+
+        if not os.path.isfile(inputs):
+            raise UsageError(f"--inputs {inputs}: no such file")
+    return Config(kernel=resolved, setting=setting, d=d, n=spec.input_width(d), max_abs=float(max_abs), seed=seed,
+                  budget=budget, device=device, autocast=autocast, backward=backward, search=search,
+                  inputs_path=inputs, families=spec.families)
+
+
+def certify_kernel(config: Config, *, op: str, show_progress: bool = False) -> tuple[dict, object]:
+    from normtheory.certify import certificate
+
+    start = time.perf_counter()
+    progress = None
+    if show_progress:
+        from tqdm import tqdm
+
+        progress = tqdm(total=config.budget, unit="row", desc=f"certify {config.kernel.name}", leave=False)
+    try:
+        state = certify(config, progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    cert = certificate.build(config, state, kernel_name=config.kernel.name, op=op,
+                             contract=config.setting.contract, compile_seconds=config.kernel.compile_seconds,
+                             wall_seconds=time.perf_counter() - start)
+    return cert, state

@@ -1,0 +1,134 @@
+"""Soundness of the backward bounds: no input makes an emulated backward kernel (gx, gw, gb)
+exceed its own worst-case bound (bounds_backward.py).
+
+Hypothesis searches with `target(error / bound)` over the structured families of the forward
+test (|mean|/std up to 1e6, massive outliers, near overflow, subnormals, constant and
+near-constant rows, heavy tails, sparse, raw arrays with subnormals), with incoming gradients
+that are normal, heavy-tailed, sparse, tiny or huge, and weights up to |w| = 64. The errors
+are measured against the exact gradients of the arbitrary-precision reference.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import currently_in_test_context, example, given, note, target
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from normtheory.families import FAMILIES, draw_rows
+from normtheory.formats import FORMATS
+from normtheory.precision.bounds_backward import backward_bound
+from normtheory.precision.emulate_backward import backward
+from normtheory.precision.measure import absolute_errors, exact_outputs
+from normtheory.precision.models import MODELS
+
+AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
+           "crmsnorm": ("none", "weight")}
+BACKWARD_MODELS = {name: model for name, model in MODELS.items() if model.eps_mode == "inside"}
+GRADIENT_SOURCES = ("normal", "heavy_tail", "sparse", "tiny", "huge")
+
+
+def _gradient(source, rng, shape, fmt):
+    if source == "normal":
+        raw = rng.standard_normal(shape)
+    elif source == "heavy_tail":
+        raw = rng.standard_t(2.0, size=shape)
+    elif source == "sparse":
+        raw = np.where(rng.random(shape) < 0.9, 0.0, rng.standard_normal(shape))
+    elif source == "tiny":
+        raw = 2.0 ** rng.uniform(fmt.emin - fmt.precision + 1, fmt.emin + 2, size=shape) * rng.choice([-1.0, 1.0], shape)
+    else:  # large gradients: products with |w| up to 64 and sums over the row stay finite in fp32
+        raw = rng.standard_normal(shape) * min(fmt.max_finite / 2**12, 2.0**20)
+    return fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
+
+
+@st.composite
+def cases(draw, op):
+    fmt = FORMATS[draw(st.sampled_from(["fp32", "bf16", "fp16"]))]
+    n = draw(st.integers(1 if op == "crmsnorm" else 2, 48))
+    rows = draw(st.integers(1, 5))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    source = draw(st.sampled_from(sorted(FAMILIES) + ["raw"]))
+    if source == "raw":
+        top = min(fmt.max_finite, 2.0**20)
+        raw = draw(arrays(np.float64, (rows, n), elements=st.floats(-top, top, allow_subnormal=True)))
+    else:
+        raw = draw_rows(source, rng, rows, n, fmt) * 2.0 ** draw(st.integers(-12, 12))
+        shift = draw(st.sampled_from([0.0, 1e2, 1e4, 1e6]))  # |mean|/std up to 1e6
+        raw = raw + shift * np.std(raw) * rng.choice([-1.0, 1.0])
+    x = fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
+    gy_source = draw(st.sampled_from(GRADIENT_SOURCES))
+    gy = _gradient(gy_source, rng, (rows, n), fmt)
+    w = fmt.round_to_float64(rng.uniform(-64, 64, n) * 2.0 ** -rng.integers(0, 12, n))
+    b = fmt.round_to_float64(rng.standard_normal(n) * 4)
+    eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12, 0.25]))
+    affine = draw(st.sampled_from(AFFINES[op]))
+    note(f"format={fmt.name} source={source} gy={gy_source} rows={rows} n={n} eps={eps} affine={affine}")
+    return fmt, x, gy, w, b, eps, affine
+
+
+def _ratio(err, bound):
+    finite = np.isfinite(bound)
+    if not finite.any():
+        return 0.0, True
+    ok = bool((err[finite] <= bound[finite]).all())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(bound > 0, err / np.where(bound > 0, bound, 1.0), np.where(err > 0, np.inf, 0.0))
+    return float(np.max(np.where(finite, ratio, 0.0))), ok
+
+
+def check_backward_models(op, fmt, x, gy, w, b, eps, affine, models=BACKWARD_MODELS, kernel=backward):
+    """Assert every model's gx, gw, gb within its bound; return the worst error/bound."""
+    exact = exact_outputs(op, x, w, b, eps=eps, affine=affine, gy=gy)
+    quantities = ["gx"] + [q for q in ("gw", "gb") if q in exact]
+    worst = 0.0
+    for name, model in models.items():
+        for grad_format in {"fp32", fmt.name}:
+            computed = kernel(op, x, gy, w, b, model=model, eps=eps, affine=affine, grad_format=grad_format)
+            bound = backward_bound(op, x, gy, w, b, model=model, eps=eps, affine=affine, grad_format=grad_format)
+            for quantity in quantities:
+                err = absolute_errors(computed[quantity], exact[quantity])
+                limit = getattr(bound, quantity)
+                ratio, ok = _ratio(err, limit)
+                assert ok, f"{name} {quantity} in {grad_format}: error above bound, worst error/bound {ratio:.4g}"
+                worst = max(worst, ratio)
+    if currently_in_test_context():
+        target(worst)
+    return worst
+
+
+@given(cases("layernorm"))
+@example((FORMATS["fp32"], np.array([[1e6 + 0.5, 1e6 - 0.5, 1e6, 1e6 + 0.25]]), np.array([[1.0, -2.0, 0.5, 3.0]]),
+          np.ones(4), np.zeros(4), 1e-12, "none"))
+def test_layernorm_backward_models_stay_within_their_bounds(case):
+    check_backward_models("layernorm", *case)
+
+
+@given(cases("rmsnorm"))
+def test_rmsnorm_backward_models_stay_within_their_bounds(case):
+    check_backward_models("rmsnorm", *case)
+
+
+@given(cases("crmsnorm"))
+def test_crmsnorm_backward_models_stay_within_their_bounds(case):
+    check_backward_models("crmsnorm", *case)
+
+
+def _wrong_backward(op, x, gy, w, b, *, model, eps, affine="none", grad_format="fp32", w_format=None):
+    """A kernel two output ulps off in gx and one in gw (an extra rounding and a bit)."""
+    right = backward(op, x, gy, w, b, model=model, eps=eps, affine=affine, grad_format=grad_format)
+    fmt = FORMATS[grad_format]
+    return {**right, "gx": right["gx"] + 2 * fmt.ulp(right["gx"]), "gw": right["gw"] + fmt.ulp(right["gw"])}
+
+
+def test_the_backward_soundness_check_can_fail():
+    """The same check catches a kernel that is two ulps off in gx and one in gw."""
+    fmt = FORMATS["bf16"]
+    rng = np.random.default_rng(3)
+    x = fmt.round_to_float64(rng.standard_normal((4, 32)))
+    gy = fmt.round_to_float64(rng.standard_normal((4, 32)))
+    w = fmt.round_to_float64(rng.standard_normal(32))
+    only_default = {"default": MODELS["default"]}
+    assert check_backward_models("rmsnorm", fmt, x, gy, w, None, 1e-6, "weight", models=only_default) <= 1
+    with pytest.raises(AssertionError, match="error above bound"):
+        check_backward_models("rmsnorm", fmt, x, gy, w, None, 1e-6, "weight", models=only_default, kernel=_wrong_backward)
