@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "record": ("normtheory.certify.record_cli", "run a kernel over the input families and save a recording"),
     "check": ("normtheory.certify.check_cli", "judge a recording (no GPU needed)"),
     "meanfield": ("normtheory.theory.meanfield_cli", "mean-field predictions vs Monte Carlo measurement"),
+    "lp": ("normtheory.theory.lp_cli", "Lp normalizers: safe input range of naive and stable kernels, conditioning, bounds"),
     "equiv": ("normtheory.theory.equiv_cli",
               "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
 }

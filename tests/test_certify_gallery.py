@@ -142,3 +142,12 @@ def test_autocast_certifies_the_dtype_autocast_returns():
     cert = certify("torch.rms_norm", format="bf16", autocast=True)
     assert cert["out_format"] in ("bf16", "fp32")
     assert cert["verdict"] == "pass", findings(cert)
+
+
+def test_lp_naive_kernel_fails_where_it_overflows_and_the_stable_one_passes():
+    # p = 8 in fp16: (1/d)Σ|x|^8 overflows fp32 from max|x| ≈ 2.8e4, inside fp16's range
+    naive = certify("lp.naive", op="lpnorm", p=8, format="fp16")
+    assert naive["verdict"] == "fail" and "near_overflow" in findings(naive)
+    stable = certify("lp.stable", op="lpnorm", p=8, format="fp16", search=True)
+    assert stable["verdict"] == "pass", findings(stable)
+    assert "backward not certified" in findings(stable)

@@ -85,6 +85,10 @@ def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=N
         max_abs = limit
     elif not (0 < max_abs <= fmt.max_finite):
         raise UsageError(f"--max-abs must be in (0, {fmt.max_finite:g}] for {fmt.name}, got {max_abs!r}")
+    if base_op == "lpnorm":
+        backward = False  # no backward bound for Lp yet: the certificate says so
+        if params.eps_mode != "inside":
+            raise UsageError("lpnorm is certified with eps inside only")
     setting = Setting(base_op, fmt, w_fmt, out_fmt, params.eps, params.eps_mode, params.affine, params.p,
                       _contract(contract))
     spec = get_spec(base_op)
@@ -116,3 +120,14 @@ def certify_kernel(config: Config, *, op: str, show_progress: bool = False) -> t
                              contract=config.setting.contract, compile_seconds=config.kernel.compile_seconds,
                              wall_seconds=time.perf_counter() - start)
     return cert, state
+
+
+def certifier_verdict(kernel_name: str, *, op: str = "lpnorm", p=None, format: str, d: int, eps=None, seed: int = 0,
+                      budget: int = 128) -> str:
+    """"pass" / "fail" of a quick certification (the `normtheory lp` table's last column);
+    "not applicable" for formats the certifier does not take."""
+    if format not in CERTIFIABLE_FORMATS:
+        return "not applicable"
+    config = prepare(kernel_name, op=op, format=format, d=d, eps=eps, p=p, seed=seed, budget=budget)
+    cert, _ = certify_kernel(config, op=op)
+    return cert["verdict"]

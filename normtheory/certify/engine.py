@@ -58,7 +58,7 @@ class RunState:
     search: dict = field(default_factory=dict)
     kernel_seconds: float = 0.0
     out_fmt: FloatFormat | None = None
-    consistent_models: list = field(default_factory=list)  # [(model, max forward error/bound)]
+    consistent_models: list | None = None  # [(model, max forward error/bound)] once explain ran
 
 
 class Certifier:
@@ -189,7 +189,8 @@ def certify(config: Config, progress=None) -> RunState:
     except KernelFault as fault:
         certifier.state.faults.append(str(fault))
     state = certifier.state
-    if not state.faults and state.forward.max_err_over_bound > 1 and config.setting.contract == "default":
+    explainable = config.setting.contract == "default" and config.setting.op != "lpnorm"  # no Lp models yet
+    if not state.faults and state.forward.max_err_over_bound > 1 and explainable:
         from normtheory.certify.explain import consistent_models
 
         state.consistent_models = consistent_models(certifier.judged, config.setting, state.out_fmt)

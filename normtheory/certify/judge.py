@@ -57,7 +57,7 @@ def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_
     if not finite_rows.all():  # NaN probes: those rows are judged by NaN propagation alone
         x = np.where(finite_rows[:, None], x, 0.0)
     common = dict(format=setting.fmt.name, eps=setting.eps, affine=setting.affine,
-                  contract=setting.bound_contract, out_format=out_fmt.name, exact=exact)
+                  contract=setting.bound_contract, out_format=out_fmt.name, exact=exact, p=setting.p)
     if quantity == "y":
         return tolerance(setting.op, x, batch.w, batch.b, **common)
     return tolerance(setting.op, x, batch.w, batch.b, **common, quantity=quantity, gy=batch.gy,

@@ -61,6 +61,13 @@ def _lazy(module, attr):
     return factory
 
 
+def _lazy_fn(module, attr):
+    def factory():
+        return getattr(importlib.import_module(module), attr)
+
+    return factory
+
+
 _PLAIN = ("none", "weight", "weight_bias")
 CATALOG: dict[str, _Entry] = {
     "torch.layer_norm": _Entry(_eager("torch_layer_norm"), ("layernorm",), affines=_PLAIN,
@@ -81,6 +88,10 @@ CATALOG: dict[str, _Entry] = {
                              needs_cuda=True, description="Liger Triton RMSNorm (in_place=False)"),
     "liger.layer_norm": _Entry(_lazy("normtheory.kernels.liger", "liger_layer_norm"), ("layernorm",),
                                affines=_PLAIN, needs_cuda=True, description="Liger Triton LayerNorm"),
+    "lp.naive": _Entry(_lazy_fn("normtheory.kernels.lp", "lp_norm_naive"), ("lpnorm",), affines=_PLAIN,
+                       description="Lp norm: power, mean, root in fp32 (overflows for large |x|^p)"),
+    "lp.stable": _Entry(_lazy_fn("normtheory.kernels.lp", "lp_norm_stable"), ("lpnorm",), affines=_PLAIN,
+                        description="Lp norm rescaled by max|x| before powering, fp32 accumulation"),
     "add_rmsnorm": _Entry(_eager("add_rms_norm"), ("add_rmsnorm",), fused=True, affines=_PLAIN,
                           description="residual add then torch rms_norm (returns y, x + residual)"),
     "add_layernorm": _Entry(_eager("add_layer_norm"), ("add_layernorm",), fused=True, affines=_PLAIN,

@@ -4,8 +4,8 @@ For the naive (power, sum, root) and the stable (rescale by max|x| first) kernel
 normtheory.kernels.lp: the predicted safe input range (theory/lp_thresholds.py) next to the one
 measured on the torch kernels, the Jacobian's conditioning at typical (Gaussian) inputs
 (theory/lp.py), the stable kernel's a-priori error bound (precision/lp.py) and its worst
-error found over the whole finite range of the format against the reference, and — once the
-lead connects it — the certifier's verdict on both kernels (`CERTIFIER` below).
+error found over the whole finite range of the format against the reference, and the
+certifier's verdict on both kernels (a quick `normtheory certify`; `CERTIFIER` overrides it).
 Exit 0 when every measurement agrees with its prediction, 1 otherwise, 2 on bad input.
 torch is imported inside run(): `normtheory --help` must stay fast.
 """
@@ -117,9 +117,12 @@ def stability_table(p: float, fmt: str, d: int, eps: float, acc: str = "fp32", s
     survey["binade_step"] = step
     checks["stable_within_bound"] = survey["max_err_over_bound"] <= 1 and survey["nonfinite_rows"] == 0
     verdicts = {}
+    if CERTIFIER is None:
+        from normtheory.certify.api import certifier_verdict as certifier
+    else:
+        certifier = CERTIFIER
     for key, name in KERNEL_NAMES.items():
-        verdicts[key] = ("not connected" if CERTIFIER is None
-                         else CERTIFIER(name, p=p, format=fmt, d=d, eps=eps, seed=seed))
+        verdicts[key] = certifier(name, p=p, format=fmt, d=d, eps=eps, seed=seed)
     return {
         "schema": SCHEMA,
         "p": "inf" if math.isinf(p) else p, "format": fmt, "d": d, "eps": eps, "naive_accumulator": acc,
