@@ -90,11 +90,11 @@ class Certifier:
         return comparisons
 
     def _output_format(self, outputs) -> FloatFormat:
+        """The output format: the requested one, or under autocast whatever dtype autocast
+        gave the first call (layer_norm, for one, may run in fp32)."""
+        returned = outputs.pop("y_format", None)
         if self.state.out_fmt is None:
-            self.state.out_fmt = self.config.setting.out_fmt
-            if self.config.autocast:  # autocast may return another dtype (layer_norm runs in fp32)
-                self.state.out_fmt = get_format(outputs.pop("y_format", self.config.setting.out_fmt.name))
-        outputs.pop("y_format", None)
+            self.state.out_fmt = get_format(returned) if returned else self.config.setting.out_fmt
         return self.state.out_fmt
 
     def _record(self, batch, outputs, comparisons):
