@@ -118,7 +118,7 @@ def test_mx_saturation_error_is_within_the_bound(name):
 
     fmt = FORMATS[name]
     rng = np.random.default_rng(8)
-    y = FORMATS["fp32"].round_to_float64(rng.standard_normal((16, 64)))
+    y = FORMATS["fp32"].round_to_float64(rng.uniform(-1.4, 1.4, (16, 64)))
     y[:, 0] = 1.96  # amax/X = 1.96·2^emax > fmax in every block that holds it
     q = quantize(y, fmt, "mx")
     entry = expand_scale(q.scale, y.shape, "mx", 32)
@@ -126,5 +126,5 @@ def test_mx_saturation_error_is_within_the_bound(name):
     bound = scaled_output_bound(np.abs(y), np.zeros_like(y), entry, fmt, saturate=True)
     assert np.all(err <= bound)
     saturated = np.abs(y * entry) > fmt.max_finite
-    assert saturated[:, 0].all()
+    assert saturated[:, 0].all() and not saturated[:, 32:].any()  # only the first block holds 1.96
     assert np.max(err[saturated] / bound[saturated]) > 0.5  # the saturation term is what binds
