@@ -10,8 +10,9 @@ convention), against the exact y. Per entry, with Y = |y| + E_pre an upper bound
   T = Y·s·(1 + u32) + η32 ≥ |fl32(ŷ·s)|
   cast error c: u_f·T + η_f while T ≤ fmax (RNE: half an ulp, ≤ u_f·|t| in the normal
          range, ≤ η_f = half the smallest subnormal below it);
-         saturating cast (and fp6/fp4, which always saturate) beyond fmax: the value moves
-         to ±fmax, so c ≤ u_f·T + η_f + (T − fmax);
+         saturating cast (and fp6/fp4, which always saturate): an entry with |t| > fmax
+         becomes ±fmax (RNE lands there or overflow saturates to it), so its error is
+         |t| − fmax ≤ T − fmax, and c ≤ max(u_f·T + η_f, T − fmax);
          non-saturating cast: no overflow while T < fmax + ulp(fmax)/2 (below the midpoint
          RNE stays finite); at or beyond it the entry may become inf/NaN: no bound (inf).
   |q/s − y| ≤ E_pre + (u32·Y·s + η32)/s + c/s.
@@ -37,7 +38,7 @@ def cast_error_bound(T, fmt: FloatFormat, *, saturate: bool) -> np.ndarray:
     u, eta, fmax = fmt.unit_roundoff, fmt.min_subnormal / 2, fmt.max_finite
     rounding = u * T + eta
     if saturate or not (fmt.has_inf or fmt.has_nan):
-        return rounding + np.maximum(T - fmax, 0.0)
+        return np.maximum(rounding, T - fmax)
     overflow_at = fmax + fmt.ulp(fmax) / 2
     with np.errstate(invalid="ignore"):
         return np.where(T < overflow_at, rounding, np.inf)
