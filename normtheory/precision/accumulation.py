@@ -28,8 +28,8 @@ Limits reported, not hidden: when the measured error is at or below what output 
 gives, only a lower bound is known (`at_least=True`); above the grid's worst, an upper bound.
 
 Recording (.npz, loaded with allow_pickle=False): for each case key "<label>/K<k>": arrays
-"<key>/a" (M×K) and "<key>/b" (K×N) as float64 values, "<key>/c" (M×N) the measured outputs as
-float64 values, plus "meta": JSON {"cases": {key: {"label", "k", "in_format", "out_format"}},
+"<key>/a" (M×K) and "<key>/b" (K×N) as raw bits of the input format, "<key>/c" (M×N) the
+measured outputs as raw bits of the output format, plus "meta": JSON {"cases": {key: {"label", "k", "in_format", "out_format"}},
 "environment": {...}}.
 """
 
@@ -150,11 +150,17 @@ def probe_inputs(k: int, fmt: str, rng: np.random.Generator, m: int = 16, n: int
 
 # ---- recordings ---------------------------------------------------------------------------
 def save_recording(path: str, cases: dict, environment: dict) -> None:
-    """cases: {key: {"a", "b", "c" (float64 arrays), "label", "k", "in_format", "out_format"}}."""
+    """cases: {key: {"a", "b", "c" (float64 values), "label", "k", "in_format", "out_format"}};
+    written as raw bits of the formats (uint8 for fp8, uint16 for bf16/fp16, uint32 for fp32)."""
     arrays, meta = {}, {"cases": {}, "environment": environment}
     for key, case in cases.items():
-        for name in ("a", "b", "c"):
-            arrays[f"{key}/{name}"] = np.asarray(case[name], dtype=np.float64)
+        formats = {"a": case["in_format"], "b": case["in_format"], "c": case["out_format"]}
+        for name, fmt_name in formats.items():
+            fmt = FORMATS[fmt_name]
+            values = np.asarray(case[name], dtype=np.float64)
+            if not fmt.is_representable(values).all():
+                raise ValueError(f"{key}/{name}: values not representable in {fmt_name}")
+            arrays[f"{key}/{name}"] = fmt.to_bits(fmt.from_exact_float64(values))
         meta["cases"][key] = {k: case[k] for k in ("label", "k", "in_format", "out_format")}
     np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -167,7 +173,11 @@ def load_recording(path: str) -> tuple[dict, dict]:
             meta = json.loads(str(data["meta"]))
             cases = {}
             for key, info in meta["cases"].items():
-                cases[key] = {**info, **{name: data[f"{key}/{name}"] for name in ("a", "b", "c")}}
+                formats = {"a": info["in_format"], "b": info["in_format"], "c": info["out_format"]}
+                cases[key] = dict(info)
+                for name, fmt_name in formats.items():
+                    fmt = FORMATS[fmt_name]
+                    cases[key][name] = fmt.to_float64(fmt.from_bits(data[f"{key}/{name}"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError, TypeError) as exc:
         raise UsageError(f"{path!r} is not an accumulation recording ({type(exc).__name__}: {exc})") from None
     return cases, meta.get("environment", {})
