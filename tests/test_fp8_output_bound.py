@@ -128,3 +128,39 @@ def test_mx_saturation_error_is_within_the_bound(name):
     saturated = np.abs(y * entry) > fmt.max_finite
     assert saturated[:, 0].all() and not saturated[:, 32:].any()  # only the first block holds 1.96
     assert np.max(err[saturated] / bound[saturated]) > 0.5  # the saturation term is what binds
+
+
+def test_judge_passes_the_torch_kernels_and_fails_wrong_ones():
+    from normtheory.precision.scaled_check import judge_scaled_output
+
+    x, w, b = inputs(rows=4, seed=9)
+    y = exact("layernorm", x, w, b, "weight_bias")
+    common = dict(format="fp32", eps=EPS, affine="weight_bias", out_format="fp8_e4m3fn", exact=y, saturate=True)
+    for scaling in ("tensor", "row", "block:16", "mx"):
+        q, scale = run(layer_norm_fp8, x, w, b, "weight_bias", scaling=scaling)
+        verdict = judge_scaled_output("layernorm", x, w, b, q, scale, scaling=scaling, **common)
+        assert verdict.passed and verdict.scales_checked, (scaling, verdict.findings)
+        # a kernel that halves the scale (dequantizes consistently, but wastes one bit of range)
+        q_half, _ = run(layer_norm_fp8, x, w, b, "weight_bias", scaling=scaling)
+        wrong = judge_scaled_output("layernorm", x, w, b, FORMATS["fp8_e4m3fn"].round_to_float64(q_half / 2),
+                                    scale / 2, scaling=scaling, **common)
+        assert not wrong.passed and wrong.bad_scales > 0, scaling
+    q, scale = run(layer_norm_fp8, x, w, b, "weight_bias", scaling="tensor")
+    delayed = judge_scaled_output("layernorm", x, w, b, q, scale, scaling="delayed", **common)
+    assert delayed.passed and not delayed.scales_checked and "not checked" in delayed.findings[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scaling", ["tensor", "row"])
+def test_compiled_kernels_are_within_the_bound(scaling):
+    """torch.compile (inductor, CPU) fuses the composition; its output is judged by the same
+    bound and scale check (not by equality with eager, which fusion need not keep)."""
+    from normtheory.precision.scaled_check import judge_scaled_output
+
+    x, w, b = inputs(rows=4, seed=10)
+    y = exact("rmsnorm", x, w, b, "weight")
+    compiled = torch.compile(rms_norm_fp8)
+    q, scale = run(compiled, x, w, b, "weight", scaling=scaling)
+    verdict = judge_scaled_output("rmsnorm", x, w, None, q, scale, format="fp32", eps=EPS, affine="weight",
+                                  out_format="fp8_e4m3fn", scaling=scaling, exact=y, saturate=True)
+    assert verdict.passed, verdict.findings
