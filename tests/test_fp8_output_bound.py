@@ -164,3 +164,18 @@ def test_compiled_kernels_are_within_the_bound(scaling):
     verdict = judge_scaled_output("rmsnorm", x, w, None, q, scale, format="fp32", eps=EPS, affine="weight",
                                   out_format="fp8_e4m3fn", scaling=scaling, exact=y, saturate=True)
     assert verdict.passed, verdict.findings
+
+
+def test_scale_check_accepts_the_fallback_of_an_all_zero_block_and_rejects_a_wrong_one():
+    """A zero block's amax is 0: the recipe keeps the fallback scale 1.0 (or, were the fp32 output
+    tiny instead of 0, a huge scale); both are accepted (the check is the interval hull of the
+    two). A block with a real amax gets a narrow interval: a scale of 3.0 is rejected there."""
+    from normtheory.precision.scaling import scale_interval
+
+    y = np.zeros((1, 64))
+    y[0, 32:] = np.linspace(0.5, 2.0, 32)
+    pre = np.full_like(y, 1e-7)
+    low, high = scale_interval(y, pre, "fp8_e4m3fn", "block:32")
+    assert high[0, 0] >= 448.0 / 1e-7 and low[0, 0] <= 1.0
+    second = 448.0 / 2.0
+    assert low[0, 1] <= second <= high[0, 1] and not (low[0, 1] <= 3.0 <= high[0, 1])

@@ -238,14 +238,22 @@ def fp8_output_bound(op, x, w=None, b=None, *, format, eps, affine="none", out_f
 
 def scale_interval(exact, pre, fmt, scaling="tensor", *, margin: int = 0, power_of_two: bool = False):
     """(lowest, highest) scale per group that the recipe can give when the pre-cast output ŷ
-    is within `pre` of `exact` (the scale is monotone, non-increasing in amax)."""
+    is within `pre` of `exact` (the scale is monotone, non-increasing in amax).
+
+    A group whose amax may be 0 may also get the fallback scale 1.0 (current scaling) or the
+    smallest exponent (MX); a group with an infinite `pre` (no bound) allows any scale."""
     kind, block = parse_scaling(scaling)
     exact_abs = np.abs(np.atleast_2d(np.asarray(exact, dtype=np.float64)))
     pre = np.broadcast_to(np.asarray(pre, dtype=np.float64), exact_abs.shape)
     amax_low = group_amax(np.maximum(exact_abs - pre, 0.0), kind, block)
     amax_high = group_amax(exact_abs + pre, kind, block)
     if kind == "mx":
-        return np.exp2(-mx_shared_exponent(amax_high, fmt)), np.exp2(-mx_shared_exponent(amax_low, fmt))
-    low = scale_from_amax(amax_high, fmt, margin=margin, power_of_two=power_of_two)
-    high = scale_from_amax(amax_low, fmt, margin=margin, power_of_two=power_of_two)
-    return low, high
+        low = np.exp2(-mx_shared_exponent(amax_high, fmt))
+        high = np.exp2(-mx_shared_exponent(np.where(amax_low > 0, amax_low, 0.0), fmt))
+    else:
+        low = scale_from_amax(amax_high, fmt, margin=margin, power_of_two=power_of_two)
+        high = scale_from_amax(np.where(amax_low > 0, amax_low, np.finfo(np.float64).tiny), fmt, margin=margin,
+                               power_of_two=power_of_two)  # amax → 0+: the clamped top scale
+        low = np.where(amax_low > 0, low, np.minimum(low, 1.0))  # amax exactly 0: the fallback 1.0
+    unbounded = ~np.isfinite(amax_high)
+    return np.where(unbounded, 0.0, low), np.where(unbounded, np.inf, high)
