@@ -171,3 +171,21 @@ def test_norm_fp8_kernels_return_values_and_scale(kernel):
     y8, scale = kernel(x, w, torch.zeros(x.shape[1]), 1e-5, scaling="row")
     assert y8.dtype == torch.float8_e4m3fn and scale.shape == (x.shape[0], 1)
     assert float(y8.float().abs().max()) == 448.0  # the row amax lands on fmax (within fp32)
+
+
+@pytest.mark.parametrize("mid,target", [("bf16", "fp8_e4m3fn"), ("fp16", "fp8_e4m3fn"), ("bf16", "fp8_e5m2"),
+                                        ("fp16", "fp8_e5m2")])
+def test_double_rounding_rate_matches_its_derivation(mid, target):
+    """For significands uniform in a binade (random fp32 bits), the intermediate rounding lands
+    on a midpoint of the target with probability 2^-(p_mid − p_t) (one intermediate grid point
+    in 2^(p_mid − p_t) is a midpoint), and the tie then goes the other way than the direct
+    rounding in half of those cases: rate 2^-(p_mid − p_t + 1). Binomial check at Z = 5."""
+    mid_fmt, target_fmt = FORMATS[mid], FORMATS[target]
+    bits = np.random.default_rng(4).integers(0, 2**32, size=2**20, dtype=np.uint64).astype(np.uint32)
+    v = bits.view(np.float32)
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(v) & (np.abs(v) <= target_fmt.max_finite) & (np.abs(v) >= target_fmt.min_normal)
+    x = v[keep].astype(np.float64)
+    rate = 2.0 ** -(mid_fmt.precision - target_fmt.precision + 1)
+    differ = np.count_nonzero(cast_through(x, [mid, target]) != cast_through(x, [target]))
+    assert abs(differ - rate * x.size) <= 5 * np.sqrt(x.size * rate * (1 - rate)), (differ, rate * x.size)

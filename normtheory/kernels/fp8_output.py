@@ -9,7 +9,10 @@ y_fp8 = cast(fl32(y·scale)), and y ≈ y_fp8.float() / scale. `scale` is an fp3
 shape () for "tensor"/"delayed", (rows, 1) for "row", (rows, ceil(n/N)) for "block:N" and
 "mx[:N]" (for MX, scale = 2**-E with 2**E the e8m0 shared scale; the cast saturates).
 "delayed" needs `amax_history` (a 1-D fp32 tensor, updated in place: this step's amax is
-pushed after the cast) and uses the scale derived from the history before the update.
+pushed after the cast) and uses the scale derived from the history's max before the update.
+Being stateless, it falls back to 1.0 where that max is 0 or not finite; the emulation
+(`scaling.DelayedScaling`) keeps the previous scale there, as TE does — they agree whenever
+the history is finite and nonzero.
 
 The cast is torch's own `.to(out_dtype)`: saturating or not as the installed torch does it
 (normtheory.kernels.fp8_probe finds out which). This module computes its scales with torch
