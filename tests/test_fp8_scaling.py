@@ -189,3 +189,30 @@ def test_double_rounding_rate_matches_its_derivation(mid, target):
     rate = 2.0 ** -(mid_fmt.precision - target_fmt.precision + 1)
     differ = np.count_nonzero(cast_through(x, [mid, target]) != cast_through(x, [target]))
     assert abs(differ - rate * x.size) <= 5 * np.sqrt(x.size * rate * (1 - rate)), (differ, rate * x.size)
+
+
+@pytest.mark.parametrize("case", ["zeros", "tiny", "nan", "inf", "big_margin", "fp32_max"])
+@pytest.mark.parametrize("scaling", ["tensor", "row", "block:4", "mx"])
+def test_torch_and_emulation_agree_on_amax_edge_cases(case, scaling):
+    from normtheory.kernels.fp8_probe import probe_cast
+
+    y = np.array([[1.0, -2.0, 0.5, 3.0, 0.25, 0.0, -1.0, 7.0]])
+    margin = 0
+    if case == "zeros":
+        y[:] = 0.0
+    elif case == "tiny":
+        y = y * 2.0**-146  # fp32 subnormals: fmax/amax overflows fp32
+    elif case == "nan":
+        y[0, 1] = np.nan
+    elif case == "inf":
+        y[0, 3] = -np.inf
+    elif case == "big_margin":
+        margin = 140  # the scale would be subnormal in fp32: clamped to the smallest normal
+    else:
+        y[0, 0] = float(np.finfo(np.float32).max)
+    y = FORMATS["fp32"].round_to_float64(y)
+    q_t, s_t = scaled_fp8_cast(torch.from_numpy(y.astype(np.float32)), scaling=scaling, margin=margin)
+    q = quantize(y, E4, scaling, margin=margin, saturate=probe_cast("fp8_e4m3fn").saturates)
+    same_scale = np.array_equal(s_t.double().numpy(), q.scale, equal_nan=True)
+    assert same_scale, (s_t, q.scale)
+    assert np.array_equal(q_t.double().numpy(), q.values, equal_nan=True)
