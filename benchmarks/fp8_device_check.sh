@@ -4,7 +4,8 @@
 #   1. the cast probe on CUDA (saturating or not, NaN bytes) -> $OUT/fp8_probe_cuda.json
 #   2. emulated casts vs torch CUDA, bit for bit, every fp16/bf16 value + 2^20 random fp32
 #   3. the accumulation probe: _scaled_mm (fp8) and bf16/fp16 mm, K = 128 … 16384
-#      -> $OUT/accumulation_h100.npz (commit it under tests/data/ so CPU CI re-checks the analysis)
+#      -> $OUT/accumulation_h100.npz (commit it as tests/data/accumulation_h100.npz: CPU CI then
+#         re-analyses it in tests/test_fp8_accumulation_recorded.py)
 set -euo pipefail
 OUT="${OUT:-.}"
 export PYTHONPATH=.

@@ -18,6 +18,6 @@ def test_recorded_products_are_consistent_with_an_accumulator():
     cases, environment = load_recording(str(RECORDING))
     assert "name" in environment and cases
     for estimate in analyse(str(RECORDING)):
-        # worse than a 6-bit accumulator, or better than exact fp32 output allows: a broken recording
+        # an error beyond what a 6-bit accumulator makes means a broken recording, not a measurement
         assert not estimate.at_most, estimate
         assert 6 <= estimate.bits <= 32, estimate
