@@ -14,7 +14,8 @@ from normtheory.formats import get_format
 from normtheory.registry import get_spec, resolve_params
 
 FUSED_OPS = {"add_layernorm": "layernorm", "add_rmsnorm": "rmsnorm"}
-CERTIFIABLE_FORMATS = ("fp32", "fp16", "bf16")  # fp64 outputs need a reference beyond fp32; fp8 needs scaling
+CERTIFIABLE_FORMATS = ("fp32", "fp16", "bf16")  # fp64 outputs need a reference beyond fp32
+FP8_OUTPUTS = ("fp8_e4m3fn", "fp8_e5m2")  # with --scaling: kernels return (y, scale)
 
 
 def _contract(contract: str) -> str:
@@ -38,15 +39,24 @@ def _contract(contract: str) -> str:
 
 def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=None, eps=None,
             eps_mode="inside", affine=None, p=None, contract="default", max_abs=None, inputs=None,
-            autocast=False, device="cpu", seed=0, budget=512, backward=True, search=True) -> Config:
+            autocast=False, device="cpu", seed=0, budget=512, backward=True, search=True,
+            scaling=None) -> Config:
     """Validate everything a user gave (UsageError, exit 2) and build the run's Config."""
     from normtheory.kernels.catalog import Kernel, catalog_defaults, resolve_kernel
 
     base_op = FUSED_OPS.get(op, op)
     get_spec(base_op)  # unknown op → UsageError
-    for name, value in (("format", format), ("w-format", w_format), ("out-format", out_format)):
+    for name, value in (("format", format), ("w-format", w_format)):
         if value is not None and value not in CERTIFIABLE_FORMATS:
             raise UsageError(f"--{name} {value}: certify supports {', '.join(CERTIFIABLE_FORMATS)}")
+    if out_format is not None and out_format not in CERTIFIABLE_FORMATS + FP8_OUTPUTS:
+        raise UsageError(f"--out-format {out_format}: certify supports {', '.join(CERTIFIABLE_FORMATS + FP8_OUTPUTS)}")
+    saturate = True
+    if out_format in FP8_OUTPUTS:
+        saturate = _fp8_scaling_checks(scaling, out_format, device)
+        backward = False  # no bound for gradients through an fp8 output
+    elif scaling is not None:
+        raise UsageError("--scaling is for fp8 outputs (--out-format fp8_e4m3fn or fp8_e5m2)")
     if not isinstance(d, int) or d < 2 or d > 1 << 16:
         raise UsageError(f"--d must be an integer from 2 to 65536, got {d!r}")
     if budget < 1:
@@ -72,6 +82,10 @@ def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=N
                           "python callable", _hash_source(kernel))
     else:
         raise UsageError(f"kernel must be a catalog name, module:callable or a callable, got {kernel!r}")
+    if resolved.scaled_output is not None and resolved.scaled_output != (scaling is not None):
+        raise UsageError(f"kernel {resolved.name} {'returns' if resolved.scaled_output else 'does not return'} an fp8 "
+                         "output with a scale: " + ("give --out-format fp8_* --scaling R" if resolved.scaled_output
+                                                     else "drop --scaling"))
     if resolved.needs_cuda and device != "cuda":
         raise UsageError(f"kernel {resolved.name} runs on CUDA only: add --device cuda")
     if resolved.fused != (op in FUSED_OPS):
@@ -90,7 +104,9 @@ def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=N
         if params.eps_mode != "inside":
             raise UsageError("lpnorm is certified with eps inside only")
     setting = Setting(base_op, fmt, w_fmt, out_fmt, params.eps, params.eps_mode, params.affine, params.p,
-                      _contract(contract))
+                      _contract(contract), scaling, saturate)
+    if scaling is not None and setting.contract != "default":
+        raise UsageError("fp8 outputs are certified under the default contract only")
     spec = get_spec(base_op)
     if inputs is not None:
         import os
@@ -100,6 +116,24 @@ def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=N
     return Config(kernel=resolved, setting=setting, d=d, n=spec.input_width(d), max_abs=float(max_abs), seed=seed,
                   budget=budget, device=device, autocast=autocast, backward=backward, search=search,
                   inputs_path=inputs, families=spec.families)
+
+
+def _fp8_scaling_checks(scaling, out_format, device) -> bool:
+    """Validate --scaling; return whether the installed torch's cast to out_format saturates."""
+    from normtheory.precision.scaling import parse_scaling
+
+    if scaling is None:
+        raise UsageError(f"--out-format {out_format} needs --scaling tensor|row|block:N|mx[:N]")
+    try:
+        kind, _ = parse_scaling(scaling)
+    except (ValueError, UsageError) as exc:
+        raise UsageError(f"--scaling {scaling!r}: {exc}") from None
+    if kind == "delayed":
+        raise UsageError("--scaling delayed depends on the amax history of earlier steps; certify judges one "
+                         "step at a time (use tensor, row, block:N or mx)")
+    from normtheory.kernels.fp8_probe import probe_cast
+
+    return probe_cast(out_format, device).saturates
 
 
 def certify_kernel(config: Config, *, op: str, show_progress: bool = False) -> tuple[dict, object]:

@@ -64,6 +64,8 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
             findings.append(f"forward fails `{contract}` on {family}: error {ratio:.3g}× the bound")
     if fwd.nonfinite:
         findings.append(f"forward: {fwd.nonfinite} non-finite outputs where the exact result is finite")
+    if fwd.wrong_scale:
+        findings.append(f"fp8 output: {fwd.wrong_scale} elements carry a scale the recipe cannot give")
     if fwd.nan_mismatch:
         findings.append(f"forward: {fwd.nan_mismatch} outputs are numbers where a NaN/inf input should give NaN "
                         "(NaN inputs turned into numbers)")
@@ -104,6 +106,8 @@ def build(config, state, *, kernel_name: str, op: str, contract: str, compile_se
     s = config.setting
     if s.op == "lpnorm":
         state.backward_skipped = "backward not certified: the precision model has no Lp backward bound yet"
+    if s.scaling:
+        state.backward_skipped = "backward not certified: no bound for gradients through an fp8 output"
     verdict, findings = verdict_and_findings(state, contract)
     return {
         "schema": SCHEMA, "verdict": verdict, "kernel": kernel_name, "op": op,
@@ -111,6 +115,7 @@ def build(config, state, *, kernel_name: str, op: str, contract: str, compile_se
         "out_format": (state.out_fmt or s.out_fmt).name, "d": config.d,
         "eps": s.eps, "eps_hex": s.eps.hex(), "eps_mode": s.eps_mode, "affine": s.affine,
         "p": None if s.p is None else ("inf" if math.isinf(s.p) else s.p),
+        "scaling": s.scaling, "fp8_cast_saturates": s.saturate if s.scaling else None,
         "contract": contract, "seed": config.seed, "budget": config.budget, "max_abs": config.max_abs,
         "max_abs_hex": float(config.max_abs).hex(),
         "environment": environment(config.kernel, config.device, config.autocast),

@@ -28,13 +28,19 @@ def setting_from_meta(meta: dict, contract: str) -> Setting:
     params = resolve_params(base_op, eps=meta["eps"], eps_mode=meta["eps_mode"], affine=meta["affine"],
                             p=meta.get("p"))
     fmt = get_format(meta["format"])
+    scaling = meta.get("scaling")
+    if scaling is not None:
+        from normtheory.precision.scaling import parse_scaling
+
+        parse_scaling(scaling)  # UsageError on a malformed recipe
     return Setting(base_op, fmt, get_format(meta.get("w_format") or fmt.name),
                    get_format(meta.get("out_format") or fmt.name), params.eps, params.eps_mode, params.affine,
-                   params.p, _contract(contract))
+                   params.p, _contract(contract), scaling, bool(meta.get("fp8_cast_saturates", True)))
 
 
 def _rows(cmp: Comparison, rows: slice) -> Comparison:
-    return Comparison(*(getattr(cmp, f)[rows] for f in Comparison.__dataclass_fields__))
+    fields = {f: getattr(cmp, f) for f in Comparison.__dataclass_fields__}
+    return Comparison(**{f: None if value is None else value[rows] for f, value in fields.items()})
 
 
 def _family_slices(meta: dict, rows: int):
@@ -58,7 +64,9 @@ def check_recording(arrays: dict, meta: dict, contract: str = "default", source:
         raise UsageError(f"{source}: a fused {meta['op']} recording needs `residual`")
     batch = Batch(arrays["x"], arrays.get("w"), arrays.get("b"), arrays.get("gy"), arrays.get("residual"),
                   label="recording")
-    outputs = {k: arrays[k] for k in ("y", "gx", "gw", "gb", "h", "g_residual") if k in arrays}
+    outputs = {k: arrays[k] for k in ("y", "gx", "gw", "gb", "h", "g_residual", "scale") if k in arrays}
+    if setting.scaling is not None and "scale" not in outputs:
+        raise UsageError(f"{source}: an fp8 recording with scaling {setting.scaling} needs `scale`")
     comparisons = judge_batch(batch, outputs, setting, setting.out_fmt)
     state = RunState(out_fmt=setting.out_fmt)
     state.rows_tested = batch.x.shape[0]

@@ -35,6 +35,9 @@ def add_kernel_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=int, default=512, help="at most N input rows (default 512)")
     parser.add_argument("--no-backward", action="store_true", help="certify the forward pass only")
+    parser.add_argument("--scaling", default=None,
+                        help="fp8 outputs (--out-format fp8_e4m3fn|fp8_e5m2): tensor | row | block:N | mx[:N]; "
+                             "the kernel gets scaling= and out_dtype= and returns (y, scale), y ≈ q / scale")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +56,7 @@ def config_from_args(args, *, contract: str = "default", search: bool = True):
                    out_format=args.out_format, eps=args.eps, eps_mode=args.eps_mode, affine=args.affine, p=args.p,
                    contract=contract, max_abs=args.max_abs, inputs=args.inputs, autocast=args.autocast,
                    device=args.device, seed=args.seed, budget=args.budget, backward=not args.no_backward,
-                   search=search)
+                   search=search, scaling=args.scaling)
 
 
 def protect_outputs(args, *names) -> None:

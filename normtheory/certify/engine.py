@@ -69,7 +69,7 @@ class Certifier:
         self.judged: list = []  # family batches with outputs and reference, for explain.py
         s = config.setting
         self.call_spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused,
-                                  config.device, config.autocast)
+                                  config.device, config.autocast, s.scaling)
 
     # -- one batch -------------------------------------------------------------------------
     def run_batch(self, batch: Batch, *, backward: bool | None = None, keep: bool = False) -> dict:
@@ -189,7 +189,9 @@ def certify(config: Config, progress=None) -> RunState:
     except KernelFault as fault:
         certifier.state.faults.append(str(fault))
     state = certifier.state
-    explainable = config.setting.contract == "default" and config.setting.op != "lpnorm"  # no Lp models yet
+    # the named models are of LN/RMS/CRMS kernels with a plain output
+    explainable = (config.setting.contract == "default" and config.setting.op != "lpnorm"
+                   and config.setting.scaling is None)
     if not state.faults and state.forward.max_err_over_bound > 1 and explainable:
         from normtheory.certify.explain import consistent_models
 

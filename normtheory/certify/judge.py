@@ -27,6 +27,8 @@ class Setting:
     affine: str
     p: float | None
     contract: str
+    scaling: str | None = None  # fp8 output recipe (tensor, row, block:N, mx[:N])
+    saturate: bool = True  # does the fp8 cast saturate (probed for the installed torch)
 
     @property
     def bound_contract(self) -> str:
@@ -80,6 +82,8 @@ def judge_batch(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFor
             if quantity in outputs and ref_name in ref:
                 exact = ref[ref_name].astype(np.float64)
                 outputs[quantity] = np.where(undefined[:, None], exact, outputs[quantity])
+    if setting.scaling is not None:
+        return {"y": judge_scaled(batch, outputs, setting, ref)}
     result = {}
     for quantity in ("y", "gx", "gw", "gb"):
         if quantity not in outputs or quantity not in ref:
@@ -100,3 +104,33 @@ def hidden_mismatches(batch: Batch, outputs: dict, setting: Setting) -> int:
         return 0
     expected = normalized_input(batch, setting)
     return int(np.sum(~((outputs["h"] == expected) | (np.isnan(outputs["h"]) & np.isnan(expected)))))
+
+
+def judge_scaled(batch: Batch, outputs: dict, setting: Setting, ref: dict) -> Comparison:
+    """A norm → fp8 kernel's (q, scale): the dequantized q/s against the exact y, judged by
+    precision.scaling.fp8_output_bound at the kernel's own scales; scales the recipe cannot
+    give (precision.scaling.scale_interval) count as failed elements of their group."""
+    from normtheory.precision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval
+
+    x = normalized_input(batch, setting)
+    exact = ref["y"].astype(np.float64)
+    kind, block = parse_scaling(setting.scaling)
+    q, scale = outputs["y"], outputs["scale"]
+    try:
+        entry_scale = expand_scale(scale, q.shape, kind, block)
+    except ValueError as exc:
+        from normtheory.certify.runner import KernelFault
+
+        raise KernelFault(f"scale of shape {np.shape(scale)} does not fit the {setting.scaling} recipe ({exc})") from None
+    common = dict(format=setting.fmt.name, eps=setting.eps, affine=setting.affine)
+    bound = fp8_output_bound(setting.op, x, batch.w, batch.b, **common, out_format=setting.out_fmt.name,
+                             scale=scale, scaling=setting.scaling, exact=exact, saturate=setting.saturate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        comparison = compare(q / entry_scale, exact, bound, setting.out_fmt, entry_scale=entry_scale)
+    pre = tolerance(setting.op, x, batch.w, batch.b, **common, contract="default", out_format="fp32", exact=exact)
+    low, high = scale_interval(exact, pre, setting.out_fmt.name, setting.scaling)
+    wrong_scale = expand_scale(~((low <= scale) & (scale <= high)), q.shape, kind, block).astype(bool)
+    wrong_scale &= np.isfinite(exact)  # a group holding NaN gets whatever scale (MX: NaN); NaN rules judge it
+    comparison.ratio = np.where(wrong_scale, np.inf, comparison.ratio)
+    comparison.wrong_scale = wrong_scale
+    return comparison

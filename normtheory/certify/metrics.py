@@ -30,20 +30,27 @@ class Comparison:
     got: np.ndarray
     nonfinite: np.ndarray  # kernel non-finite where the reference is finite in the output format
     nan_mismatch: np.ndarray  # reference NaN (non-finite input reaches it) but kernel a number
+    wrong_scale: np.ndarray | None = None  # fp8 outputs: elements whose group scale the recipe cannot give
 
 
-def compare(got: np.ndarray, reference: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat) -> Comparison:
+def compare(got: np.ndarray, reference: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
+            entry_scale: np.ndarray | None = None) -> Comparison:
+    """`entry_scale`: for a scaled (fp8) output, got is the dequantized q/s and an ulp is the
+    output format's ulp at y·s, divided by s."""
     got = np.asarray(got, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     ref_nan = np.isnan(reference)
+    scale = np.ones_like(reference) if entry_scale is None else np.asarray(entry_scale, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        expected_out = out_fmt.round_to_float64(np.where(ref_nan, 0.0, reference))
+        # a saturating or scaled format: only the reference's own finiteness matters
+        expected_out = (out_fmt.round_to_float64(np.where(ref_nan, 0.0, reference)) if entry_scale is None
+                        else np.where(ref_nan, 0.0, reference))
     finite_both = np.isfinite(got) & np.isfinite(reference)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         diff = np.where(finite_both, got - reference, 0.0)
         error = np.abs(diff)
         safe_ref = np.where(np.isfinite(reference), reference, 0.0)
-        ulp = out_fmt.ulp(safe_ref)
+        ulp = out_fmt.ulp(safe_ref * scale) / scale
         ulps = error / ulp
         signed = diff / ulp
         resolution = 0.5 * REFERENCE_FORMAT.ulp(safe_ref)
@@ -72,6 +79,7 @@ class Summary:
     signed_ulps_sum: float = 0.0
     signal_energy: float = 0.0
     noise_energy: float = 0.0
+    wrong_scale: int = 0
     worst_case: dict = field(default_factory=dict)
     per_label: dict = field(default_factory=dict)  # label -> max ratio
 
@@ -81,6 +89,7 @@ class Summary:
         self.nonfinite += int(cmp.nonfinite.sum())
         self.nan_mismatch += int(cmp.nan_mismatch.sum())
         self.over_bound += int((cmp.ratio > 1).sum())
+        self.wrong_scale += 0 if cmp.wrong_scale is None else int(np.count_nonzero(cmp.wrong_scale))
         if finite.any():
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = np.where(cmp.reference != 0, cmp.error / np.abs(cmp.reference), np.where(cmp.error > 0, np.inf, 0.0))
@@ -117,6 +126,7 @@ class Summary:
             "over_bound": self.over_bound,
             "nonfinite": self.nonfinite,
             "nan_not_propagated": self.nan_mismatch,
+            "wrong_scale_elements": self.wrong_scale,
             "worst_case": self.worst_case,
             "max_err_over_bound_by_family": self.per_label,
         }

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     stack = lambda name: None if getattr(batches[0], name) is None else np.concatenate([getattr(b_, name) for b_ in batches])  # noqa: E731
     everything = Batch(stack("x"), w, b, stack("gy"), stack("residual"), label="all")
     s = config.setting
-    spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused, config.device, config.autocast)
+    spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused, config.device, config.autocast,
+                    s.scaling)
     try:
         outputs = run_kernel(config.kernel.fn, everything, spec, backward=config.backward)
     except KernelFault as fault:

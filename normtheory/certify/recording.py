@@ -26,7 +26,7 @@ VECTOR_ARRAYS = ("w", "b", "gw", "gb")
 def _format_of(name: str, meta: dict) -> FloatFormat:
     fmt, w_fmt = meta["format"], meta.get("w_format") or meta["format"]
     out_fmt = meta.get("out_format") or meta["format"]
-    return get_format({"y": out_fmt, "w": w_fmt, "b": w_fmt, "gw": w_fmt, "gb": w_fmt}.get(name, fmt))
+    return get_format({"y": out_fmt, "w": w_fmt, "b": w_fmt, "gw": w_fmt, "gb": w_fmt, "scale": "fp32"}.get(name, fmt))
 
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -126,12 +126,13 @@ def meta_for(config, *, op: str, kernel_name: str, environment: dict, families=N
     return {"op": op, "format": s.fmt.name, "w_format": s.w_fmt.name, "out_format": s.out_fmt.name,
             "eps": s.eps, "eps_hex": s.eps.hex(), "eps_mode": s.eps_mode, "affine": s.affine,
             "p": None if s.p is None else ("inf" if math.isinf(s.p) else s.p), "d": config.d,
-            "kernel": kernel_name, "environment": environment, "families": families or []}
+            "kernel": kernel_name, "environment": environment, "families": families or [],
+            "scaling": s.scaling, "fp8_cast_saturates": s.saturate if s.scaling else None}
 
 
 def batch_arrays(batch: Batch, outputs: dict) -> dict:
     arrays = {"x": batch.x, "w": batch.w, "b": batch.b, "gy": batch.gy, "residual": batch.residual}
-    arrays.update({k: v for k, v in outputs.items() if k in ROW_ARRAYS + VECTOR_ARRAYS})
+    arrays.update({k: v for k, v in outputs.items() if k in ROW_ARRAYS + VECTOR_ARRAYS + ("scale",)})
     return arrays
 
 

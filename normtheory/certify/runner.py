@@ -43,6 +43,7 @@ class CallSpec:
     fused: bool
     device: str = "cpu"
     autocast: bool = False
+    scaling: str | None = None  # fp8 outputs: the kernel gets scaling=... and returns (y, scale)
 
 
 def torch_dtype(fmt: FloatFormat):
@@ -69,6 +70,8 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
     b = _tensor(batch.b, spec.w_fmt, spec.device, want_grad)
     residual = _tensor(batch.residual, spec.fmt, spec.device, want_grad) if spec.fused else None
     params = {} if spec.p is None else {"p": spec.p}
+    if spec.scaling is not None:  # fp8-output kernels: the recipe and the element dtype
+        params.update(scaling=spec.scaling, out_dtype=torch_dtype(spec.out_fmt))
     try:
         context = (torch.autocast(spec.device, dtype=torch_dtype(spec.fmt)) if spec.autocast
                    else torch.autocast(spec.device, enabled=False))
@@ -76,6 +79,9 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
             out = fn(x, residual, w, b, spec.eps) if spec.fused else fn(x, w, b, spec.eps, **params)
     except Exception as exc:  # whatever the kernel raises is a finding about the kernel
         raise KernelFault(f"kernel raised {type(exc).__name__}: {_short(exc)}") from None
+    scale = None
+    if spec.scaling is not None:
+        out, scale = _unpack_scaled(out)
     y, hidden = _unpack(out, spec.fused)
     _check_tensor("y", y, x.shape, None if spec.autocast else torch_dtype(spec.out_fmt))
     result = {"y": _numpy(y)}
@@ -84,6 +90,8 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
         if y.dtype not in names:
             raise KernelFault(f"kernel returned y of dtype {y.dtype} under autocast, not a certifiable format")
         result["y_format"] = names[y.dtype]
+    if scale is not None:
+        result["scale"] = _numpy(scale)
     if spec.fused:
         _check_tensor("x + residual", hidden, x.shape, torch_dtype(spec.fmt))
         result["h"] = _numpy(hidden)
@@ -105,6 +113,15 @@ def _unpack(out, fused):
     if isinstance(out, (tuple, list)):
         raise KernelFault(f"kernel returned a {type(out).__name__}, expected one tensor")
     return out, None
+
+
+def _unpack_scaled(out):
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise KernelFault(f"an fp8-output kernel must return (y, scale), got {type(out).__name__}")
+    y, scale = out
+    if not isinstance(scale, torch.Tensor) or scale.dtype != torch.float32:
+        raise KernelFault(f"the scale must be a float32 tensor, got {getattr(scale, 'dtype', type(scale).__name__)}")
+    return y, scale
 
 
 def _check_tensor(name, t, shape, dtype):

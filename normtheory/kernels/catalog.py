@@ -29,6 +29,7 @@ class Kernel:
     needs_cuda: bool = False
     description: str = ""
     source_hash: str = field(default="")
+    scaled_output: bool | None = None  # fp8 output (y, scale); None: unknown (a user callable)
 
     @property
     def compile_seconds(self) -> float | None:
@@ -43,6 +44,7 @@ class _Entry:
     affines: tuple[str, ...] | None = None
     needs_cuda: bool = False
     description: str = ""
+    scaled_output: bool = False
 
 
 def _eager(attr):
@@ -92,6 +94,11 @@ CATALOG: dict[str, _Entry] = {
                        description="Lp norm: power, mean, root in fp32 (overflows for large |x|^p)"),
     "lp.stable": _Entry(_lazy_fn("normtheory.kernels.lp", "lp_norm_stable"), ("lpnorm",), affines=_PLAIN,
                         description="Lp norm rescaled by max|x| before powering, fp32 accumulation"),
+    "fp8.rms_norm": _Entry(_lazy_fn("normtheory.kernels.fp8_output", "rms_norm_fp8"), ("rmsnorm",), affines=_PLAIN,
+                           scaled_output=True, description="RMSNorm in fp32, then a scaled fp8 cast (y, scale)"),
+    "fp8.layer_norm": _Entry(_lazy_fn("normtheory.kernels.fp8_output", "layer_norm_fp8"), ("layernorm",),
+                             affines=_PLAIN, scaled_output=True,
+                             description="LayerNorm in fp32, then a scaled fp8 cast (y, scale)"),
     "add_rmsnorm": _Entry(_eager("add_rms_norm"), ("add_rmsnorm",), fused=True, affines=_PLAIN,
                           description="residual add then torch rms_norm (returns y, x + residual)"),
     "add_layernorm": _Entry(_eager("add_layer_norm"), ("add_layernorm",), fused=True, affines=_PLAIN,
@@ -138,7 +145,7 @@ def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool
             raise UsageError(f"kernel {name} implements affine {', '.join(entry.affines)}, not {affine}")
         fn = entry.factory()
         return Kernel(name, fn, entry.ops, entry.fused, entry.affines, entry.needs_cuda, entry.description,
-                      _hash_source(fn))
+                      _hash_source(fn), entry.scaled_output)
     if ":" not in name:
         raise UsageError(f"unknown kernel {name!r}; catalog: {', '.join(CATALOG)}; or give module:callable")
     fn = _import_user_callable(name)

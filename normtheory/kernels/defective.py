@@ -179,3 +179,20 @@ def returns_inf(x, weight, bias, eps):
     y = careful_rms_norm(x, weight, bias, eps).clone()
     y[..., 0] = float("inf")
     return y
+
+
+def rms_norm_fp8_double_rounded(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
+    """RMSNorm → fp8 that rounds the normalized output to bf16 first, then scales and casts:
+    fp32 → bf16 → fp8 is double rounding (a known bug class of fused norm → fp8 kernels)."""
+    from normtheory.kernels.fp8_output import scaled_fp8_cast
+
+    y = careful_rms_norm(x.float(), weight, None, eps).to(torch.bfloat16)
+    return scaled_fp8_cast(y.float(), scaling=scaling, out_dtype=out_dtype)
+
+
+def rms_norm_fp8_stale_scale(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
+    """RMSNorm → fp8 with a hard-coded scale of 1 (a scale never updated from the amax): outputs
+    beyond the fp8 range saturate, tiny ones flush, and the scale is not the recipe's."""
+    y = careful_rms_norm(x.float(), weight, None, eps).float()
+    limit = torch.finfo(out_dtype).max
+    return torch.clamp(y, -limit, limit).to(out_dtype), torch.ones((), dtype=torch.float32)
