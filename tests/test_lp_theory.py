@@ -108,10 +108,10 @@ def test_gaussian_limits_in_closed_form():
     assert lp.gaussian_condition_limit(4) ** 2 == pytest.approx(5 / 3, rel=1e-14)
 
 
-def test_p1_column_jump_and_the_hoelder_region_match_mpmath_derivatives():
+def test_p1_column_jump_and_the_hoelder_region_match_mpmath_derivatives(monkeypatch):
     x = np.array([0.7, -1.2, 0.0, 0.4, 2.0, -0.3])
     j, d = 2, x.size
-    mpmath.mp.prec = 200
+    monkeypatch.setattr(mpmath.mp, "prec", 200)  # restored after the test: mpmath's context is global
 
     def y_i(p, i):
         def f(xj):
