@@ -183,3 +183,24 @@ def test_assert_precision_safe_passes_and_explains_failures():
 
 def test_main_returns_2_for_usage_errors_in_process(capsys):
     assert main(["certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--d", "8", "--budget", "0"]) == 2
+
+
+def test_record_runs_without_numba_and_python_flint(tmp_path):
+    """The GPU host has torch but may lack the reference's numba and python-flint: recording
+    must not need them (checking happens later, on any CPU machine)."""
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def guard(name, *a, **k):\n"
+        "    if name.split('.')[0] in ('numba', 'flint'):\n"
+        "        raise ImportError('not on the GPU host: ' + name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guard\n"
+        "from normtheory.cli import main\n"
+        f"sys.exit(main(['record', 'torch.rms_norm', '--op', 'rmsnorm', '--format', 'bf16', '--d', '16',"
+        f" '--rows-per-family', '1', '--out', {str(tmp_path / 'r.npz')!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r.npz").is_file()

@@ -11,7 +11,6 @@ from normtheory.certify.metrics import REFERENCE_FORMAT, Comparison, compare
 from normtheory.certify.runner import Batch
 from normtheory.formats import FloatFormat
 from normtheory.precision import tolerance
-from normtheory.reference import correctly_rounded
 
 
 @dataclass(frozen=True)
@@ -48,6 +47,9 @@ def normalized_input(batch: Batch, setting: Setting) -> np.ndarray:
 
 
 def reference(batch: Batch, setting: Setting) -> dict[str, np.ndarray]:
+    # imported here: `normtheory record` must run on a GPU host without numba/python-flint
+    from normtheory.reference import correctly_rounded
+
     x = normalized_input(batch, setting)
     return correctly_rounded(setting.op, x, batch.w, batch.b, format=REFERENCE_FORMAT, eps=setting.eps,
                              eps_mode=setting.eps_mode, affine=setting.affine, p=setting.p, gy=batch.gy)
