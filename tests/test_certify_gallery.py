@@ -151,3 +151,23 @@ def test_lp_naive_kernel_fails_where_it_overflows_and_the_stable_one_passes():
     stable = certify("lp.stable", op="lpnorm", p=8, format="fp16", search=True)
     assert stable["verdict"] == "pass", findings(stable)
     assert "backward not certified" in findings(stable)
+
+
+def test_captured_activations_are_certified_with_the_families(tmp_path):
+    import ml_dtypes
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    # "real" activations: a massive outlier channel on a large offset, as in LLM residual streams
+    acts = rng.standard_normal((6, D)) + 3e3
+    acts[:, 5] = 6e4
+    np.savez(tmp_path / "acts.npz", x=acts.astype(ml_dtypes.bfloat16).view(np.uint16))
+    cert = certify(gallery.careful_layer_norm, op="layernorm", inputs=str(tmp_path / "acts.npz"), budget=200)
+    assert "captured" in cert["forward"]["max_err_over_bound_by_family"]
+    assert "captured" in cert["families"] and cert["inputs_tested"] <= 200
+    assert cert["verdict"] == "pass", findings(cert)
+    # fp32 values (not bits); without the outlier, |mean|/std = 3e3 is what breaks one-pass variance
+    np.savez(tmp_path / "acts32.npz", x=(rng.standard_normal((6, D)) + 3e3).astype(np.float32))
+    broken = certify(gallery.one_pass_layer_norm, op="layernorm", format="fp32",
+                     inputs=str(tmp_path / "acts32.npz"), budget=200)
+    assert broken["forward"]["max_err_over_bound_by_family"]["captured"] > 1

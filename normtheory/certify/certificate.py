@@ -56,6 +56,21 @@ def _block(summary) -> dict:
     return block
 
 
+def _offset_threshold(row_log) -> str | None:
+    """'fails from |mean|/std ≈ X: up to N ulps' when the failing rows are the offset ones."""
+    rows = [(offset, ratio, ulps) for label, offset, ratio, ulps in row_log
+            if math.isfinite(offset) and not label.startswith(("domain_", "nan_"))]
+    failing = [r for r in rows if r[1] > 1]
+    passing = [r for r in rows if r[1] <= 1]
+    if not failing or not passing:
+        return None
+    lowest_failing = min(r[0] for r in failing)
+    if lowest_failing < 10 or any(r[0] >= lowest_failing for r in passing):
+        return None  # failures are not explained by the offset alone
+    return (f"forward fails from |mean|/std ≈ {lowest_failing:.2g} up: max {max(r[2] for r in failing):.3g} ulps "
+            f"there; every row below passes")
+
+
 def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
     findings = list(state.faults)
     fwd = state.forward
@@ -64,6 +79,9 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
             findings.append(f"forward fails `{contract}` on {family}: error {ratio:.3g}× the bound")
     if fwd.nonfinite:
         findings.append(f"forward: {fwd.nonfinite} non-finite outputs where the exact result is finite")
+    threshold = _offset_threshold(state.row_log)
+    if threshold:
+        findings.append(threshold)
     if fwd.wrong_scale:
         findings.append(f"fp8 output: {fwd.wrong_scale} elements carry a scale the recipe cannot give")
     if fwd.nan_mismatch:

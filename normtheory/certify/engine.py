@@ -21,6 +21,7 @@ from normtheory.formats import FloatFormat, get_format
 from normtheory.kernels.catalog import Kernel
 
 FAMILY_SHARE, SEARCH_SHARE = 0.7, 0.2  # of the row budget; the rest goes to the domain probes
+NAN_PROBE_ROWS = 2
 
 
 @dataclass
@@ -125,11 +126,15 @@ class Certifier:
 
     # -- the steps ---------------------------------------------------------------------------
     def budget_split(self) -> tuple[int, int, int]:
+        """(rows per family, search examples, domain probes): together with the 2-row NaN probe
+        and captured inputs (which share the families' part) at most the budget, except that a
+        tiny budget still gets one row per family and the 3 domain probes that anchor bisection."""
         budget = max(self.config.budget, 1)
-        families = max(1, int(budget * FAMILY_SHARE) // max(len(self.config.families), 1))
+        groups = len(self.config.families) + (4 if self.config.inputs_path else 0)
+        families = max(1, int(budget * FAMILY_SHARE) // max(groups, 1))
         search = int(budget * SEARCH_SHARE) if self.config.search else 0
-        domain = max(0, budget - families * len(self.config.families) - search)
-        return families, search, domain
+        spent = families * groups + search + NAN_PROBE_ROWS
+        return families, search, max(0, budget - spent)
 
     def run_families(self, rows_per_family: int) -> None:
         c = self.config
@@ -149,7 +154,7 @@ class Certifier:
         judged: 0 for the other entries of an RMSNorm row is the IEEE-natural answer.)"""
         c = self.config
         rng = np.random.default_rng([c.seed, 20_000])
-        x = c.setting.fmt.round_to_float64(rng.standard_normal((2, c.n)), saturate=True)
+        x = c.setting.fmt.round_to_float64(rng.standard_normal((NAN_PROBE_ROWS, c.n)), saturate=True)
         x[0, c.n // 2] = np.nan
         x[1, 0] = np.nan
         w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
