@@ -31,7 +31,6 @@ its numeric evidence is the one-dimensional second moment, by linearity.
 """
 
 import mpmath
-import numpy as np
 import pytest
 import sympy as sp
 

@@ -14,8 +14,8 @@ stability theory was found). Closed forms: normtheory/symbolic/lp.py. The claims
    T = 2 − 2uᵀv + ‖u‖²‖v‖², D = 1 − uᵀv. Proof: MᵀM (M = I − uvᵀ) is I plus a matrix of rank ≤ 2
    with range in span{u, v}, so d − 2 eigenvalues are 1 and the other two have sum T and product
    D² (= trace and det of the restriction); the characteristic polynomial is checked symbolically
-   for d = 2, 3 and at exact rational u, v for d = 4..6. The quadratic at λ = 1 equals (uᵀv)² − ‖u‖²‖v‖² ≤ 0, so the largest root is ≥ 1
-   and no eigenvalue 1 exceeds it. At eps = 0: N‖J‖₂ = ‖u‖₂‖v‖₂ ∈ [1, d^|1/2−1/p|]: ≥ 1 by
+   for d = 2, 3 and at exact rational u, v for d = 4..6. The quadratic at λ = 1 equals
+   (uᵀv)² − ‖u‖²‖v‖² ≤ 0, so the largest root is ≥ 1 and no eigenvalue 1 exceeds it. At eps = 0: N‖J‖₂ = ‖u‖₂‖v‖₂ ∈ [1, d^|1/2−1/p|]: ≥ 1 by
    Cauchy–Schwarz (uᵀv = 1); for p ≥ 2 Hölder gives ‖u‖₂ ≤ d^(1/2−1/p)·d^(1/p) = √d and
    Σ|u|^(2p−2) ≤ ‖u‖∞^(p−2)Σ|u|^p ≤ d^((p−2)/p)·d, so ‖u‖₂‖v‖₂ ≤ √d·d^((p−1)/p)/d = d^(1/2−1/p);
    for p < 2 the substitution w = |u|^(p−1) swaps p with its conjugate q = p/(p−1) > 2.

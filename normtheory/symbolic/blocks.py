@@ -110,12 +110,6 @@ def to_crmsnorm_branch(branch: Branch, subtract_last_column: bool = True, recent
                   rms.W[: d - 1, :], rms.b[: d - 1, :])
 
 
-def complete_zero_mean(z: Sequence) -> list:
-    """x from its first d − 1 coordinates on a zero-mean stream: x_d = −Σz."""
-    z = list(z)
-    return z + [-sum(z)]
-
-
 # ---- generic index, general width -------------------------------------------------------------
 def next_stream_entry(alg: SumAlgebra, hidden: Sequence[sp.Symbol], recentre_W: bool = True,
                       recentre_b: bool = True) -> sp.Expr:
