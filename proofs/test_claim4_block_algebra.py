@@ -13,8 +13,9 @@ The argument, for general d, in four steps (each a test below):
     each column of CW and Cb sums to 0 (general d, for any h: h_k is constant in i).
 (c) Induction step: if the converted stream is C·(original stream) then, one block later, it still
     is: C·(x + W h(A LN(x) + a) + b) = Cx + CW h(A RMS(Cx) + a) + Cb, since LN(x) = RMS(Cx) (claim 1).
-    Proved for every d from 2 to 8 with an undefined activation h, i.e. for every activation; for
-    general d it is (a), (b) and linearity of C. The base case is the recentred embedding (Cx₀),
+    Proved in two parts — equal pre-activations (so equal h(pre) for every activation h) and the
+    linear write — for general d over sum symbols, and again for every d from 2 to 8 with explicit
+    matrices; one composition with an undefined h (d = 3) checks that the split loses nothing. The base case is the recentred embedding (Cx₀),
     and the final LN(x_L) = RMS(Cx_L) is claim 1 again, so the networks compute the same function.
 (d) On a zero-mean stream x = (z, −Σz), Σ_{j≤d} a_j x_j = Σ_{j<d} (a_j − a_d) z_j and RMS's mean
     square is CRMSNorm's statistic, so A·RMS(x) = (A − a_d1ᵀ)[:, :−1]·CRMS(z) (general d).
@@ -140,6 +141,37 @@ def test_converted_block_composed_with_an_undefined_activation():
     converted = blocks.to_rmsnorm_branch(branch).apply(C * x, lambda v: norms.rmsnorm_vector(v, EPS), h)
     verdict = decide(original, converted, [])
     assert verdict.proven, verdict
+
+
+@pytest.mark.parametrize("eps_mode", MODES)
+def test_converted_block_keeps_the_stream_centred_for_general_d(eps_mode):
+    """The same two parts over sum symbols. Pre-activation of one hidden unit with weights a:
+    Σ_j a_j LN(x)_j versus Σ_j a_j RMS(Cx)_j (its bias is the same on both sides). Write: entry i
+    of C·(x + Σ_k w_k H_k + b) versus (Cx)_i + Σ_k (C w_k)_i H_k + (C b)_i."""
+    reader = SumAlgebra(("x", "a"))
+    x = reader.i["x"]
+    original = reader.total(reader.i["a"] * norms.layernorm_entry(reader, EPS, eps_mode))
+    converted = reader.total(reader.i["a"] * norms.rmsnorm_entry(reader, EPS, eps_mode, of=x - reader.mean(x)))
+    point = with_eps([reader.instance({"x": WITNESS, "a": [2, -1, 3, 5]})])
+    verdict = decide(original, converted, point)
+    assert verdict.proven, verdict
+    writer = stream_algebra()
+    stream = writer.i["x"] + sum(writer.i[f"w{k}"] * h for k, h in enumerate(HIDDEN, start=1)) + writer.i["b"]
+    centred_original = stream - writer.mean(stream)
+    centred_input = writer.i["x"] - writer.mean(writer.i["x"])
+    written = blocks.next_stream_entry(writer, HIDDEN).xreplace({writer.i["x"]: centred_input})
+    verdict = decide(centred_original, written, writer_witness(writer))
+    assert verdict.proven, verdict
+
+
+@pytest.mark.parametrize("forgotten", ["recentre_W", "recentre_b"])
+def test_general_d_write_with_a_forgotten_recentring_is_refuted(forgotten):
+    writer = stream_algebra()
+    stream = writer.i["x"] + sum(writer.i[f"w{k}"] * h for k, h in enumerate(HIDDEN, start=1)) + writer.i["b"]
+    centred_input = writer.i["x"] - writer.mean(writer.i["x"])
+    written = blocks.next_stream_entry(writer, HIDDEN, **{forgotten: False}).xreplace({writer.i["x"]: centred_input})
+    verdict = decide(stream - writer.mean(stream), written, writer_witness(writer))
+    assert verdict.refuted, verdict
 
 
 @pytest.mark.parametrize("forgotten", ["recentre_W", "recentre_b"])
