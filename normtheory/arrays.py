@@ -52,6 +52,8 @@ def decode(arr: np.ndarray, fmt: FloatFormat, name: str) -> np.ndarray:
         if arr.dtype.itemsize != fmt.dtype.itemsize:
             raise UsageError(f"{name}: {arr.dtype} data cannot be {fmt.name} bits ({fmt.bits}-bit format)")
         bits = np.ascontiguousarray(arr).view(fmt.bits_dtype)
+        if fmt.width < fmt.bits and (bits >> fmt.width).any():  # fp6/fp4: one value per byte
+            raise UsageError(f"{name}: raw bits of {fmt.name} must be below 2**{fmt.width}, got {int(bits.max())}")
         return fmt.to_float64(fmt.from_bits(bits))
     if kind in "fi" or arr.dtype == fmt.dtype:
         with np.errstate(invalid="ignore"):

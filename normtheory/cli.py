@@ -16,7 +16,12 @@ from normtheory.errors import CheckFailed, UsageError
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "reference": ("normtheory.reference.cli", "correctly rounded outputs (and VJPs) of a normalizer"),
+    "certify": ("normtheory.certify.cli", "certify a normalization kernel against the correctly rounded reference"),
+    "record": ("normtheory.certify.record_cli", "run a kernel over the input families and save a recording"),
+    "check": ("normtheory.certify.check_cli", "judge a recording (no GPU needed)"),
     "meanfield": ("normtheory.theory.meanfield_cli", "mean-field predictions vs Monte Carlo measurement"),
+    "lp": ("normtheory.theory.lp_cli", "Lp normalizers: safe input range of naive and stable kernels, conditioning, bounds"),
+    "fp8": ("normtheory.kernels.fp8_cli", "fp8 cast semantics of this torch (probe); accumulator bits from a recording"),
     "equiv": ("normtheory.theory.equiv_cli",
               "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
 }

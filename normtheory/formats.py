@@ -12,13 +12,23 @@ RNE in binary64), and scaled back. No double rounding: the result is exactly rep
 in the target format before it is converted to the format's dtype.
 
 Overflow (value beyond the largest finite number after rounding with an unbounded
-exponent): by default ±inf, or NaN for formats without infinities (fp8 e4m3fn) — the
-convention of ml_dtypes. `saturate=True` sends finite overflow and ±inf to ±largest finite
-and keeps NaN (what torch 2.13 on CPU does for e4m3fn).
+exponent): by default ±inf, or NaN for formats without infinities (fp8 e4m3fn, the fnuz
+variants) — the convention of ml_dtypes. `saturate=True` sends finite overflow and ±inf to
+±largest finite and keeps NaN (what torch 2.13 on CPU does for e4m3fn). The OCP MX element
+formats fp6_e2m3fn, fp6_e3m2fn and fp4_e2m1fn have neither inf nor NaN: they always
+saturate (the only value left; ml_dtypes does the same), and a NaN input has no value there
+(`round_to_float64` keeps it NaN; ml_dtypes' cast then writes −0, 0x20/0x08; never rely on it).
+
+The fnuz formats ("finite, unsigned zero": AMD/Graphcore fp8) have one zero: a result that
+rounds to zero is +0, and their single NaN is the pattern 0x80 (the would-be −0).
 
 NaN encodings: values are produced through ml_dtypes' casts, so a NaN written by this module
-has ml_dtypes' bytes (e4m3fn 0x7F, e5m2 0x7E, bf16 0x7FC0, fp16 0x7E00). torch writes e5m2
-NaN as 0x7F/0xFF. Compare values with NaN as NaN, never bytes of NaNs.
+has ml_dtypes' bytes (e4m3fn 0x7F, e5m2 0x7E, fnuz 0x80, bf16 0x7FC0, fp16 0x7E00). torch
+writes e5m2 NaN as 0x7F/0xFF. Compare values with NaN as NaN, never bytes of NaNs.
+
+The MX block-scale format e8m0 (a biased power of two, no sign, no zero) is not a
+`FloatFormat` and not in `FORMATS`: nothing normalizes into it, and it has no zero or sign
+for `round` to keep. It is `normtheory.scale_format.E8M0`.
 """
 
 from __future__ import annotations
@@ -43,8 +53,16 @@ class FloatFormat:
     # Some formats give the top mantissa pattern of the top binade to NaN (e4m3fn: S.1111.111),
     # so their largest finite significand is one step below the usual 2 - 2**(1-p).
     top_binade_codes_lost: int = 0
+    has_nan: bool = True  # the MX element formats fp6/fp4 have no NaN (and no inf)
+    has_negative_zero: bool = True  # fnuz formats: one zero; the -0 pattern is their NaN
+    encoded_bits: int | None = None  # bits of the encoding when narrower than the storage byte
 
     # ---- exact constants -------------------------------------------------------------
+    @cached_property
+    def width(self) -> int:
+        """Bits of the encoding (6 for fp6, 4 for fp4; stored one value per byte)."""
+        return self.encoded_bits or self.bits
+
     @cached_property
     def bits(self) -> int:
         return np.dtype(self.dtype).itemsize * 8
@@ -86,13 +104,15 @@ class FloatFormat:
         with np.errstate(invalid="ignore"):
             overflow = np.abs(rounded) > self.max_finite  # includes ±inf inputs; NaN compares False
         if overflow.any():
-            if saturate:
+            if saturate or not (self.has_inf or self.has_nan):  # fp6/fp4 can only saturate
                 replacement = np.copysign(self.max_finite, x)
             elif not self.has_inf:
                 replacement = np.full_like(x, np.nan)
             else:
                 replacement = np.copysign(np.inf, x)
             rounded[overflow] = replacement[overflow]
+        if not self.has_negative_zero:
+            rounded[rounded == 0] = 0.0  # fnuz: the only zero is +0
         return rounded
 
     def round(self, values, saturate: bool = False) -> np.ndarray:
@@ -125,9 +145,9 @@ class FloatFormat:
 
     def all_values(self) -> np.ndarray:
         """Every bit pattern of a format of at most 16 bits, decoded (for exhaustive tests)."""
-        if self.bits > 16:
-            raise ValueError(f"{self.name} has 2**{self.bits} patterns: too many to enumerate")
-        return self.from_bits(np.arange(2**self.bits, dtype=self.bits_dtype))
+        if self.width > 16:
+            raise ValueError(f"{self.name} has 2**{self.width} patterns: too many to enumerate")
+        return self.from_bits(np.arange(2**self.width, dtype=self.bits_dtype))
 
     def from_exact_float64(self, values) -> np.ndarray:
         """float64 values that are already in this format -> array of `self.dtype` (exact).
@@ -154,7 +174,7 @@ class FloatFormat:
                 # a representable value survives the round trip through the dtype exactly and a
                 # non-representable one cannot, whatever rounding the cast itself uses
                 same = x.astype(self.dtype).astype(np.float64) == x
-        nan_ok = np.isnan(x)
+        nan_ok = np.isnan(x) & self.has_nan
         inf_ok = np.isinf(x) & self.has_inf
         return same | nan_ok | inf_ok
 
@@ -292,6 +312,14 @@ def _make_formats() -> dict[str, FloatFormat]:
         FloatFormat("bf16", 8, -126, 127, True, np.dtype(ml_dtypes.bfloat16)),
         FloatFormat("fp8_e4m3fn", 4, -6, 8, False, np.dtype(ml_dtypes.float8_e4m3fn), top_binade_codes_lost=1),
         FloatFormat("fp8_e5m2", 3, -14, 15, True, np.dtype(ml_dtypes.float8_e5m2)),
+        # fnuz: exponent bias one larger than e4m3fn/e5m2, so every binade moves down by one;
+        # no inf, one zero, NaN = 0x80
+        FloatFormat("fp8_e4m3fnuz", 4, -7, 7, False, np.dtype(ml_dtypes.float8_e4m3fnuz), has_negative_zero=False),
+        FloatFormat("fp8_e5m2fnuz", 3, -15, 15, False, np.dtype(ml_dtypes.float8_e5m2fnuz), has_negative_zero=False),
+        # OCP MX v1.0 element formats: no inf, no NaN; one value per byte in numpy
+        FloatFormat("fp6_e2m3fn", 4, 0, 2, False, np.dtype(ml_dtypes.float6_e2m3fn), has_nan=False, encoded_bits=6),
+        FloatFormat("fp6_e3m2fn", 3, -2, 4, False, np.dtype(ml_dtypes.float6_e3m2fn), has_nan=False, encoded_bits=6),
+        FloatFormat("fp4_e2m1fn", 2, 0, 2, False, np.dtype(ml_dtypes.float4_e2m1fn), has_nan=False, encoded_bits=4),
     ]
     return {fmt.name: fmt for fmt in formats}
 
@@ -306,4 +334,7 @@ def get_format(name: str) -> FloatFormat:
     try:
         return FORMATS[name]
     except KeyError:
+        if name in ("fp8_e8m0fnu", "e8m0", "e8m0fnu"):
+            raise UsageError(f"{name!r} is the MX block-scale format (a power of two, no sign, no zero), "
+                             "not a value format; known: " + ", ".join(FORMATS)) from None
         raise UsageError(f"unknown format {name!r}; known: {', '.join(FORMATS)}") from None

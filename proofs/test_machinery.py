@@ -83,3 +83,24 @@ def test_total_over_j_sums_the_second_index():
     expr = alg.i["x"] * alg.j["x"] ** 2
     values = {"x": [1, 2, 3]}
     assert alg.explicit(alg.total_over_j(expr), values, i=1) == 2 * (1 + 4 + 9)
+
+
+def test_symbolic_package_never_imports_torch():
+    """Every module of normtheory/symbolic imports without torch; the same probe does see torch
+    behind a module that needs it (theory/equivalence.py), so it is able to fail."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import normtheory.symbolic as symbolic
+
+    modules = [f"normtheory.symbolic.{m.name}" for m in pkgutil.iter_modules(symbolic.__path__)]
+    assert {"normtheory.symbolic.blocks", "normtheory.symbolic.lp", "normtheory.symbolic.moments"} <= set(modules)
+
+    def imports_torch(names):
+        code = f"import sys, importlib; [importlib.import_module(m) for m in {names!r}]; print('torch' in sys.modules)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return out.stdout.strip() == "True"
+
+    assert not imports_torch(modules)
+    assert imports_torch(["normtheory.theory.equivalence"])

@@ -30,7 +30,7 @@ QUANTITIES = ("y", "gx", "gw", "gb")
 
 def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "none",
               contract: str = "default", out_format=None, exact=None, kind: str = "worst",
-              quantity: str = "y", gy=None, w_format=None) -> np.ndarray:
+              quantity: str = "y", gy=None, w_format=None, p=None) -> np.ndarray:
     """Per-element allowed |q̂ − q| for quantity q (inf where no bound holds).
 
     quantity "y" (forward output, in `out_format`, default `format`) and "gx" (in `format`,
@@ -38,7 +38,9 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
     `w_format`, default `format`) give shape (n,), reduced over the rows of x. The gradients
     need `gy` (shaped like x, in `format`). `kind` is "worst" (a guarantee) or
     "probabilistic" (the √n form, labelled as such in reports). For "ulp:K", `exact` is the
-    exact value of the same quantity.
+    exact value of the same quantity. For op "lpnorm" (exponent `p`) the `default` contract is
+    the worst-case bound of the stable kernel (precision/lp.py: rescale by max|x|, fp32
+    accumulation, pow within 4 ulps); there is no backward or model bound for Lp yet.
     """
     from normtheory.errors import UsageError
 
@@ -57,6 +59,9 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
         if exact is None:
             raise UsageError("contract ulp:K needs the exact outputs")
         return k * FORMATS[quantity_format].ulp(np.asarray(exact, dtype=np.float64)).reshape(shape)
+    if op == "lpnorm":
+        return _lp_tolerance(x2, w, b, shape, p=p, eps=eps, affine=affine, contract=contract,
+                             quantity=quantity, out_format=quantity_format)
     if contract == "default":
         models = [MODELS[model_name] for model_name in DEFAULT_FAMILY]
     elif contract.startswith("model:"):
@@ -85,3 +90,16 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
                                 quantities=(quantity,))
         bound = np.maximum(bound, getattr(result, quantity))
     return bound.reshape(shape)
+
+
+def _lp_tolerance(x2, w, b, shape, *, p, eps, affine, contract, quantity, out_format):
+    from normtheory.errors import UsageError
+    from normtheory.precision.lp import stable_forward_bound
+    from normtheory.registry import parse_p
+
+    if quantity != "y":
+        raise UsageError("lpnorm has no backward bound yet (only the forward output y)")
+    if contract != "default":
+        raise UsageError(f"lpnorm supports the contracts default and ulp:K, not {contract!r}")
+    result = stable_forward_bound(x2, w, b, p=parse_p(p), eps=eps, affine=affine, out_format=out_format)
+    return result.total.reshape(shape)

@@ -63,6 +63,10 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
     params = resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
     fmt = format if isinstance(format, FloatFormat) else get_format(format)
     w_fmt = fmt if w_format is None else (w_format if isinstance(w_format, FloatFormat) else get_format(w_format))
+    if not fmt.has_nan:
+        # fp6/fp4 have no NaN: an overflowing or 0/0 output would have no value to be rounded to
+        raise UsageError(f"{fmt.name} has no NaN or inf, so the reference cannot write every output in it; "
+                         "MX element formats are for scaled quantization (normtheory.precision.scaling)")
     x = _as_float64(x, "x", fmt)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise UsageError(f"x must have shape (rows, n) or (n,) with n >= 1, got {x.shape}")

@@ -68,7 +68,8 @@ def crmsnorm_entry(alg: SumAlgebra, eps, eps_mode="inside", divisor=None):
 def lpnorm_entry(alg: SumAlgebra, eps, p, eps_mode="inside", eps_power=None):
     """Lp entry i: x_i/((1/d)Σ|x|^p + eps^(p/2))^(1/p) (inside) or x_i/(((1/d)Σ|x|^p)^(1/p) + eps)."""
     x = alg.i["x"]
-    eps_term = eps ** (p / 2 if eps_power is None else eps_power)
+    # sympify: a Python int p would make p / 2 a float (eps**1.0), an inexact expression
+    eps_term = eps ** (sp.sympify(p) / 2 if eps_power is None else eps_power)
     return divide_by_normalizer(x, alg.mean(sp.Abs(x) ** p), eps, eps_mode, p, eps_term)
 
 

@@ -11,8 +11,10 @@ Two setups (see THEORY_NOTES.md, Xiong et al. 2020):
 
 Architectures: ``post_ln``, ``pre_ln``, ``peri_ln`` (normalise the input and the output of
 each sublayer), ``lns`` (Pre-LN with every LN output of block l scaled by 1/sqrt(l),
-Sun et al. 2025) and ``pre_rms`` (Pre-LN with RMSNorm). Pre-style stacks end in a final
-normaliser; Post-LN ends in its last block's LN.
+Sun et al. 2025), ``pre_rms`` (Pre-LN with RMSNorm) and ``pre_lp:P`` (Pre-LN with the Lp
+normaliser of exponent P >= 1 or inf, eps as RMSNorm's; normtheory.kernels.lp's stable kernel,
+see theory/lp_depth.py). Pre-style stacks end in a final normaliser; Post-LN ends in its last
+block's LN.
 
 Loss: L = (1/n) sum_i <u_i, out_i> with u_i ~ N(0, I_d) drawn once per seed. Its gradient
 at the output is known in closed form (u_i / n), which is what lets meanfield.py predict
@@ -37,6 +39,27 @@ import torch
 import torch.nn.functional as F
 
 ARCHS = ("post_ln", "pre_ln", "peri_ln", "lns", "pre_rms")
+LP_ARCH_PREFIX = "pre_lp:"
+
+
+def lp_arch(p: float) -> str:
+    """The arch name of a Pre-Lp stack: pre_lp:1.5, pre_lp:inf, ..."""
+    return LP_ARCH_PREFIX + ("inf" if math.isinf(p) else f"{float(p):g}")
+
+
+def lp_exponent(arch: str) -> float | None:
+    """p of a pre_lp:P arch, None for every other arch (ValueError for a bad P)."""
+    if not arch.startswith(LP_ARCH_PREFIX):
+        return None
+    p = float(arch[len(LP_ARCH_PREFIX):])
+    if not p >= 1:
+        raise ValueError(f"{arch!r}: p must be >= 1 or inf")
+    return p
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS and lp_exponent(arch) is None:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS} or {LP_ARCH_PREFIX}P")
 SETUPS = ("xiong", "standard")
 ACTIVATIONS = ("relu", "gelu")
 
@@ -82,7 +105,7 @@ class StackConfig:
     def eps(self, arch: str) -> float:
         if self.setup == "xiong":
             return 0.0
-        return 1e-6 if arch == "pre_rms" else 1e-5
+        return 1e-6 if arch == "pre_rms" or arch.startswith(LP_ARCH_PREFIX) else 1e-5
 
     def weight_shapes(self) -> dict[str, tuple[int, int]]:
         d, f = self.d, self.d_ff
@@ -142,6 +165,10 @@ def draw_stack(cfg: StackConfig, seeds: Sequence[int], device: str, dtype=torch.
 
 
 def _normalise(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
+    if kind.startswith(LP_ARCH_PREFIX):
+        from normtheory.kernels.lp import lp_norm_stable
+
+        return lp_norm_stable(x, None, None, eps, lp_exponent(kind))
     if kind == "rms":
         return F.rms_norm(x, (x.shape[-1],), eps=eps)
     return F.layer_norm(x, (x.shape[-1],), eps=eps)
@@ -186,10 +213,9 @@ def _mean_square(t: torch.Tensor) -> torch.Tensor:
 
 def forward_stack(arch: str, cfg: StackConfig, stack: RandomStack) -> ForwardTrace:
     """Run the deepest model once, keeping every hidden state (with its autograd graph)."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    _check_arch(arch)
     eps = cfg.eps(arch)
-    norm_kind = "rms" if arch == "pre_rms" else "ln"
+    norm_kind = _norm_kind(arch)
     act = F.relu if cfg.activation == "relu" else F.gelu
 
     def attention(x, w):
@@ -218,7 +244,7 @@ def forward_stack(arch: str, cfg: StackConfig, stack: RandomStack) -> ForwardTra
         elif arch == "peri_ln":
             h = h + _normalise(attention(_normalise(h, "ln", eps), w), "ln", eps)
             h = h + _normalise(ffn(_normalise(h, "ln", eps), w), "ln", eps)
-        else:  # pre_ln, pre_rms, lns
+        else:  # pre_ln, pre_rms, lns, pre_lp:P
             scale = 1.0 / math.sqrt(layer_number) if arch == "lns" else 1.0
             h = h + attention(_normalise(h, norm_kind, eps) * scale, w)
             h = h + ffn(_normalise(h, norm_kind, eps) * scale, w)
@@ -229,7 +255,13 @@ def forward_stack(arch: str, cfg: StackConfig, stack: RandomStack) -> ForwardTra
 def model_output(arch: str, cfg: StackConfig, h_last: torch.Tensor) -> torch.Tensor:
     if arch == "post_ln":
         return h_last  # already the output of the last block's LN
-    return _normalise(h_last, "rms" if arch == "pre_rms" else "ln", cfg.eps(arch))
+    return _normalise(h_last, _norm_kind(arch), cfg.eps(arch))
+
+
+def _norm_kind(arch: str) -> str:
+    if arch == "pre_rms":
+        return "rms"
+    return arch if lp_exponent(arch) is not None else "ln"
 
 
 # ---------------------------------------------------------------- measurement

@@ -1,0 +1,204 @@
+"""`certify(config)`: run a kernel over the certified domain and judge it.
+
+Order of work (each step spends part of the row budget): structured families → NaN/inf
+propagation probe → determinism (two reruns, bit for bit) → safe-domain bisection →
+hypothesis-guided search. A kernel fault (raise, wrong shape/dtype, no gradient) ends the run
+with a `fail` certificate naming the fault.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from normtheory.certify import inputs as input_gen
+from normtheory.certify.judge import Setting, hidden_mismatches, judge_batch, normalized_input, reference
+from normtheory.certify.metrics import Summary
+from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
+from normtheory.formats import FloatFormat, get_format
+from normtheory.kernels.catalog import Kernel
+
+FAMILY_SHARE, SEARCH_SHARE = 0.7, 0.2  # of the row budget; the rest goes to the domain probes
+NAN_PROBE_ROWS = 2
+
+
+@dataclass
+class Config:
+    kernel: Kernel
+    setting: Setting
+    d: int
+    n: int  # entries per kernel row (d − 1 for crmsnorm)
+    max_abs: float
+    seed: int = 0
+    budget: int = 512
+    device: str = "cpu"
+    autocast: bool = False
+    backward: bool = True
+    search: bool = True
+    inputs_path: str | None = None
+    families: tuple[str, ...] = ()
+
+
+@dataclass
+class RunState:
+    """Everything measured so far; the certificate and the report are built from it."""
+
+    forward: Summary = field(default_factory=Summary)
+    backward: dict = field(default_factory=dict)  # quantity -> Summary
+    rows_tested: int = 0
+    faults: list = field(default_factory=list)
+    findings: list = field(default_factory=list)
+    row_log: list = field(default_factory=list)  # (label, |mean|/std, forward max ratio, max ulp)
+    worst: dict = field(default_factory=dict)  # "forward"/"backward" -> (ratio, batch, outputs)
+    hidden_mismatch: int = 0
+    deterministic: bool | None = None
+    domain: dict = field(default_factory=dict)
+    domain_probes: list = field(default_factory=list)  # (magnitude, ratio, finite)
+    search: dict = field(default_factory=dict)
+    kernel_seconds: float = 0.0
+    out_fmt: FloatFormat | None = None
+    consistent_models: list | None = None  # [(model, max forward error/bound)] once explain ran
+
+
+class Certifier:
+    def __init__(self, config: Config, progress=None):
+        self.config = config
+        self.state = RunState()
+        self.progress = progress
+        self.judged: list = []  # family batches with outputs and reference, for explain.py
+        s = config.setting
+        self.call_spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused,
+                                  config.device, config.autocast, s.scaling)
+
+    # -- one batch -------------------------------------------------------------------------
+    def run_batch(self, batch: Batch, *, backward: bool | None = None, keep: bool = False) -> dict:
+        """Run and judge a batch; returns {quantity: Comparison}. KernelFault propagates.
+        `keep` stores (batch, outputs, reference) for explaining a failure afterwards."""
+        backward = self.config.backward if backward is None else backward
+        start = time.perf_counter()
+        outputs = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=backward)
+        self.state.kernel_seconds += time.perf_counter() - start
+        out_fmt = self._output_format(outputs)
+        ref = reference(batch, self.config.setting)
+        comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
+        if keep:
+            self.judged.append((batch, outputs, ref))
+        self._record(batch, outputs, comparisons)
+        if self.progress is not None:
+            self.progress.update(batch.x.shape[0])
+        return comparisons
+
+    def _output_format(self, outputs) -> FloatFormat:
+        """The output format: the requested one, or under autocast whatever dtype autocast
+        gave the first call (layer_norm, for one, may run in fp32)."""
+        returned = outputs.pop("y_format", None)
+        if self.state.out_fmt is None:
+            self.state.out_fmt = get_format(returned) if returned else self.config.setting.out_fmt
+        return self.state.out_fmt
+
+    def _record(self, batch, outputs, comparisons):
+        state = self.state
+        state.rows_tested += batch.x.shape[0]
+        state.hidden_mismatch += hidden_mismatches(batch, outputs, self.config.setting)
+        forward = comparisons["y"]
+        state.forward.add(forward, batch.label, {"rows": batch.x.shape[0]})
+        x = normalized_input(batch, self.config.setting)
+        with np.errstate(all="ignore"):
+            offset = np.abs(x.mean(axis=1)) / np.maximum(x.std(axis=1), np.finfo(float).tiny)
+        row_ratio = np.max(np.where(np.isnan(forward.ratio), 0, forward.ratio), axis=1)
+        row_ulp = np.max(np.where(np.isnan(forward.ulps), 0, forward.ulps), axis=1)
+        state.row_log.extend(zip([batch.label] * len(offset), offset.tolist(), row_ratio.tolist(), row_ulp.tolist()))
+        self._keep_worst("forward", float(row_ratio.max()) if row_ratio.size else 0.0, batch, outputs)
+        grad_ratio = 0.0
+        for quantity, cmp in comparisons.items():
+            if quantity == "y":
+                continue
+            state.backward.setdefault(quantity, Summary()).add(cmp, batch.label, {"rows": batch.x.shape[0]})
+            grad_ratio = max(grad_ratio, float(np.nanmax(cmp.ratio)) if cmp.ratio.size else 0.0)
+        if len(comparisons) > 1:
+            self._keep_worst("backward", grad_ratio, batch, outputs)
+
+    def _keep_worst(self, key, ratio, batch, outputs):
+        if key not in self.state.worst or ratio > self.state.worst[key][0]:
+            self.state.worst[key] = (ratio, batch, outputs)
+
+    # -- the steps ---------------------------------------------------------------------------
+    def budget_split(self) -> tuple[int, int, int]:
+        """(rows per family, search examples, domain probes): together with the 2-row NaN probe
+        and captured inputs (which share the families' part) at most the budget, except that a
+        tiny budget still gets one row per family and the 3 domain probes that anchor bisection."""
+        budget = max(self.config.budget, 1)
+        groups = len(self.config.families) + (4 if self.config.inputs_path else 0)
+        families = max(1, int(budget * FAMILY_SHARE) // max(groups, 1))
+        search = int(budget * SEARCH_SHARE) if self.config.search else 0
+        spent = families * groups + search + NAN_PROBE_ROWS
+        return families, search, max(0, budget - spent)
+
+    def run_families(self, rows_per_family: int) -> None:
+        c = self.config
+        batches = list(input_gen.family_batches(
+            c.families, rows_per_family=rows_per_family, n=c.n, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt,
+            affine=c.setting.affine, max_abs=c.max_abs, seed=c.seed, fused=c.kernel.fused, backward=c.backward))
+        if c.inputs_path:
+            batches += list(input_gen.captured_batches(
+                c.inputs_path, n=c.n, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt, affine=c.setting.affine,
+                seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward))
+        for batch in batches:
+            self.run_batch(batch, keep=True)
+        self.family_batches = batches
+
+    def run_nan_probe(self) -> None:
+        """A NaN in a row must make that whole row NaN: NaN in → NaN out. (An inf input is not
+        judged: 0 for the other entries of an RMSNorm row is the IEEE-natural answer.)"""
+        c = self.config
+        rng = np.random.default_rng([c.seed, 20_000])
+        x = c.setting.fmt.round_to_float64(rng.standard_normal((NAN_PROBE_ROWS, c.n)), saturate=True)
+        x[0, c.n // 2] = np.nan
+        x[1, 0] = np.nan
+        w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
+        residual = np.zeros_like(x) if c.kernel.fused else None
+        self.run_batch(Batch(x, w, b, None, residual, label="nan_probe"), backward=False)
+
+    def run_determinism(self) -> None:
+        """The same inputs twice must give identical bits (forward and backward): every family
+        batch is run twice more (kernel only, no reference: cheap)."""
+        deterministic = True
+        for batch in getattr(self, "family_batches", []):
+            first = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
+            second = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
+            differing = [key for key in first if isinstance(first[key], np.ndarray)
+                         and not np.array_equal(first[key].view(np.uint64), second[key].view(np.uint64))]
+            if differing:
+                deterministic = False
+                self.state.findings.append(
+                    f"not deterministic: {', '.join(differing)} differ between two runs on the same "
+                    f"{batch.label} inputs (output changes run to run)")
+                break
+        self.state.deterministic = deterministic
+
+
+def certify(config: Config, progress=None) -> RunState:
+    from normtheory.certify import domain, search
+
+    certifier = Certifier(config, progress)
+    family_rows, search_rows, domain_rows = certifier.budget_split()
+    try:
+        certifier.run_families(family_rows)
+        certifier.run_nan_probe()
+        certifier.run_determinism()
+        domain.bisect_safe_domain(certifier, domain_rows)
+        if search_rows:
+            search.hypothesis_search(certifier, search_rows)
+    except KernelFault as fault:
+        certifier.state.faults.append(str(fault))
+    state = certifier.state
+    # the named models are of LN/RMS/CRMS kernels with a plain output
+    explainable = (config.setting.contract == "default" and config.setting.op != "lpnorm"
+                   and config.setting.scaling is None)
+    if not state.faults and state.forward.max_err_over_bound > 1 and explainable:
+        from normtheory.certify.explain import consistent_models
+
+        state.consistent_models = consistent_models(certifier.judged, config.setting, state.out_fmt)
+    return state

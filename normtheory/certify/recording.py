@@ -1,0 +1,154 @@
+"""Recording files (DESIGN.md): a kernel's inputs and outputs as raw bits plus a JSON `meta`,
+so a GPU run can be judged later on any CPU machine (`normtheory check`).
+
+Loaded with `allow_pickle=False`; every problem with a file (not an npz, truncated, pickled
+object arrays, missing or inconsistent arrays, bad meta) is a UsageError (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+
+from normtheory.certify.runner import Batch
+from normtheory.errors import UsageError
+from normtheory.formats import FORMATS, FloatFormat, get_format
+
+SCHEMA = "normtheory.recording/1"
+ROW_ARRAYS = ("x", "y", "residual", "gy", "gx", "h", "g_residual")
+VECTOR_ARRAYS = ("w", "b", "gw", "gb")
+
+
+def _format_of(name: str, meta: dict) -> FloatFormat:
+    fmt, w_fmt = meta["format"], meta.get("w_format") or meta["format"]
+    out_fmt = meta.get("out_format") or meta["format"]
+    return get_format({"y": out_fmt, "w": w_fmt, "b": w_fmt, "gw": w_fmt, "gb": w_fmt, "scale": "fp32"}.get(name, fmt))
+
+
+def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write arrays (float64 values representable in their formats) as raw bits, plus meta."""
+    out = {}
+    for name, values in arrays.items():
+        if values is None:
+            continue
+        fmt = _format_of(name, meta)
+        out[name] = fmt.to_bits(np.asarray(values, dtype=np.float64))
+    out["meta"] = np.array(json.dumps({"schema": SCHEMA, **meta}, default=str))
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"{path}: directory {directory} does not exist")
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, **out)
+    os.replace(tmp, path)
+
+
+def load(path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """(float64 arrays, meta) from a recording; UsageError on anything malformed."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    try:
+        # our own file handle: numpy leaks its handle when a truncated archive fails to open
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"PK\x03\x04":  # every .npz is a zip archive
+                raise UsageError(f"{path}: corrupt or truncated recording (not a zip archive)")
+            handle.seek(0)
+            with np.load(handle, allow_pickle=False) as data:
+                raw = {name: data[name] for name in data.files}
+    except UsageError:
+        raise
+    except ValueError as exc:  # object arrays need pickle: refused
+        raise UsageError(f"{path}: refused to load ({_first_line(exc)}); recordings hold no pickled objects") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise UsageError(f"{path}: corrupt or truncated recording ({_first_line(exc)})") from None
+    meta = _parse_meta(path, raw.pop("meta", None))
+    arrays = {}
+    for name, bits in raw.items():
+        if name not in ROW_ARRAYS + VECTOR_ARRAYS + ("scale",):
+            raise UsageError(f"{path}: unexpected array {name!r}")
+        arrays[name] = _decode(path, name, bits, _format_of(name, meta))
+    _check_shapes(path, arrays)
+    return arrays, meta
+
+
+def _first_line(exc) -> str:
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+
+
+def _parse_meta(path, raw) -> dict:
+    if raw is None:
+        raise UsageError(f"{path}: no `meta` array")
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise UsageError(f"{path}: `meta` must be a 0-d unicode array holding JSON")
+    try:
+        meta = json.loads(str(raw[()]))
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: `meta` is not JSON ({exc.msg})") from None
+    if not isinstance(meta, dict):
+        raise UsageError(f"{path}: `meta` must be a JSON object")
+    for key in ("op", "format", "eps", "eps_mode", "affine", "kernel"):
+        if key not in meta:
+            raise UsageError(f"{path}: meta lacks {key!r}")
+    for key in ("format", "w_format", "out_format"):
+        if meta.get(key) is not None and meta[key] not in FORMATS:
+            raise UsageError(f"{path}: meta {key} {meta[key]!r} is not a known format")
+    return meta
+
+
+def _decode(path, name, bits, fmt: FloatFormat) -> np.ndarray:
+    if bits.dtype != fmt.bits_dtype:
+        raise UsageError(f"{path}: array {name} must be raw {fmt.name} bits ({np.dtype(fmt.bits_dtype).name}), "
+                         f"got {bits.dtype}")
+    return fmt.from_bits(bits).astype(np.float64)
+
+
+def _check_shapes(path, arrays):
+    if "x" not in arrays or "y" not in arrays:
+        raise UsageError(f"{path}: a recording needs arrays x and y")
+    x = arrays["x"]
+    if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
+        raise UsageError(f"{path}: x must have shape (rows, n), got {x.shape}")
+    for name in ROW_ARRAYS:
+        if name in arrays and arrays[name].shape != x.shape:
+            raise UsageError(f"{path}: {name} has shape {arrays[name].shape}, x has {x.shape}")
+    for name in VECTOR_ARRAYS:
+        if name in arrays and arrays[name].shape != (x.shape[1],):
+            raise UsageError(f"{path}: {name} must have shape ({x.shape[1]},), got {arrays[name].shape}")
+    if "gx" in arrays and "gy" not in arrays:
+        raise UsageError(f"{path}: gx given without gy")
+
+
+def meta_for(config, *, op: str, kernel_name: str, environment: dict, families=None) -> dict:
+    s = config.setting
+    return {"op": op, "format": s.fmt.name, "w_format": s.w_fmt.name, "out_format": s.out_fmt.name,
+            "eps": s.eps, "eps_hex": s.eps.hex(), "eps_mode": s.eps_mode, "affine": s.affine,
+            "p": None if s.p is None else ("inf" if math.isinf(s.p) else s.p), "d": config.d,
+            "kernel": kernel_name, "environment": environment, "families": families or [],
+            "scaling": s.scaling, "fp8_cast_saturates": s.saturate if s.scaling else None}
+
+
+def batch_arrays(batch: Batch, outputs: dict) -> dict:
+    arrays = {"x": batch.x, "w": batch.w, "b": batch.b, "gy": batch.gy, "residual": batch.residual}
+    arrays.update({k: v for k, v in outputs.items() if k in ROW_ARRAYS + VECTOR_ARRAYS + ("scale",)})
+    return arrays
+
+
+def save_worst(path: str, config, state, *, op: str) -> None:
+    """The batch with the largest forward error/bound (and, when different, the backward one
+    next to it as <path stem>.backward.npz): anyone can reproduce them."""
+    from normtheory.certify.certificate import environment
+
+    env = environment(config.kernel, config.device, config.autocast)
+    for key, target in (("forward", path), ("backward", path[:-4] + ".backward.npz" if path.endswith(".npz") else path + ".backward.npz")):
+        if key not in state.worst:
+            continue
+        ratio, batch, outputs = state.worst[key]
+        if key == "backward" and "forward" in state.worst and state.worst["forward"][1] is batch:
+            continue
+        rows = batch.x.shape[0]
+        save(target, batch_arrays(batch, outputs),
+             meta_for(config, op=op, kernel_name=config.kernel.name, environment=env,
+                      families=[[batch.label, 0, rows]]) | {"err_over_bound": ratio})

@@ -1,0 +1,45 @@
+"""Liger Triton kernels (CUDA only; the optional `gpu` extra installs liger-kernel).
+
+They are called through Liger's public nn.Modules with `torch.func.functional_call`, so the
+weight and bias the certifier passes are the leaves autograd differentiates (gw, gb).
+Untested in CPU CI: only a GPU host with liger-kernel installed can run them.
+"""
+
+from __future__ import annotations
+
+
+def _modules():
+    from normtheory.errors import UsageError
+
+    try:
+        from liger_kernel.transformers.layer_norm import LigerLayerNorm
+        from liger_kernel.transformers.rms_norm import LigerRMSNorm
+    except ImportError as exc:
+        raise UsageError(f"liger kernels need the gpu extra (pip install 'normtheory[gpu]'): {exc}") from None
+    return LigerLayerNorm, LigerRMSNorm
+
+
+def liger_rms_norm():
+    _, LigerRMSNorm = _modules()
+
+    def run(x, weight, bias, eps):
+        from torch.func import functional_call
+
+        # in_place=False: Liger's default overwrites the incoming gradient dY with dX
+        module = LigerRMSNorm(x.shape[-1], eps=eps, in_place=False).to(x.device)
+        y = functional_call(module, {"weight": weight}, (x,))
+        return y if bias is None else y + bias
+
+    return run
+
+
+def liger_layer_norm():
+    LigerLayerNorm, _ = _modules()
+
+    def run(x, weight, bias, eps):
+        from torch.func import functional_call
+
+        module = LigerLayerNorm(x.shape[-1], eps=eps).to(x.device)
+        return functional_call(module, {"weight": weight, "bias": bias}, (x,))
+
+    return run
