@@ -18,6 +18,11 @@ from normtheory.kernels import eager
 class CompiledKernel:
     def __init__(self, eager_fn):
         self.eager_fn = eager_fn
+        # dynamo keeps its compiled variants (and counts the recompile limit) per code object,
+        # across every torch.compile of that function: start each certification from a clean
+        # cache, so earlier certifications in this process (other formats, other d) do not
+        # push this one into the limit
+        torch._dynamo.reset()
         self.compiled = torch.compile(eager_fn, fullgraph=True, dynamic=False)
         self.compile_seconds = 0.0
         self._warm_shapes: set = set()
