@@ -55,6 +55,7 @@ def bisect_safe_domain(certifier, probes: int) -> None:
     budget[0] -= 1
     if not _probe(certifier, 0):
         state.findings.append("fails the contract on normal rows with max |x| = 1")
+        state.domain_failures += 1
         result.update(max_abs=None, min_abs=None)
         state.domain = result
         return
@@ -68,6 +69,7 @@ def bisect_safe_domain(certifier, probes: int) -> None:
                   min_abs_hex=(2.0**smallest).hex(), overflow_or_failure_from=None if top_ok else 2.0**(largest + 1),
                   collapse_below=None if bottom_ok else 2.0**smallest)
     result["probes"] = len(state.domain_probes)
+    state.domain_failures += (not top_ok) + (not bottom_ok)
     if not top_ok:
         state.findings.append(
             f"fails inside the domain for rows with max |x| ≥ 2^{largest + 1} = {2.0**(largest + 1):g} "

@@ -60,6 +60,8 @@ class RunState:
     kernel_seconds: float = 0.0
     out_fmt: FloatFormat | None = None
     consistent_models: list | None = None  # [(model, max forward error/bound)] once explain ran
+    domain_failures: int = 0  # safe-domain bisection found the contract broken inside the domain
+    backward_skipped: str | None = None  # why the backward pass is not certified, when it is not
 
 
 class Certifier:
