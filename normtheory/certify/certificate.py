@@ -79,6 +79,11 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
             findings.append(f"forward fails `{contract}` on {family}: error {ratio:.3g}× the bound")
     if fwd.nonfinite:
         findings.append(f"forward: {fwd.nonfinite} non-finite outputs where the exact result is finite")
+    for name, summary in [("forward", fwd)] + [(f"backward {q}", s) for q, s in state.backward.items()]:
+        if summary.unbounded:
+            where = ", ".join(sorted(summary.unbounded_by_label))
+            findings.append(f"{name}: {summary.unbounded} of {summary.elements} elements have no finite bound under "
+                            f"`{contract}` (the contract cannot judge them; families: {where})")
     threshold = _offset_threshold(state.row_log)
     if threshold:
         findings.append(threshold)

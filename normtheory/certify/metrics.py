@@ -31,6 +31,7 @@ class Comparison:
     nonfinite: np.ndarray  # kernel non-finite where the reference is finite in the output format
     nan_mismatch: np.ndarray  # reference NaN (non-finite input reaches it) but kernel a number
     wrong_scale: np.ndarray | None = None  # fp8 outputs: elements whose group scale the recipe cannot give
+    unbounded: np.ndarray | None = None  # finite exact value, but the contract gives no finite bound
 
 
 def compare(got: np.ndarray, reference: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
@@ -62,7 +63,8 @@ def compare(got: np.ndarray, reference: np.ndarray, bound: np.ndarray, out_fmt: 
     ratio = np.where(nonfinite, np.inf, ratio)
     ulps = np.where(nonfinite, np.inf, ulps)
     nan_mismatch = ref_nan & ~np.isnan(got)
-    return Comparison(error, ulps, ratio, signed, reference, got, nonfinite, nan_mismatch)
+    unbounded = np.isfinite(reference) & ~np.isfinite(np.asarray(bound, dtype=np.float64))
+    return Comparison(error, ulps, ratio, signed, reference, got, nonfinite, nan_mismatch, unbounded=unbounded)
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Summary:
     signal_energy: float = 0.0
     noise_energy: float = 0.0
     wrong_scale: int = 0
+    unbounded: int = 0
+    unbounded_by_label: dict = field(default_factory=dict)
     worst_case: dict = field(default_factory=dict)
     per_label: dict = field(default_factory=dict)  # label -> max ratio
 
@@ -90,6 +94,10 @@ class Summary:
         self.nan_mismatch += int(cmp.nan_mismatch.sum())
         self.over_bound += int((cmp.ratio > 1).sum())
         self.wrong_scale += 0 if cmp.wrong_scale is None else int(np.count_nonzero(cmp.wrong_scale))
+        unbounded = 0 if cmp.unbounded is None else int(np.count_nonzero(cmp.unbounded))
+        if unbounded:
+            self.unbounded += unbounded
+            self.unbounded_by_label[label] = self.unbounded_by_label.get(label, 0) + unbounded
         if finite.any():
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel = np.where(cmp.reference != 0, cmp.error / np.abs(cmp.reference), np.where(cmp.error > 0, np.inf, 0.0))
@@ -127,6 +135,8 @@ class Summary:
             "nonfinite": self.nonfinite,
             "nan_not_propagated": self.nan_mismatch,
             "wrong_scale_elements": self.wrong_scale,
+            "unbounded_elements": self.unbounded,
+            "unbounded_elements_by_family": self.unbounded_by_label,
             "worst_case": self.worst_case,
             "max_err_over_bound_by_family": self.per_label,
         }
