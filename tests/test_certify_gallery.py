@@ -171,3 +171,13 @@ def test_captured_activations_are_certified_with_the_families(tmp_path):
     broken = certify(gallery.one_pass_layer_norm, op="layernorm", format="fp32",
                      inputs=str(tmp_path / "acts32.npz"), budget=200)
     assert broken["forward"]["max_err_over_bound_by_family"]["captured"] > 1
+
+
+def test_elements_the_contract_cannot_judge_are_counted_and_named():
+    # bf16 rows with |mean|/std = 1e4: the worst-case mean error of a careful fp32 kernel exceeds
+    # what eps can absorb, so `default` has no finite bound there — said, not silently passed
+    cert = certify(gallery.careful_layer_norm, op="layernorm", format="bf16")
+    assert cert["forward"]["unbounded_elements"] > 0
+    assert "offset_1e4" in cert["forward"]["unbounded_elements_by_family"]
+    assert "normal" not in cert["forward"]["unbounded_elements_by_family"]
+    assert any("no finite bound" in f for f in cert["findings"])
