@@ -90,7 +90,7 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
     if fwd.wrong_scale:
         findings.append(f"fp8 output: {fwd.wrong_scale} elements carry a scale the recipe cannot give")
     if fwd.nan_mismatch:
-        findings.append(f"forward: {fwd.nan_mismatch} outputs are numbers where a NaN/inf input should give NaN "
+        findings.append(f"forward: {fwd.nan_mismatch} outputs are numbers where a NaN input should give NaN "
                         "(NaN inputs turned into numbers)")
     for quantity, summary in state.backward.items():
         for family, ratio in sorted(summary.per_label.items(), key=lambda kv: -kv[1]):
