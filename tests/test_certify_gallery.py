@@ -181,3 +181,11 @@ def test_elements_the_contract_cannot_judge_are_counted_and_named():
     assert "offset_1e4" in cert["forward"]["unbounded_elements_by_family"]
     assert "normal" not in cert["forward"]["unbounded_elements_by_family"]
     assert any("no finite bound" in f for f in cert["findings"])
+
+
+def test_backward_failures_are_explained_per_quantity():
+    # torch's CPU layer_norm backward reduces gb = Σ_rows gy in the input precision (bf16): the
+    # explanation step names the bf16-accumulation model for gb
+    cert = certify("torch.layer_norm", op="layernorm", format="bf16", backward=True, budget=256)
+    gb = [f for f in cert["findings"] if f.startswith("backward gb errors are consistent with")]
+    assert gb and "model:bf16_accum" in gb[0], findings(cert)

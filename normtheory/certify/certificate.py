@@ -101,11 +101,13 @@ def verdict_and_findings(state, contract: str) -> tuple[str, list[str]]:
             findings.append(f"backward {quantity}: {summary.nonfinite} non-finite values where the exact result is finite")
     if state.hidden_mismatch:
         findings.append(f"fused residual sum: {state.hidden_mismatch} entries of x + residual are not correctly rounded")
-    if state.consistent_models:
-        names = ", ".join(f"model:{name} (max error/bound {ratio:.3g})" for name, ratio in state.consistent_models[:3])
-        findings.append(f"forward errors are consistent with {names}")
-    elif state.consistent_models == []:
-        findings.append("forward errors are not explained by any named model of the precision model")
+    for quantity, models in (state.explanations or {}).items():
+        name = "forward" if quantity == "y" else f"backward {quantity}"
+        if models:
+            names = ", ".join(f"model:{model} (max error/bound {ratio:.3g})" for model, ratio in models[:3])
+            findings.append(f"{name} errors are consistent with {names}")
+        else:
+            findings.append(f"{name} errors are not explained by any named model of the precision model")
     findings.extend(state.findings)
     if not state.backward and state.backward_skipped:
         findings.append(state.backward_skipped)

@@ -59,7 +59,7 @@ class RunState:
     search: dict = field(default_factory=dict)
     kernel_seconds: float = 0.0
     out_fmt: FloatFormat | None = None
-    consistent_models: list | None = None  # [(model, max forward error/bound)] once explain ran
+    explanations: dict | None = None  # {quantity: [(model, max error/bound)]} once explain ran
     domain_failures: int = 0  # safe-domain bisection found the contract broken inside the domain
     backward_skipped: str | None = None  # why the backward pass is not certified, when it is not
 
@@ -198,9 +198,11 @@ def certify(config: Config, progress=None) -> RunState:
     state = certifier.state
     # the named models are of LN/RMS/CRMS kernels with a plain output
     explainable = (config.setting.contract == "default" and config.setting.op != "lpnorm"
-                   and config.setting.scaling is None)
-    if not state.faults and state.forward.max_err_over_bound > 1 and explainable:
-        from normtheory.certify.explain import consistent_models
+                   and config.setting.scaling is None and not state.faults)
+    failing = [q for q, summary in [("y", state.forward)] + list(state.backward.items())
+               if summary.max_err_over_bound > 1]
+    if explainable and failing:
+        from normtheory.certify.explain import explain_all
 
-        state.consistent_models = consistent_models(certifier.judged, config.setting, state.out_fmt)
+        state.explanations = explain_all(certifier.judged, config.setting, state.out_fmt, failing)
     return state
