@@ -189,3 +189,18 @@ def test_backward_failures_are_explained_per_quantity():
     cert = certify("torch.layer_norm", op="layernorm", format="bf16", backward=True, budget=256)
     gb = [f for f in cert["findings"] if f.startswith("backward gb errors are consistent with")]
     assert gb and "model:bf16_accum" in gb[0], findings(cert)
+
+
+def test_rows_scaled_into_the_domain_stay_representable():
+    import numpy as np
+
+    from normtheory.certify.inputs import clip_to_domain
+    from normtheory.formats import get_format
+
+    bf16 = get_format("bf16")
+    # a heavy-tailed row far above 2^20 whose small entries land in bf16's subnormals when scaled
+    row = bf16.round_to_float64(np.array([[3e37, 1.0, 3.07e-7, -5.13e-7, 7.31e-7, 2.9e-8]]))
+    clipped = clip_to_domain(row, 2.0**20, bf16)
+    assert np.max(np.abs(clipped)) <= 2.0**20
+    assert bf16.is_representable(clipped).all()
+    assert not bf16.is_representable(np.ldexp(row, -int(np.ceil(np.log2(3e37 / 2.0**20))))).all()

@@ -22,14 +22,14 @@ def default_max_abs(fmt: FloatFormat) -> float:
     return min(fmt.max_finite, 2.0**20)
 
 
-def clip_to_domain(rows: np.ndarray, max_abs: float) -> np.ndarray:
-    """Rows scaled down by a power of two (exact) until max |x| ≤ max_abs."""
+def clip_to_domain(rows: np.ndarray, max_abs: float, fmt: FloatFormat) -> np.ndarray:
+    """Rows scaled down by a power of two until max |x| ≤ max_abs, then rounded to fmt: the
+    scaling is exact except for entries it pushes into fmt's subnormals, which the rounding
+    puts back on fmt's grid (monotone, so the row's peak stays ≤ a representable max_abs)."""
     peak = np.max(np.abs(rows), axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
         shift = np.where(peak > max_abs, np.ceil(np.log2(peak / max_abs)), 0.0)
-    scaled = np.ldexp(rows, -shift.astype(np.int64))
-    # ldexp is exact unless it pushes a value into the subnormals; those rows stay in domain anyway
-    return scaled
+    return fmt.round_to_float64(np.ldexp(rows, -shift.astype(np.int64)), saturate=True)
 
 
 def draw_affine(rng, n: int, w_fmt: FloatFormat, affine: str):
@@ -44,7 +44,7 @@ def draw_affine(rng, n: int, w_fmt: FloatFormat, affine: str):
 
 def family_rows(family: str, rng, rows: int, n: int, fmt: FloatFormat, max_abs: float) -> np.ndarray:
     raw = FAMILIES[family](rng, rows, n, fmt)
-    return clip_to_domain(fmt.round_to_float64(raw, saturate=True), max_abs)
+    return clip_to_domain(fmt.round_to_float64(raw, saturate=True), max_abs, fmt)
 
 
 def family_batches(families, *, rows_per_family: int, n: int, fmt, w_fmt, affine, max_abs, seed: int,
@@ -61,7 +61,7 @@ def family_batches(families, *, rows_per_family: int, n: int, fmt, w_fmt, affine
             # fl(x_part + residual), which the certifier checks bit for bit (correct rounding)
             x = x / 2  # exact; keeps x_part + residual clear of overflow
             residual = fmt.round_to_float64(x * rng.uniform(0.0, 1.0, size=x.shape), saturate=True)
-            x = clip_to_domain(fmt.round_to_float64(x - residual, saturate=True), max_abs)
+            x = clip_to_domain(fmt.round_to_float64(x - residual, saturate=True), max_abs, fmt)
         yield Batch(x, w, b, gy, residual, label=family)
 
 

@@ -33,7 +33,7 @@ def _row(knobs, c) -> tuple[np.ndarray, np.random.Generator]:
             row = row / peak / rms * math.sqrt(c.setting.eps) * 2.0 ** (knobs["eps_relative_log2"] + knobs["scale_fraction"])
         else:
             row = row / peak * 2.0 ** (knobs["scale_log2"] + knobs["scale_fraction"])
-    return input_gen.clip_to_domain(fmt.round_to_float64(row[None, :], saturate=True), c.max_abs), rng
+    return input_gen.clip_to_domain(fmt.round_to_float64(row[None, :], saturate=True), c.max_abs, fmt), rng
 
 
 def _knobs(c):
