@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from normtheory.errors import CheckFailed, UsageError
+from normtheory.errors import CheckFailed, UndecidedRounding, UsageError
 
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckFailed as exc:
         print(f"FAIL: {exc}", file=sys.stderr)
         return 1
+    except UndecidedRounding as exc:  # the reference's precision cap (Lp exact midpoints): no verdict
+        print(f"error: the reference could not decide a rounding: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
