@@ -93,18 +93,23 @@ def forward(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str
         return _forward(op, x, w, b, model, eps, affine, out_format)
 
 
+def normalize(op: str, x: np.ndarray, ar: Arith, model: Model, eps: float):
+    """(d, r̂, n̂): the model width, the inverse scale per row and n̂ = fl(fl(x − μ̂)·r̂) for
+    loaded rows x — the step the forward and the backward (which recomputes it) share."""
+    d = x.shape[1] + 1 if op == "crmsnorm" else x.shape[1]
+    mean, stat = statistic(op, x, ar, model, d)
+    r = inverse_scale(stat, eps, ar, model)
+    centred = x if mean is None else ar.sub(x, mean[:, None])
+    return d, r, ar.mul(centred, r[:, None])
+
+
 def _forward(op, x, w, b, model, eps, affine, out_format):
     if op not in SUPPORTED_OPS:
         raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
     out = _fmt(out_format)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
-    rows, n = x.shape
-    d = n + 1 if op == "crmsnorm" else n
-    mean, stat = statistic(op, x, ar, model, d)
-    r = inverse_scale(stat, eps, ar, model)
-    centred = x if mean is None else ar.sub(x, mean[:, None])
-    normalized = ar.mul(centred, r[:, None])
+    _, _, normalized = normalize(op, x, ar, model, eps)
     w = None if w is None else np.asarray(w, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
     if model.output == "llama":

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from normtheory.precision.arith import Arith
-from normtheory.precision.emulate import SUPPORTED_OPS, _fmt, inverse_scale, statistic, truncate
+from normtheory.precision.emulate import SUPPORTED_OPS, _fmt, normalize, truncate
 from normtheory.precision.models import Model
 from normtheory.precision.reductions import tree_sum, tree_sum_products
 
@@ -55,12 +55,7 @@ def _backward(op, x, gy, w, b, model, eps, affine, out, w_out):
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
     gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
-    rows, n = x.shape
-    d = n + 1 if op == "crmsnorm" else n
-    mean, stat = statistic(op, x, ar, model, d)
-    r = inverse_scale(stat, eps, ar, model)
-    centred = x if mean is None else ar.sub(x, mean[:, None])
-    normalized = ar.mul(centred, r[:, None])
+    d, r, normalized = normalize(op, x, ar, model, eps)
 
     # the weight factor's multiply happens where the forward's affine step happens
     product_ar = Arith(out) if model.output == "llama" else ar
