@@ -10,11 +10,8 @@ import numpy as np
 import torch
 
 from normtheory.formats import FloatFormat
+from normtheory.kernels import dtypes
 
-TORCH_DTYPES = {
-    "fp64": torch.float64, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
-    "fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2,
-}
 
 
 class KernelFault(Exception):
@@ -47,7 +44,7 @@ class CallSpec:
 
 
 def torch_dtype(fmt: FloatFormat):
-    return TORCH_DTYPES[fmt.name]
+    return dtypes.torch_dtype(fmt.name)
 
 
 def _tensor(values, fmt, device, grad):
@@ -86,10 +83,9 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
     _check_tensor("y", y, x.shape, None if spec.autocast else torch_dtype(spec.out_fmt))
     result = {"y": _numpy(y)}
     if spec.autocast:  # autocast decides the output dtype (layer_norm, for one, runs in fp32)
-        names = {dtype: name for name, dtype in TORCH_DTYPES.items()}
-        if y.dtype not in names:
+        if y.dtype not in dtypes.FORMAT_OF:
             raise KernelFault(f"kernel returned y of dtype {y.dtype} under autocast, not a certifiable format")
-        result["y_format"] = names[y.dtype]
+        result["y_format"] = dtypes.FORMAT_OF[y.dtype]
     if scale is not None:
         result["scale"] = _numpy(scale)
     if spec.fused:

@@ -61,7 +61,6 @@ def hypothesis_search(certifier, examples: int) -> None:
     targeted hill-climbing on error/bound with the rest. (Targeting alone spends half its
     examples climbing from the first good-looking row, and error/bound of a correct-looking
     output is flat — about the final rounding's half ulp — so it needs a broad start.)"""
-    c = certifier.config
     found = {"worst": 0.0, "knobs": None, "fault": None, "examples": 0}
     explore_examples = max(1, int(examples * 0.6))
     _run(certifier, found, explore_examples, (Phase.generate,))

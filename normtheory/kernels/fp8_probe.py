@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from normtheory.kernels.dtypes import torch_dtype
+
 TORCH_FP8 = {
     "fp8_e4m3fn": "float8_e4m3fn",
     "fp8_e5m2": "float8_e5m2",
@@ -51,13 +53,6 @@ def _classify(value: float) -> str:
     if math.isnan(value):
         return "nan"
     return "inf" if math.isinf(value) else "saturate"
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    try:
-        return getattr(torch, TORCH_FP8[name])
-    except (KeyError, AttributeError):
-        raise ValueError(f"torch has no cast to {name!r} here; known: {', '.join(TORCH_FP8)}") from None
 
 
 def probe_cast(name: str, device: str = "cpu") -> CastBehaviour:

@@ -73,16 +73,16 @@ def stability_table(p: float, fmt: str, d: int, eps: float, acc: str = "fp32", s
                     survey_step: int = 4) -> dict:
     """Everything `normtheory lp` reports, as a JSON-ready dict (floats as numbers and hex)."""
     import numpy as np
-    import torch
 
     from normtheory.formats import FORMATS
+    from normtheory.kernels.dtypes import TORCH_DTYPES
     from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
     from normtheory.precision.lp import stable_forward_bound
     from normtheory.theory import lp, lp_thresholds as th
     from normtheory.theory.lp_measure import largest_failing_magnitude, smallest_failing_magnitude, stable_error_survey
 
     fmt_obj = FORMATS[fmt]
-    acc_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[acc]
+    acc_dtype = TORCH_DTYPES[acc]
     naive_pred = th.naive_safe_range(p, d, eps, fmt, acc)
     stable_pred = th.stable_safe_range(p, d, eps, fmt)
     naive_high = smallest_failing_magnitude(lp_norm_naive, d, fmt, eps, p, low=1.0, acc_dtype=acc_dtype)

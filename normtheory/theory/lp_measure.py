@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from normtheory.formats import FORMATS, FloatFormat
+from normtheory.kernels.dtypes import TORCH_DTYPES
 from normtheory.theory.lp_thresholds import naive_failures
 
-TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "fp64": torch.float64}
 
 
 def _fmt(fmt) -> FloatFormat:
