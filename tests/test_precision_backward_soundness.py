@@ -12,17 +12,14 @@ import numpy as np
 import pytest
 from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds_backward import backward_bound
 from normtheory.precision.emulate_backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
+from precision_cases import draw_affine, draw_input_rows
 
-AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
-           "crmsnorm": ("none", "weight")}
 BACKWARD_MODELS = {name: model for name, model in MODELS.items() if model.eps_mode == "inside"}
 GRADIENT_SOURCES = ("normal", "heavy_tail", "sparse", "tiny", "huge")
 
@@ -43,27 +40,12 @@ def _gradient(source, rng, shape, fmt):
 
 @st.composite
 def cases(draw, op):
-    fmt = FORMATS[draw(st.sampled_from(["fp32", "bf16", "fp16"]))]
-    n = draw(st.integers(1 if op == "crmsnorm" else 2, 48))
-    rows = draw(st.integers(1, 5))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    source = draw(st.sampled_from(sorted(FAMILIES) + ["raw"]))
-    if source == "raw":
-        top = min(fmt.max_finite, 2.0**20)
-        raw = draw(arrays(np.float64, (rows, n), elements=st.floats(-top, top, allow_subnormal=True)))
-    else:
-        raw = draw_rows(source, rng, rows, n, fmt) * 2.0 ** draw(st.integers(-12, 12))
-        shift = draw(st.sampled_from([0.0, 1e2, 1e4, 1e6]))  # |mean|/std up to 1e6
-        raw = raw + shift * np.std(raw) * rng.choice([-1.0, 1.0])
-    x = fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
+    fmt, rng, source, x = draw_input_rows(draw, op, max_n=48, max_rows=5)
     gy_source = draw(st.sampled_from(GRADIENT_SOURCES))
-    gy = _gradient(gy_source, rng, (rows, n), fmt)
-    w = fmt.round_to_float64(rng.uniform(-64, 64, n) * 2.0 ** -rng.integers(0, 12, n))
-    b = fmt.round_to_float64(rng.standard_normal(n) * 4)
-    eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12, 0.25]))
-    affine = draw(st.sampled_from(AFFINES[op]))
-    note(f"format={fmt.name} source={source} gy={gy_source} rows={rows} n={n} eps={eps} affine={affine}")
+    gy = _gradient(gy_source, rng, x.shape, fmt)
+    w, b, eps, affine = draw_affine(draw, op, rng, fmt, x.shape[1])
+    note(f"format={fmt.name} source={source} gy={gy_source} rows={x.shape[0]} n={x.shape[1]} eps={eps} "
+         f"affine={affine}")
     return fmt, x, gy, w, b, eps, affine
 
 

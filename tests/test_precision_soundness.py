@@ -10,41 +10,19 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, target
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
-from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds import forward_bound
 from normtheory.precision.emulate import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
-
-AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
-           "crmsnorm": ("none", "weight")}
-
+from precision_cases import draw_affine, draw_input_rows
 
 @st.composite
 def cases(draw, op):
-    fmt = FORMATS[draw(st.sampled_from(["fp32", "bf16", "fp16"]))]
-    n = draw(st.integers(1 if op == "crmsnorm" else 2, 72))
-    rows = draw(st.integers(1, 3))
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    source = draw(st.sampled_from(sorted(FAMILIES) + ["raw"]))
-    if source == "raw":
-        top = min(fmt.max_finite, 2.0**20)
-        raw = draw(arrays(np.float64, (rows, n), elements=st.floats(-top, top, allow_subnormal=True)))
-    else:
-        raw = draw_rows(source, rng, rows, n, fmt)
-        raw = raw * 2.0 ** draw(st.integers(-12, 12))
-        shift = draw(st.sampled_from([0.0, 1e2, 1e4, 1e6]))  # |mean|/std up to 1e6
-        raw = raw + shift * np.std(raw) * rng.choice([-1.0, 1.0])
-    x = fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
-    w = fmt.round_to_float64(rng.uniform(-64, 64, n) * 2.0 ** -rng.integers(0, 12, n))
-    b = fmt.round_to_float64(rng.standard_normal(n) * 4)
-    eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12, 0.25]))
-    affine = draw(st.sampled_from(AFFINES[op]))
-    note(f"format={fmt.name} source={source} n={n} eps={eps} affine={affine}")
+    fmt, rng, source, x = draw_input_rows(draw, op, max_n=72, max_rows=3)
+    w, b, eps, affine = draw_affine(draw, op, rng, fmt, x.shape[1])
+    note(f"format={fmt.name} source={source} n={x.shape[1]} eps={eps} affine={affine}")
     return fmt, x, w, b, eps, affine
 
 
