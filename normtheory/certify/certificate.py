@@ -9,6 +9,7 @@ import platform
 import numpy as np
 
 SCHEMA = "normtheory.certificate/1"
+REFERENCE_NOTE = "exact result correctly rounded to fp32; failures are proven beyond its ½-ulp resolution"
 
 
 def environment(kernel, device: str, autocast: bool) -> dict:
@@ -49,7 +50,8 @@ def _hexed(value):
     return value.hex() if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
-def _block(summary) -> dict:
+def block(summary) -> dict:
+    """A Summary as the certificate's forward/backward block, key floats also as float.hex."""
     block = summary.as_dict()
     for key in ("max_ulp", "max_rel", "max_err_over_bound"):
         block[key + "_hex"] = _hexed(float(block[key]))
@@ -136,19 +138,14 @@ def build(config, state, *, kernel_name: str, op: str, contract: str, compile_se
     verdict, findings = verdict_and_findings(state, contract)
     return {
         "schema": SCHEMA, "verdict": verdict, "kernel": kernel_name, "op": op,
-        "format": s.fmt.name, "w_format": s.w_fmt.name,
-        "out_format": (state.out_fmt or s.out_fmt).name, "d": config.d,
-        "eps": s.eps, "eps_hex": s.eps.hex(), "eps_mode": s.eps_mode, "affine": s.affine,
-        "p": None if s.p is None else ("inf" if math.isinf(s.p) else s.p),
-        "scaling": s.scaling, "fp8_cast_saturates": s.saturate if s.scaling else None,
-        "contract": contract, "seed": config.seed, "budget": config.budget, "max_abs": config.max_abs,
+        **s.describe(state.out_fmt), "d": config.d, "contract": contract, "seed": config.seed, "budget": config.budget, "max_abs": config.max_abs,
         "max_abs_hex": float(config.max_abs).hex(),
         "environment": environment(config.kernel, config.device, config.autocast),
         "inputs_tested": state.rows_tested,
         "families": list(config.families) + (["captured"] if config.inputs_path else []),
-        "reference": "exact result correctly rounded to fp32; failures are proven beyond its ½-ulp resolution",
-        "forward": _block(state.forward),
-        "backward": {q: _block(summary) for q, summary in state.backward.items()},
+        "reference": REFERENCE_NOTE,
+        "forward": block(state.forward),
+        "backward": {q: block(summary) for q, summary in state.backward.items()},
         "determinism": state.deterministic,
         "safe_domain": state.domain,
         "search": state.search,

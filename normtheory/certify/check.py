@@ -6,7 +6,6 @@ reported as not applicable. The recording's own environment is carried into the 
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -83,20 +82,17 @@ def check_recording(arrays: dict, meta: dict, contract: str = "default", source:
     state.deterministic = None
     verdict, findings = certificate.verdict_and_findings(state, setting.contract)
     findings.append("not applicable to a recording: determinism, safe-domain bisection, hypothesis search")
-    p = setting.p
     return {
         "schema": certificate.SCHEMA, "verdict": verdict, "kernel": meta["kernel"], "op": meta["op"],
-        "format": setting.fmt.name, "w_format": setting.w_fmt.name, "out_format": setting.out_fmt.name,
-        "d": meta.get("d", get_spec(setting.op).model_width(batch.x.shape[1])),
-        "eps": setting.eps, "eps_hex": setting.eps.hex(), "eps_mode": setting.eps_mode, "affine": setting.affine,
-        "p": None if p is None else ("inf" if math.isinf(p) else p), "contract": setting.contract,
+        **setting.describe(), "d": meta.get("d", get_spec(setting.op).model_width(batch.x.shape[1])),
+        "contract": setting.contract,
         "seed": meta.get("seed"), "budget": None, "max_abs": float(np.max(np.abs(batch.x))),
         "environment": meta.get("environment", {}), "recording": source,
         "inputs_tested": state.rows_tested,
         "families": [label for label, _ in _family_slices(meta, batch.x.shape[0])],
-        "reference": "exact result correctly rounded to fp32; failures are proven beyond its ½-ulp resolution",
-        "forward": certificate._block(state.forward),
-        "backward": {q: certificate._block(s) for q, s in state.backward.items()},
+        "reference": certificate.REFERENCE_NOTE,
+        "forward": certificate.block(state.forward),
+        "backward": {q: certificate.block(s) for q, s in state.backward.items()},
         "determinism": "not applicable", "safe_domain": "not applicable", "search": "not applicable",
         "findings": findings,
     }

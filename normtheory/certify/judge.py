@@ -3,6 +3,7 @@ every quantity, compared with what the kernel returned."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,15 @@ class Setting:
     contract: str
     scaling: str | None = None  # fp8 output recipe (tensor, row, block:N, mx[:N])
     saturate: bool = True  # does the fp8 cast saturate (probed for the installed torch)
+
+    def describe(self, out_fmt: FloatFormat | None = None) -> dict:
+        """The setting as certificates and recordings write it (p: null, a number or "inf")."""
+        return {
+            "format": self.fmt.name, "w_format": self.w_fmt.name, "out_format": (out_fmt or self.out_fmt).name,
+            "eps": self.eps, "eps_hex": self.eps.hex(), "eps_mode": self.eps_mode, "affine": self.affine,
+            "p": None if self.p is None else ("inf" if math.isinf(self.p) else self.p),
+            "scaling": self.scaling, "fp8_cast_saturates": self.saturate if self.scaling else None,
+        }
 
     @property
     def bound_contract(self) -> str:

@@ -8,7 +8,6 @@ object arrays, missing or inconsistent arrays, bad meta) is a UsageError (exit 2
 from __future__ import annotations
 
 import json
-import math
 import os
 import zipfile
 
@@ -122,12 +121,8 @@ def _check_shapes(path, arrays):
 
 
 def meta_for(config, *, op: str, kernel_name: str, environment: dict, families=None) -> dict:
-    s = config.setting
-    return {"op": op, "format": s.fmt.name, "w_format": s.w_fmt.name, "out_format": s.out_fmt.name,
-            "eps": s.eps, "eps_hex": s.eps.hex(), "eps_mode": s.eps_mode, "affine": s.affine,
-            "p": None if s.p is None else ("inf" if math.isinf(s.p) else s.p), "d": config.d,
-            "kernel": kernel_name, "environment": environment, "families": families or [],
-            "scaling": s.scaling, "fp8_cast_saturates": s.saturate if s.scaling else None}
+    return {"op": op, **config.setting.describe(), "d": config.d, "kernel": kernel_name, "environment": environment,
+            "families": families or []}
 
 
 def batch_arrays(batch: Batch, outputs: dict) -> dict:
