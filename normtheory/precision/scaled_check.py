@@ -43,8 +43,11 @@ def judge_scaled_output(op, x, w, b, q, scale, *, format, eps, affine, out_forma
     q = np.atleast_2d(np.asarray(q, dtype=np.float64))
     scale = np.asarray(scale, dtype=np.float64)
     findings = []
+    # the fp32 pre-cast tolerance serves both the output bound and the scale check
+    pre = tolerance(op, x2, w, b, format=format, eps=eps, affine=affine, contract=contract, out_format="fp32",
+                    exact=y)
     bound = fp8_output_bound(op, x2, w, b, format=format, eps=eps, affine=affine, out_format=out_format,
-                             scale=scale, scaling=scaling, exact=y, saturate=saturate, contract=contract)
+                             scale=scale, scaling=scaling, exact=y, saturate=saturate, contract=contract, pre=pre)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.abs(q / expand_scale(scale, q.shape, kind, block) - y)
         ratio = np.where(np.isfinite(bound), err / bound, 0.0)
@@ -63,8 +66,6 @@ def judge_scaled_output(op, x, w, b, q, scale, *, format, eps, affine, out_forma
         scales_checked, bad_scales = False, 0
         findings.append("delayed scaling: the scale depends on the amax history and was not checked")
     else:
-        pre = tolerance(op, x2, w, b, format=format, eps=eps, affine=affine, contract=contract,
-                        out_format="fp32", exact=y)
         low, high = scale_interval(y, pre, out_format, scaling, margin=margin, power_of_two=power_of_two)
         inside = (low <= scale) & (scale <= high)
         scales_checked, bad_scales = True, int(np.count_nonzero(~inside))

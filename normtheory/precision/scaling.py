@@ -217,12 +217,12 @@ class DelayedScaling:
 
 # ---- bounds for a normalizer with a scaled output (derivation: scaled_bound.py) ----------
 def fp8_output_bound(op, x, w=None, b=None, *, format, eps, affine="none", out_format, scale,
-                     scaling="tensor", exact, saturate=True, contract="default") -> np.ndarray:
+                     scaling="tensor", exact, saturate=True, contract="default", pre=None) -> np.ndarray:
     """Per-entry bound on |q/s − y| for a kernel that normalizes in fp32 and returns the scaled
     cast q with scales `scale` (per group of `scaling`; MX casts always saturate).
 
     `exact` is the exact output y (float64 or mpf values); the fp32 pre-cast error comes from
-    `normtheory.precision.tolerance` under `contract`.
+    `normtheory.precision.tolerance` under `contract`, or is `pre` when the caller has it.
     """
     from normtheory.precision import tolerance
     from normtheory.precision.scaled_bound import scaled_output_bound
@@ -230,8 +230,10 @@ def fp8_output_bound(op, x, w=None, b=None, *, format, eps, affine="none", out_f
     kind, block = parse_scaling(scaling)
     x2 = np.atleast_2d(np.asarray(x, dtype=np.float64))
     exact_abs = np.abs(np.atleast_2d(np.asarray(exact, dtype=np.float64)))
-    pre = np.atleast_2d(tolerance(op, x2, w, b, format=format, eps=eps, affine=affine, contract=contract,
-                                  out_format="fp32", exact=exact_abs))
+    if pre is None:
+        pre = tolerance(op, x2, w, b, format=format, eps=eps, affine=affine, contract=contract, out_format="fp32",
+                        exact=exact_abs)
+    pre = np.atleast_2d(pre)
     entry_scale = expand_scale(scale, x2.shape, kind, block)
     return scaled_output_bound(exact_abs, pre, entry_scale, _fmt(out_format), saturate=saturate or kind == "mx")
 
