@@ -45,29 +45,25 @@ class _Entry:
     needs_cuda: bool = False
     description: str = ""
     scaled_output: bool = False
+    default_affine: str | None = None  # when the op's registry default does not fit the kernel
 
 
-def _eager(attr):
+def _lazy_fn(module, attr):
+    """A factory returning module.attr, imported only when the kernel is asked for."""
     def factory():
-        from normtheory.kernels import eager
-
-        return getattr(eager, attr)
+        return getattr(importlib.import_module(module), attr)
 
     return factory
 
 
 def _lazy(module, attr):
-    def factory():
-        return getattr(importlib.import_module(module), attr)()
+    """A factory calling module.attr() (kernels built at resolution, e.g. compiled ones)."""
+    make = _lazy_fn(module, attr)
+    return lambda: make()()
 
-    return factory
 
-
-def _lazy_fn(module, attr):
-    def factory():
-        return getattr(importlib.import_module(module), attr)
-
-    return factory
+def _eager(attr):
+    return _lazy_fn("normtheory.kernels.eager", attr)
 
 
 _PLAIN = ("none", "weight", "weight_bias")
@@ -81,6 +77,7 @@ CATALOG: dict[str, _Entry] = {
     "hf.llama_rms_norm": _Entry(_eager("llama_rms_norm"), ("rmsnorm",), affines=_PLAIN,
                                 description="HF LlamaRMSNorm cast placement (fp32, cast, then * w)"),
     "hf.gemma_rms_norm": _Entry(_eager("gemma_rms_norm"), ("rmsnorm",), affines=("offset_weight", "none"),
+                                default_affine="offset_weight",
                                 description="HF Gemma RMSNorm: (1 + w), fp32 throughout, one rounding"),
     "compiled.layer_norm": _Entry(_lazy("normtheory.kernels.compiled", "compiled_layer_norm"), ("layernorm",),
                                   affines=_PLAIN, description="torch.compile(layer_norm), shapes and eps pinned"),
@@ -156,6 +153,4 @@ def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool
 def catalog_defaults(name: str) -> dict:
     """Affine default of a catalog kernel (e.g. gemma's offset_weight); {} for user kernels."""
     entry = CATALOG.get(name)
-    if entry is None or entry.affines is None:
-        return {}
-    return {"affine": entry.affines[0]} if entry.affines[0] != "none" and entry.affines != _PLAIN else {}
+    return {"affine": entry.default_affine} if entry is not None and entry.default_affine else {}
