@@ -1,7 +1,7 @@
 """`certify(config)`: run a kernel over the certified domain and judge it.
 
 Order of work (each step spends part of the row budget): structured families → NaN/inf
-propagation probe → determinism (two reruns, bit for bit) → safe-domain bisection →
+propagation probe → determinism (one rerun per family batch, bit for bit) → safe-domain bisection →
 hypothesis-guided search. A kernel fault (raise, wrong shape/dtype, no gradient) ends the run
 with a `fail` certificate naming the fault.
 """
@@ -149,7 +149,6 @@ class Certifier:
                 seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward))
         for batch in batches:
             self.run_batch(batch, keep=True)
-        self.family_batches = batches
 
     def run_nan_probe(self) -> None:
         """A NaN in a row must make that whole row NaN: NaN in → NaN out. (An inf input is not
@@ -165,13 +164,12 @@ class Certifier:
 
     def run_determinism(self) -> None:
         """The same inputs twice must give identical bits (forward and backward): every family
-        batch is run twice more (kernel only, no reference: cheap)."""
+        batch is run once more (kernel only, no reference) and compared with its judged run."""
         deterministic = True
-        for batch in getattr(self, "family_batches", []):
-            first = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
+        for batch, first, _ in self.judged:
             second = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
-            differing = [key for key in first if isinstance(first[key], np.ndarray)
-                         and not np.array_equal(first[key].view(np.uint64), second[key].view(np.uint64))]
+            differing = [key for key, value in first.items() if isinstance(value, np.ndarray)
+                         and not np.array_equal(value.view(np.uint64), second[key].view(np.uint64))]
             if differing:
                 deterministic = False
                 self.state.findings.append(
