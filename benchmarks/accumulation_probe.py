@@ -15,8 +15,8 @@ Cases (each skipped with a note where this torch/device cannot run it):
   mm_bf16                     torch.mm(bf16, bf16) -> bf16 output (hides bits beyond ~8: the
                               analysis then reports a lower bound)
 
-    python benchmarks/accumulation_probe.py --device cuda --out accumulation_h100.npz
-    python benchmarks/accumulation_probe.py --analyse accumulation_h100.npz
+    python benchmarks/accumulation_probe.py --device cuda --out accumulation_cuda.npz
+    python benchmarks/accumulation_probe.py --analyse accumulation_cuda.npz
 
 On CPU the script runs too (a dry run of the pipeline; CPU kernels are not what is being
 measured). Status: written and dry-run on CPU only — no GPU was available when it was written,
@@ -54,7 +54,9 @@ def run_case(torch, label: str, a: np.ndarray, b: np.ndarray, device: str):
     """Returns (measured float64 outputs, out_format) or None where the case cannot run."""
     if label.startswith("scaled_mm"):
         a8 = torch.from_numpy(a.astype(np.float32)).to(device).to(torch.float8_e4m3fn)
-        b8 = torch.from_numpy(b.T.astype(np.float32)).to(device).to(torch.float8_e4m3fn).t()  # column-major B
+        # cuBLASLt takes row-major A times column-major B: B^T must be C-contiguous before .t()
+        # (b.T.astype keeps b.T's Fortran order, which made B row-major and the call fail)
+        b8 = torch.from_numpy(np.ascontiguousarray(b.T, dtype=np.float32)).to(device).to(torch.float8_e4m3fn).t()
         one = torch.ones((), dtype=torch.float32, device=device)
         kwargs = {"use_fast_accum": True} if label.endswith("fast_accum") else {}
         out = torch._scaled_mm(a8, b8, scale_a=one, scale_b=one, out_dtype=torch.float32, **kwargs)

@@ -27,6 +27,7 @@ matplotlib.use("Agg")  # headless: figures are saved as PNG
 import matplotlib.pyplot as plt
 import numpy as np
 
+import normtheory
 from normtheory.certify.api import certify_kernel, prepare
 from normtheory.certify.check import check_recording
 from normtheory.certify.recording import load
@@ -36,6 +37,8 @@ from normtheory.kernels import defective
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 FIGURES = ROOT / "docs" / "figures"
+# committed GPU recordings live in the repository, wherever this notebook is run from
+REPO = ROOT if (ROOT / "tests" / "data" / "certify").is_dir() else Path(normtheory.__file__).resolve().parent.parent
 FIGURES.mkdir(parents=True, exist_ok=True)
 WORK = Path(tempfile.mkdtemp(prefix="normtheory_nb05_"))
 
@@ -105,10 +108,11 @@ print("model:llama:", llama_model["verdict"], round(llama_model["forward"]["max_
 # %% [markdown]
 # ## Record here, check anywhere
 #
-# `normtheory record` runs a kernel once over every family and writes inputs and outputs as
-# raw bits; `normtheory check` judges the file on any machine. No H100 recording of the
-# catalog kernels is committed yet (the GPU machine was not available when this notebook was
-# written), so we record the CPU kernel and check it — the same path a GPU recording takes.
+# `normtheory record` runs a kernel over every family and writes inputs and outputs as raw
+# bits; `normtheory check` judges the file on any machine. First a CPU kernel recorded here and
+# checked at once, then a recording made on an H200 (tests/data/certify/cuda/, docs/cuda.md):
+# Liger's RMSNorm, whose default `casting_mode="llama"` fails `default` and meets `model:llama`
+# like the HF module.
 
 # %%
 recording = WORK / "rms_bf16.npz"
@@ -118,6 +122,15 @@ arrays, meta = load(str(recording))
 checked = check_recording(arrays, meta, "default", source=str(recording))
 print(checked["verdict"], {k: checked["forward"][k] for k in ("max_ulp", "max_err_over_bound")})
 print(json.dumps(meta["environment"], indent=1)[:300])
+
+# %%
+liger_path = REPO / "tests" / "data" / "certify" / "cuda" / "liger_rms_norm_bf16_d4096.npz"
+liger_arrays, liger_meta = load(str(liger_path))
+print(liger_meta["environment"]["device_name"], "torch", liger_meta["environment"]["torch"])
+liger_default = check_recording(liger_arrays, liger_meta, "default", source=liger_path.name)
+liger_llama = check_recording(liger_arrays, liger_meta, "model:llama", source=liger_path.name)
+for name, cert in (("default", liger_default), ("model:llama", liger_llama)):
+    print(f"{name:12} {cert['verdict']}: forward error/bound {cert['forward']['max_err_over_bound']:.3f}")
 
 # %% [markdown]
 # ## The story, as assertions
@@ -130,3 +143,4 @@ assert onepass_cert["forward"]["max_err_over_bound_by_family"]["offset_1e4"] > 1
 assert onepass_cert["forward"]["max_err_over_bound_by_family"]["normal"] <= 1, "...and is fine on centred rows"
 assert llama_default["verdict"] == "fail" and llama_model["verdict"] == "pass"
 assert checked["verdict"] == "pass" and checked["determinism"] == "not applicable"
+assert liger_default["forward"]["max_err_over_bound"] > 1 >= liger_llama["forward"]["max_err_over_bound"]

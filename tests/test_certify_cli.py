@@ -134,6 +134,26 @@ def test_record_then_check_passes_and_a_tampered_recording_fails(tmp_path, capsy
     assert result.returncode == 1, result.stdout + result.stderr
 
 
+def test_layer_norm_weight_gradients_are_judged_per_family(tmp_path, capsys):
+    """LayerNorm rows at |mean|/std >= 1e4 have no finite bound; a column sum over every family
+    would take them in and leave gw and gb unjudged, so record stores one sum per family."""
+    path = tmp_path / "ln.npz"
+    result = run_main(capsys, "record", "torch.layer_norm", "--op", "layernorm", "--format", "fp32", "--d", "32",
+                      "--rows-per-family", "2", "--out", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    arrays, meta = recording.load(str(path))
+    assert arrays["gw"].shape == arrays["gb"].shape == (len(meta["families"]), 32)
+    cert = check_recording(arrays, meta)
+    assert cert["verdict"] == "pass", cert["findings"]
+    assert 0 < cert["backward"]["gw"]["max_err_over_bound"] <= 1
+    # a gw wrong by 1% in one family (the normal one, which has a finite bound) must fail
+    normal = [i for i, span in enumerate(meta["families"]) if span[0] == "normal"][0]
+    arrays["gw"][normal] *= 1.01
+    tampered = check_recording(arrays, meta)
+    assert tampered["verdict"] == "fail"
+    assert "backward gw fails `default` on normal" in "\n".join(tampered["findings"])
+
+
 def test_bad_recordings_are_usage_errors(tmp_path, capsys):
     path = _record(tmp_path, capsys)
     raw = path.read_bytes()

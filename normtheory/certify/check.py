@@ -56,6 +56,41 @@ def _family_slices(meta: dict, rows: int):
     return slices or [("recording", slice(0, rows))]
 
 
+def _judge_per_family(batch, outputs, setting, slices, state, source) -> None:
+    """Recordings with one kernel call per family: gw and gb are that family's column sums."""
+    for quantity in ("gw", "gb"):
+        if quantity in outputs and outputs[quantity].shape[0] != len(slices):
+            raise UsageError(f"{source}: {quantity} holds {outputs[quantity].shape[0]} column sums, "
+                             f"meta lists {len(slices)} families")
+    for index, (label, rows) in enumerate(slices):
+        part = Batch(batch.x[rows], batch.w, batch.b, None if batch.gy is None else batch.gy[rows],
+                     None if batch.residual is None else batch.residual[rows], label=label)
+        part_outputs = {q: (v[index] if q in ("gw", "gb") else v[rows]) for q, v in outputs.items()}
+        comparisons = judge_batch(part, part_outputs, setting, setting.out_fmt)
+        state.hidden_mismatch += hidden_mismatches(part, part_outputs, setting)
+        where = {"rows": [rows.start, rows.stop]}
+        state.forward.add(comparisons["y"], label, where)
+        for quantity in ("gx", "g_residual", "gw", "gb"):
+            if quantity in comparisons:
+                state.backward.setdefault(quantity, Summary()).add(comparisons[quantity], label, where)
+
+
+def _judge_in_one(batch, outputs, setting, slices, state) -> None:
+    """Recordings from one kernel call over all rows (fp8 outputs, and recordings made before
+    per-family calls): gw and gb are single column sums over every family."""
+    comparisons = judge_batch(batch, outputs, setting, setting.out_fmt)
+    state.hidden_mismatch = hidden_mismatches(batch, outputs, setting)
+    for label, rows in slices:
+        state.forward.add(_rows(comparisons["y"], rows), label, {"rows": [rows.start, rows.stop]})
+        for quantity in ("gx", "g_residual"):
+            if quantity in comparisons:
+                state.backward.setdefault(quantity, Summary()).add(
+                    _rows(comparisons[quantity], rows), label, {"rows": [rows.start, rows.stop]})
+    for quantity in ("gw", "gb"):
+        if quantity in comparisons:
+            state.backward.setdefault(quantity, Summary()).add(comparisons[quantity], "all rows", {})
+
+
 def check_recording(arrays: dict, meta: dict, contract: str = "default", source: str = "") -> dict:
     setting = setting_from_meta(meta, contract)
     fused = meta["op"] in FUSED_OPS
@@ -66,19 +101,13 @@ def check_recording(arrays: dict, meta: dict, contract: str = "default", source:
     outputs = {k: arrays[k] for k in ("y", "gx", "gw", "gb", "h", "g_residual", "scale") if k in arrays}
     if setting.scaling is not None and "scale" not in outputs:
         raise UsageError(f"{source}: an fp8 recording with scaling {setting.scaling} needs `scale`")
-    comparisons = judge_batch(batch, outputs, setting, setting.out_fmt)
     state = RunState(out_fmt=setting.out_fmt)
     state.rows_tested = batch.x.shape[0]
-    state.hidden_mismatch = hidden_mismatches(batch, outputs, setting)
-    for label, rows in _family_slices(meta, batch.x.shape[0]):
-        state.forward.add(_rows(comparisons["y"], rows), label, {"rows": [rows.start, rows.stop]})
-        for quantity in ("gx", "g_residual"):
-            if quantity in comparisons:
-                state.backward.setdefault(quantity, Summary()).add(
-                    _rows(comparisons[quantity], rows), label, {"rows": [rows.start, rows.stop]})
-    for quantity in ("gw", "gb"):
-        if quantity in comparisons:
-            state.backward.setdefault(quantity, Summary()).add(comparisons[quantity], "all rows", {})
+    slices = _family_slices(meta, batch.x.shape[0])
+    if any(outputs.get(q) is not None and outputs[q].ndim == 2 for q in ("gw", "gb")):
+        _judge_per_family(batch, outputs, setting, slices, state, source)
+    else:
+        _judge_in_one(batch, outputs, setting, slices, state)
     state.deterministic = None
     verdict, findings = certificate.verdict_and_findings(state, setting.contract)
     findings.append("not applicable to a recording: determinism, safe-domain bisection, hypothesis search")

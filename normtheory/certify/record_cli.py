@@ -1,6 +1,11 @@
 """`normtheory record KERNEL [certify's options] --out REC.npz`: run a kernel over every input
-family in one call (one weight, bias and upstream gradient for all rows, so gw and gb are
-single column sums) and save inputs and outputs as raw bits."""
+family (one weight and bias for all rows) and save inputs and outputs as raw bits.
+
+With backward, the kernel is called once per family, so gw and gb are stored per family
+(shape families × n): a column sum over all rows would take in the families whose rows have no
+finite bound (LayerNorm at |mean|/std ≥ 1e4), and then no column could be judged at all.
+fp8 outputs (no backward is certified through them) keep one call over all rows, so that a
+per-tensor scale covers every row as in certify."""
 
 from __future__ import annotations
 
@@ -47,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused, config.device, config.autocast,
                     s.scaling)
     try:
-        outputs = run_kernel(config.kernel.fn, everything, spec, backward=config.backward)
+        if config.backward and s.scaling is None:
+            outputs = _per_family_outputs(config.kernel.fn, batches, w, b, spec)
+        else:
+            outputs = run_kernel(config.kernel.fn, everything, spec, backward=config.backward)
     except KernelFault as fault:
         raise CheckFailed(f"kernel fault while recording: {fault}") from None
     meta = meta_for(config, op=args.op, kernel_name=config.kernel.name,
@@ -57,3 +65,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {everything.x.shape[0]} rows x {config.n} ({len(spans)} families), "
           f"arrays {', '.join(k for k, v in batch_arrays(everything, outputs).items() if v is not None)}")
     return 0
+
+
+def _per_family_outputs(fn, batches, w, b, spec) -> dict:
+    """One kernel call per family: row outputs concatenated, gw and gb stacked per family."""
+    from normtheory.certify.runner import Batch, run_kernel
+
+    calls = [run_kernel(fn, Batch(batch.x, w, b, batch.gy, batch.residual, label=batch.label), spec, backward=True)
+             for batch in batches]
+    combined = {}
+    for name, first in calls[0].items():
+        parts = [call[name] for call in calls]
+        if not isinstance(first, np.ndarray):  # e.g. autocast's y_format: the same for every call
+            combined[name] = first
+        elif name in ("gw", "gb"):
+            combined[name] = np.stack(parts)
+        else:
+            combined[name] = np.concatenate(parts)
+    return combined

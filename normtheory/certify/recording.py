@@ -114,8 +114,12 @@ def _check_shapes(path, arrays):
         if name in arrays and arrays[name].shape != x.shape:
             raise UsageError(f"{path}: {name} has shape {arrays[name].shape}, x has {x.shape}")
     for name in VECTOR_ARRAYS:
-        if name in arrays and arrays[name].shape != (x.shape[1],):
+        # gw and gb may also be per-family column sums, (families, n): check.py matches them to meta
+        per_family = name in ("gw", "gb") and arrays.get(name) is not None and arrays[name].ndim == 2
+        if name in arrays and not per_family and arrays[name].shape != (x.shape[1],):
             raise UsageError(f"{path}: {name} must have shape ({x.shape[1]},), got {arrays[name].shape}")
+        if per_family and arrays[name].shape[1] != x.shape[1]:
+            raise UsageError(f"{path}: {name} must have {x.shape[1]} columns, got {arrays[name].shape}")
     if "gx" in arrays and "gy" not in arrays:
         raise UsageError(f"{path}: gx given without gy")
 
