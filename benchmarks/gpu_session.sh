@@ -65,13 +65,17 @@ mkdir -p "$OUT/rec/certificates"
 timeout 240 "$PY" - "$OUT/rec/certificates" <<'PYCODE'
 import sys, time
 from normtheory.cli import main
-for kernel, op in [("liger.rms_norm", "rmsnorm"), ("liger.layer_norm", "layernorm"),
-                   ("torch.rms_norm", "rmsnorm"), ("torch.layer_norm", "layernorm")]:
-    for fmt in ("bf16", "fp16"):
-        start = time.perf_counter()
-        code = main(["certify", kernel, "--op", op, "--format", fmt, "--d", "4096", "--device", "cuda",
-                     "--json", f"{sys.argv[1]}/{kernel}_{fmt}.json"])
-        print(f"{kernel} {fmt}: exit {code} in {time.perf_counter() - start:.1f} s", flush=True)
+RUNS = [[kernel, "--op", op, "--format", fmt] for kernel, op in [("liger.rms_norm", "rmsnorm"),
+        ("liger.layer_norm", "layernorm"), ("torch.rms_norm", "rmsnorm"), ("torch.layer_norm", "layernorm")]
+        for fmt in ("bf16", "fp16")]
+# norm -> fp8 on CUDA, whose e4m3fn cast turns overflow into NaN where the CPU's saturates
+RUNS += [[kernel, "--op", op, "--format", "bf16", "--out-format", "fp8_e4m3fn", "--scaling", scaling]
+         for kernel, op in [("fp8.rms_norm", "rmsnorm"), ("fp8.layer_norm", "layernorm")] for scaling in ("tensor", "row")]
+for args in RUNS:
+    name = "_".join(a for a in args if not a.startswith("--") and a not in ("rmsnorm", "layernorm"))
+    start = time.perf_counter()
+    code = main(["certify", *args, "--d", "4096", "--device", "cuda", "--json", f"{sys.argv[1]}/{name}.json"])
+    print(f"{name}: exit {code} in {time.perf_counter() - start:.1f} s", flush=True)
 PYCODE
 fi
 
