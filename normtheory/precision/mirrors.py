@@ -40,7 +40,8 @@ LayerNorm moments (cascade Welford, Chan merges), per row:
         δ = fl(x − m); m = fma(δ, c_j, m); M = fma(δ, fl(x − m), M)
     the chunk is merged into a stack of partial results (a binary counter over chunks, as in
     pairwise summation), the stack is merged into its bottom, then the n mod 8 tail elements
-    run scalar Welford (m += fl(δ/k), M += fl(δ·fl(x − m)), no FMA), and the 8 lanes are merged
+    run scalar Welford (m += fl(δ/k), M += δ·fl(x − m): two roundings for fp32 and bf16 rows, one
+    FMA for fp16 rows — the template's instantiations were compiled differently), and the 8 lanes are merged
     into that scalar result in lane order. Merge of (na, ma, Ma) into (nb, mb, Mb), n = na + nb,
     c = fl(na/n), δ = fl(ma − mb):
         vector merge: m = fl(mb + fl(c·δ));      M = fma(fl(δ·c), fl(δ·nb), fl(Mb + Ma))
@@ -48,7 +49,7 @@ LayerNorm moments (cascade Welford, Chan merges), per row:
     var = fl(M / d); r = fl(1 / fl(sqrt(fl(var + fl32(eps))))) (no clamp at zero)
 LayerNorm output, fp32: t = fl(x − μ); n = fl(t·r); weight and bias: fma(n, w, b); weight:
     fl(n·w) + 0; bias: fma(t, r, b); neither: n + 0 (the + 0 turns a −0 into +0).
-LayerNorm output, bf16/fp16 (moments with 16-element loads, halves=2): s = fl(−r·μ);
+LayerNorm output, bf16/fp16 (moments with 16-element loads split into two 8-lane halves): s = fl(−r·μ);
     z = fma(fma(x, r, s), w, b) with w = 1, b = 0 where absent; one rounding to the format.
 
 Arithmetic is `Arith("fp32")` (binary64 carriers, every operation rounded once to fp32, FMA
@@ -221,12 +222,18 @@ def _welford_chunk(vectors, count_in_chunk, reciprocals):
     return mean, m2
 
 
-def torch_cpu_moments(x, *, halves: int = 1):
-    """(mean, biased variance) per row of ATen's CPU RowwiseMoments on fp32 carriers.
+# Whether the scalar tail's M update is one FMA differs between the template's instantiations
+# in this binary (found by comparison with the kernel: fp16 rows of 9 or 15 elements).
+_TAIL_FMA = {"fp32": False, "bf16": False, "fp16": True}
 
-    halves = 1 for fp32 rows (a load is one 8-lane vector); 2 for bf16/fp16 rows, where a load
-    is 16 elements whose two halves run separate Welford accumulators, merged in turn."""
+
+def torch_cpu_moments(x, *, format: str = "fp32"):
+    """(mean, biased variance) per row of ATen's CPU RowwiseMoments on fp32 carriers, for rows
+    of `format` values. fp32 rows are loaded as one 8-lane vector at a time; bf16/fp16 rows 16
+    elements at a time, whose two halves run separate Welford accumulators, merged in turn."""
     ar = _FP32
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    halves = 1 if format == "fp32" else 2
     rows, d = x.shape
     width = LANES * halves
     n = d // width
@@ -258,7 +265,7 @@ def torch_cpu_moments(x, *, halves: int = 1):
         delta = ar.sub(value, mean)
         count += 1
         mean = ar.add(mean, ar.div(delta, float(count)))
-        m2 = ar.add(m2, ar.mul(delta, ar.sub(value, mean)))
+        m2 = ar.mul_add(delta, ar.sub(value, mean), m2, _TAIL_FMA[format])
     per_lane = n * width // LANES
     for lane in range(LANES):
         count, mean, m2 = _merge(per_lane, stack[0][1][:, lane], stack[0][2][:, lane], count, mean, m2,
@@ -275,7 +282,7 @@ def torch_layer_norm(x, w=None, b=None, *, eps: float, format: str = "fp32") -> 
     w = None if w is None else np.asarray(w, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
     with np.errstate(all="ignore"):
-        mean, var = torch_cpu_moments(x, halves=1 if format == "fp32" else 2)
+        mean, var = torch_cpu_moments(x, format=format)
         r = ar.div(1.0, ar.sqrt(ar.add(var, ar.round(eps))))[:, None]
         if format != "fp32":  # the reduced-precision kernel: shift folded into one FMA
             shift = ar.mul(-r, mean[:, None])
