@@ -2,7 +2,7 @@
 
 tests/data/mirrors/ holds x, w, b and y (raw bits) of `normtheory record` runs, d = 64, 88 rows
 of the structured families: cpu_* from torch 2.13.0+cpu on x86-64, cuda_* from torch
-2.11.0+cu130 on an H200. Each file's `meta` names its source recording.
+2.11.0+cu130 (and Liger with Triton 3.6.0) on an H200. Each file's `meta` names its source.
 """
 
 import json
@@ -29,7 +29,7 @@ def _load(path):
 
 
 def test_the_recordings_are_there():
-    assert len(CPU) == 9 and len(CUDA) == 6
+    assert len(CPU) == 9 and len(CUDA) == 9
 
 
 @pytest.mark.parametrize("path", CPU, ids=lambda p: p.stem)
@@ -49,8 +49,9 @@ def test_cpu_mirrors_reproduce_recorded_torch_cpu_outputs(path):
 
 
 def _offsets(a, meta):
+    kernel = "liger" if meta["kernel"].startswith("liger.") else "torch"
     return mirrors_cuda.rsqrt_offsets(a["x"], a["w"], a.get("b"), a["y"], op=meta["op"], eps=meta["eps"],
-                                      format=meta["format"])
+                                      format=meta["format"], kernel=kernel)
 
 
 @pytest.mark.parametrize("path", CUDA, ids=lambda p: p.stem)
@@ -60,6 +61,7 @@ def test_cuda_near_mirror_reproduces_every_recorded_row_given_its_rsqrt(path):
     a, meta = _load(path)
     assert meta["environment"]["torch"] == mirrors_cuda.TORCH_VERSION
     assert meta["affine"] == mirrors_cuda.AFFINES[meta["op"]]
+    assert meta["kernel"] in ("torch.layer_norm", "torch.rms_norm", "liger.layer_norm")
     offsets = _offsets(a, meta)
     assert np.isfinite(offsets).all(), f"rows not reproduced: {np.flatnonzero(~np.isfinite(offsets))}"
 
@@ -79,10 +81,24 @@ def _sequential_stats(x, op):
     return mean, ar.div(m2, float(x.shape[1]))
 
 
-@pytest.mark.parametrize("path", [p for p in CUDA if "fp32" in p.stem], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in CUDA if "fp32" in p.stem and "torch" in p.stem], ids=lambda p: p.stem)
 def test_the_cuda_check_rejects_another_reduction_order(path, monkeypatch):
     """The per-row rsqrt freedom does not make the check vacuous: a sequential order, with
     the same freedom, fails to reproduce some recorded fp32 rows."""
     a, meta = _load(path)
     monkeypatch.setattr(mirrors_cuda, "torch_cuda_stats", _sequential_stats)
+    assert np.isnan(_offsets(a, meta)).any()
+
+
+def _sequential_sum(values):
+    ar = Arith("fp32")
+    total = np.zeros(values.shape[0])
+    for j in range(values.shape[1]):
+        total = ar.add(total, values[:, j])
+    return total
+
+
+def test_the_liger_check_rejects_a_sequential_sum(monkeypatch):
+    a, meta = _load(DATA / "cuda_liger_layer_norm_fp32_d64.npz")
+    monkeypatch.setattr(mirrors_cuda, "_triton_block_sum", _sequential_sum)
     assert np.isnan(_offsets(a, meta)).any()

@@ -1,5 +1,5 @@
-"""A NEAR-mirror of torch's CUDA LayerNorm / RMSNorm forward (the vectorized kernel): bit-identical
-given the kernel's rsqrt value per row, which is NOT emulated.
+"""NEAR-mirrors of CUDA LayerNorm / RMSNorm forwards: bit-identical given the kernel's rsqrt value
+per row, which is NOT emulated. torch's vectorized kernel, and Liger's Triton LayerNorm at d = 64.
 
 Mirrored: torch 2.11.0+cu130 on an H200 (sm_90), as recorded by `normtheory record` (copies of
 the recordings in tests/data/mirrors/cuda_*). The kernel is used when d is a multiple of 4 and
@@ -24,6 +24,20 @@ value moved by `rsqrt_ulps` fp32 ulps per row, and `rsqrt_offsets` finds, per re
 offset that reproduces the recorded outputs. On the recorded rows that offset is within ±1 ulp;
 the recordings cannot tell the 4-warp layout from a single warp at these widths (d = 64: all
 data is in warp 0), so the inter-warp stage is as read in the source, not as measured.
+
+How much the recordings prove differs by op. In LayerNorm the mean enters every output, so a
+wrong order fails most rows even with the free rsqrt (a sequential Welford reproduces 27 of the
+88 fp32 rows); in RMSNorm the statistic only reaches the output through r, so one free value per
+row absorbs the order: several orders (sequential excepted) reproduce all 88 rows within ±1 ulp.
+The RMSNorm order is therefore read from the source and merely consistent with the recordings.
+
+Liger LayerNorm (liger_kernel with Triton 3.6.0, same H200), `liger_layer_norm`: two-pass,
+μ = fl(S(x)/d), t = fl(x − μ), var = fl(S(fl(t·t))/d), output fma(fl(t·r), w, b), where S is
+Triton's tl.sum for a 64-element block over 4 warps: element i sits in lane i mod 32 of warp
+i // 32 (warps 2 and 3 hold copies and are not counted), each warp sums its lanes by a xor
+butterfly (lane l takes lane l ^ 16, ^ 8, ^ 4, ^ 2, ^ 1) and the two warp sums are added. Only
+d = 64 was recorded; other widths get other layouts and are refused. Alternatives (sequential,
+adjacent pairs, 2 to 16 elements per thread) reproduce at most 61 of the 88 fp32 rows.
 """
 
 from __future__ import annotations
@@ -135,13 +149,44 @@ def torch_cuda_forward(x, w, b=None, *, op: str, eps: float, format: str, rsqrt_
     return z if format == "fp32" else FORMATS[format].round_to_float64(z)
 
 
-def rsqrt_offsets(x, w, b, y, *, op: str, eps: float, format: str, search: int = 2) -> np.ndarray:
-    """Per row, the rsqrt offset in ulps (smallest |k| <= search) for which `torch_cuda_forward`
-    reproduces the recorded row y bit for bit; a float array with NaN where none does."""
+def rsqrt_offsets(x, w, b, y, *, op: str, eps: float, format: str, search: int = 2,
+                  kernel: str = "torch") -> np.ndarray:
+    """Per row, the rsqrt offset in ulps (smallest |k| <= search) for which the near-mirror of
+    `kernel` ("torch" or "liger") reproduces the recorded row y bit for bit; NaN where none does."""
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
     found = np.full(y.shape[0], np.nan)
     for k in sorted(range(-search, search + 1), key=abs):
-        out = torch_cuda_forward(x, w, b, op=op, eps=eps, format=format, rsqrt_ulps=k)
+        if kernel == "liger":
+            out = liger_layer_norm(x, w, b, eps=eps, format=format, rsqrt_ulps=k)
+        else:
+            out = torch_cuda_forward(x, w, b, op=op, eps=eps, format=format, rsqrt_ulps=k)
         same = (out.astype(np.float32).view(np.int32) == y.astype(np.float32).view(np.int32)).all(axis=1)
         found = np.where(np.isnan(found) & same, k, found)
     return found
+
+
+def _triton_block_sum(values: np.ndarray) -> np.ndarray:
+    """tl.sum of a 64-element block over 4 warps (see the module docstring), fp32."""
+    ar = _FP32
+    partial = []
+    for warp in (values[:, :WARP], values[:, WARP:]):
+        for offset in (16, 8, 4, 2, 1):
+            warp = ar.add(warp, warp[:, np.arange(WARP) ^ offset])
+        partial.append(warp[:, 0])
+    return ar.add(partial[0], partial[1])
+
+
+def liger_layer_norm(x, w, b, *, eps: float, format: str, rsqrt_ulps=0) -> np.ndarray:
+    """Liger's Triton LayerNorm forward at d = 64 with r = (correctly rounded rsqrt) moved by
+    `rsqrt_ulps` fp32 ulps (scalar or per row)."""
+    ar = _FP32
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    if x.shape[1] != 2 * WARP:
+        raise ValueError(f"the Liger near-mirror covers d = {2 * WARP} only, got {x.shape[1]}")
+    with np.errstate(all="ignore"):
+        mean = ar.div(_triton_block_sum(x), float(x.shape[1]))
+        centred = ar.sub(x, mean[:, None])
+        var = ar.div(_triton_block_sum(ar.mul(centred, centred)), float(x.shape[1]))
+        r = _moved(ar.round(1.0 / np.sqrt(ar.add(var, ar.round(eps)))), rsqrt_ulps)[:, None]
+        z = ar.fma(ar.mul(centred, r), np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    return z if format == "fp32" else FORMATS[format].round_to_float64(z)
