@@ -8,6 +8,8 @@ build bit for bit, and tests/test_precision_mirrors.py checks that claim against
     torch_layer_norm    torch.nn.functional.layer_norm (ATen's CPU LayerNorm kernel), same build
     hf_llama_rms_norm   Hugging Face LlamaRMSNorm's composite (normtheory.kernels.eager)
 
+(mirrors_cuda.py holds NEAR-mirrors of CUDA kernels: bit-identical given the hardware's rsqrt.)
+
 Which build: the wheel dispatches per CPU capability (AVX512 on the machine this was measured
 on), but ATen registers its AVX512 builds only for kernels that opt in; the sum reduction and
 the LayerNorm moments do not, so under both the AVX2 and the AVX512 capability they run their
