@@ -8,6 +8,7 @@ reason) on another torch version, another CPU capability or another architecture
 """
 
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,7 +30,8 @@ eager = pytest.importorskip("normtheory.kernels.eager")
 
 CAPABILITY = torch.backends.cpu.get_cpu_capability()
 _WHY_NOT = [
-    f"torch {torch.__version__} is not the mirrored {mirrors.TORCH_VERSION}" if torch.__version__ != mirrors.TORCH_VERSION else "",
+    f"torch {torch.__version__} is not the mirrored {mirrors.TORCH_VERSION}"
+    if torch.__version__ != mirrors.TORCH_VERSION else "",
     f"CPU capability {CAPABILITY} is not one of the mirrored {mirrors.MIRRORED_CAPABILITIES}"
     if CAPABILITY not in mirrors.MIRRORED_CAPABILITIES else "",
     f"machine {platform.machine()} is not x86_64" if platform.machine() != "x86_64" else "",
@@ -232,3 +234,43 @@ def test_rms_norm_mirrors_stay_within_the_default_and_llama_bounds(case):
     y = mirrors.hf_llama_rms_norm(x, w, eps=eps, format=fmt.name)
     bound = tolerance("rmsnorm", x, w, format=fmt.name, eps=eps, affine=affine, contract="model:llama")
     _within(y, exact, bound, "hf.llama_rms_norm vs llama model")
+
+
+_RUN_UNDER_CAPABILITY = """
+import sys, numpy as np, torch
+from normtheory.kernels import eager
+inputs = np.load(sys.argv[1])
+out = {"capability": np.array(torch.backends.cpu.get_cpu_capability())}
+for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    t, w = (torch.tensor(inputs[k], dtype=dtype) for k in ("x", "w"))
+    out["rms_" + name] = eager.torch_rms_norm(t, w, None, 1e-6).float().numpy()
+    out["ln_" + name] = eager.torch_layer_norm(t, w, w.flip(0), 1e-5).float().numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512"])
+def test_mirrors_hold_under_each_mirrored_capability(capability, tmp_path):
+    """ATEN_CPU_CAPABILITY forces the dispatch: the claim covers AVX2 as well as AVX512. (Under
+    DEFAULT the LayerNorm kernel has no FMA and differs; rms_norm happens to agree there.)"""
+    import os
+    import subprocess
+    import sys
+
+    if any(_WHY_NOT[0::2]) or CAPABILITY not in ("AVX512",) and capability == "AVX512":
+        pytest.skip("needs the mirrored torch on an AVX512 x86-64 machine")
+    fmt = FORMATS["bf16"]  # bf16 values are also fp32 values: one input for both dtypes
+    x = fmt.round_to_float64(np.random.default_rng(3).standard_normal((4, 300)) * 3 + 10)
+    w = fmt.round_to_float64(np.linspace(-2, 2, x.shape[1]))
+    np.savez(tmp_path / "x.npz", x=x, w=w)
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=capability.lower())
+    subprocess.run([sys.executable, "-c", _RUN_UNDER_CAPABILITY, str(tmp_path / "x.npz"), str(tmp_path / "out.npz")],
+                   check=True, env=env, cwd=Path(__file__).parent.parent)
+    got = np.load(tmp_path / "out.npz")
+    assert str(got["capability"]) == capability
+    for name in ("fp32", "bf16"):
+        want_rms = mirrors.torch_rms_norm(x, w, eps=1e-6, format=name)
+        want_ln = mirrors.torch_layer_norm(x, w, w[::-1], eps=1e-5, format=name)
+        assert (_bits(got["rms_" + name]) == _bits(want_rms)).all(), f"rms_norm {name} under {capability}"
+        assert (_bits(got["ln_" + name]) == _bits(want_ln)).all(), f"layer_norm {name} under {capability}"

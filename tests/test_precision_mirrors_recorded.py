@@ -45,7 +45,7 @@ def test_cpu_mirrors_reproduce_recorded_torch_cpu_outputs(path):
         assert meta["kernel"] == "hf.llama_rms_norm"
         y = mirrors.hf_llama_rms_norm(a["x"], a["w"], **kw)
     differ = np.float32(y).view(np.int32) != np.float32(a["y"]).view(np.int32)
-    assert not differ.any(), f"{differ.sum()} of {differ.size} recorded outputs differ, first at {np.argwhere(differ)[0]}"
+    assert not differ.any(), f"{differ.sum()} of {differ.size} outputs differ, first at {np.argwhere(differ)[0]}"
 
 
 def _offsets(a, meta):
