@@ -26,7 +26,7 @@ mirrors of real kernels live in mirrors.py; a mirror can be a member of a model'
   truncate             a model of a class of kernels: output rounded toward zero.
   llama                a model of a class of kernels: HF Llama's cast placement (the Llama
                        composite on torch CPU, mirrors.hf_llama_rms_norm, is checked against it,
-                       not proven a member: its sum is deeper than 32 lanes for 6 <= n <= 767).
+                       not proven a member: its sum is deeper than 32 lanes for 711 widths in 6..767).
   eps_outside          a model of a class of kernels: r = 1/(sqrt(v) + eps).
   offset_bf16          a model of a class of kernels: (1 + w) formed in bf16.
   approx_rsqrt         a model of a class of kernels: an rsqrt with 2^-10 relative error.
