@@ -1,7 +1,10 @@
 """White-box emulated kernels: run exactly the algorithm a `Model` describes.
 
 These are models of classes of kernels, not bit-for-bit copies of any particular library
-kernel. Operation order (per row; every step rounded in the model's accumulator format):
+kernel: every named model run here (models.MODELS) is a model of a class of kernels, and no
+output of this module is claimed bit-identical to a real kernel's. The kernels that are
+mirrored bit for bit (torch 2.13 CPU rms_norm and layer_norm, HF Llama RMSNorm) are in
+mirrors.py, with the exact order of their reductions. Operation order (per row; every step rounded in the model's accumulator format):
 
     x is loaded into the accumulator (exact; DAZ may flush subnormals)
     statistics      two_pass : s = Σx; μ = s·fl(1/d); c = x − μ; S = Σc²; var = S·fl(1/d)

@@ -1,6 +1,7 @@
 """White-box emulated backward kernels (gx, gw, gb) for LayerNorm, RMSNorm and CRMSNorm.
 
-A model of the class of careful backward kernels, not a copy of one library's kernel. Per row,
+A model of the class of careful backward kernels, not a copy of one library's kernel (for every
+named model; no backward output is claimed bit-identical to a real kernel's). Per row,
 every step rounded in the model's accumulator format (the forward's statistics algorithm,
 rsqrt accuracy, FMA contraction and FTZ/DAZ are those of the same `Model`):
 

@@ -11,6 +11,26 @@ sequentially, then the L lane results are combined by a butterfly tree (lane t w
 t + L/2, then t + L/4, ...: the warp-shuffle pattern), L padded with zeros to a power of two.
 `lanes=1` is sequential summation; `lanes=None` means one lane per element (pairwise tree).
 The deepest path has (ceil(n/L) - 1) + ceil(log2 L) roundings: `reduction_depth`.
+
+Every named model is a model of a class of kernels, not a mirror of one kernel (bit-identical
+mirrors of real kernels live in mirrors.py; a mirror can be a member of a model's class):
+  default              a model of a class of kernels: careful GPU kernels (32-lane tree, two-pass,
+                       rsqrt within 2 ulps, FMA).
+  welford              a model of a class of kernels: the same with per-lane Welford statistics.
+  two_pass_sequential  a model of a class of kernels: one sequential lane. torch 2.13 CPU rms_norm
+                       (mirrors.torch_rms_norm) is a member: its sum is never deeper.
+  two_pass_pairwise    a model of a class of kernels: a pairwise tree, correctly rounded rsqrt, no FMA.
+  welford_sequential   a model of a class of kernels: sequential Welford.
+  onepass              a model of a class of kernels: E[x²] − E[x]² statistics.
+  fp16_accum, bf16_accum  models of a class of kernels: sequential accumulation in fp16 / bf16.
+  truncate             a model of a class of kernels: output rounded toward zero.
+  llama                a model of a class of kernels: HF Llama's cast placement (the Llama
+                       composite on torch CPU, mirrors.hf_llama_rms_norm, is checked against it,
+                       not proven a member: its sum is deeper than 32 lanes for 711 widths in 6..767).
+  eps_outside          a model of a class of kernels: r = 1/(sqrt(v) + eps).
+  offset_bf16          a model of a class of kernels: (1 + w) formed in bf16.
+  approx_rsqrt         a model of a class of kernels: an rsqrt with 2^-10 relative error.
+  ftz                  a model of a class of kernels: subnormals flushed (FTZ/DAZ).
 """
 
 from __future__ import annotations
