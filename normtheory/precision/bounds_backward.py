@@ -40,6 +40,12 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      (llama: E_n' = E_n + u_o(|n| + E_n) + η_o, E_t = |gy|E_n' + u_o|gy|(|n| + E_n') + η_o and
      γ_{h_R}). gb_j = Σ_rows gy: γ_{h_R}·Σ|gy| + R·η_in. Then one rounding to the weight format.
      These depend on the number of rows R (through h_R) and on Σ|gy·n|, as they must.
+ B8. eps outside the root (the kernel of emulate_backward: K̂ = fl(K̂'·ρ̂), ρ̂ = fl(den̂/σ̂)):
+     the exact gradient is r(g − m − φ·ρK), ρ = (σ + eps)/σ (reference/formulas.py,
+     proofs/test_claim3_jacobians.py); with |ρ̂ − ρ| ≤ E_ρ (`_outside_factor_bound`),
+     |fl(K̂'ρ̂) − ρK| ≤ (ρ + E_ρ)E_K' + E_ρ|K| + u(ρ + E_ρ)(|K| + E_K') + η replaces E_K, and
+     ρK replaces K in B4–B6. No bound where σ ≤ E_σ (σ may be 0: not differentiable there).
+     n̂, r̂ and their errors are bounds.py's for eps outside; gw and gb are unchanged.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20.
 Probabilistic kind (labelled as such; it is not a guarantee). For gx every γ becomes γ̃
@@ -83,7 +89,7 @@ import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.precision import bounds as _bounds
-from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, normalized_error, probabilistic_sum_error,
+from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, _stat_error, normalized_error,
                                          tree_partial_sums_norm)
 from normtheory.precision.models import Model
 
@@ -115,8 +121,6 @@ def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, 
 
     Only the `quantities` asked for are computed (the others are None): gx costs most.
     """
-    if model.eps_mode != "inside":
-        raise ValueError(f"model {model.name!r}: backward bounds assume eps inside the root")
     with np.errstate(all="ignore"):
         parts = _backward_bound(op, x, gy, w, b, model, eps, affine, _fmt(grad_format),
                                 _fmt(w_format or grad_format), kind, set(quantities))
@@ -167,7 +171,7 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     an = np.abs(nv)
     gx = gx_pre = gw = gw_pre = gb = gb_pre = None
     if "gx" in wanted:
-        gx_pre, gx = _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe)
+        gx_pre, gx = _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe)
     # B7: column reductions over the rows (they use n̂, not gx's intermediates)
     h_rows = model.reduction_depth(rows)
     agy = np.abs(gy)
@@ -274,7 +278,7 @@ def _gw_probabilistic(op, model, gy, norm, scales, out, E_n):
                                  rounded_terms=rounded_terms, flush=eta if model.ftz else 0.0)
 
 
-def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
+def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
     """Steps B1–B6: (bound before the output rounding, bound in the gradient format)."""
     acc, g_ = norm.acc, norm.gammas
     u, eta, d = acc.unit_roundoff, norm.eta, norm.d
@@ -294,6 +298,10 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     E_B = (_weighted_n_error(g, norm, u, op) + (E_g * (an + E_n)).sum(axis=1)
            + _tree_error(g * nv, products - ag * an, model, g_, u, extra_roundings=1) + n * eta)
     E_K = ((1 + g_(2)) * E_B + g_(2) * d * aK) / d + eta
+    if model.eps_mode == "outside":  # B8: K̂ = fl(K̂'·ρ̂), exact ρK
+        rho_f, E_rho = _outside_factor_bound(op, x, norm, model, eps)
+        E_K = (rho_f + E_rho) * E_K + E_rho * aK + u * (rho_f + E_rho) * (aK + E_K) + eta
+        K, aK = rho_f * K, rho_f * aK
     overflow = (products.sum(axis=1)) * (1 + g_(h + 1)) > top
     if op == "layernorm":
         m = g.sum(axis=1) / d
@@ -330,6 +338,32 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     gx = np.where(r * aT + gx > out.max_finite, np.inf, gx)
 
     return gx_pre, gx
+
+
+def _outside_factor_bound(op, x, norm, model, eps):
+    """(ρ = (σ + eps)/σ, bound on |ρ̂ − ρ|) per row for eps outside the root (step B8).
+
+    σ̂ = fl(sqrt(stat̂)) errs by E_σ = e_r + u(σ + e_r) + η, e_r = min(E_stat/σ, sqrt(E_stat))
+    (bounds.py's square-root difference); den = fl(σ̂ + fl(eps)) by E_den = E_σ + e_ε +
+    u(den + E_σ + e_ε) + η, e_ε = u·eps + η; ρ̂ = fl(den̂/σ̂) lies in
+    [(den − E_den)/(σ + E_σ), (den + E_den)/(σ − E_σ)]·(1 ± u) ± η — no bound unless σ > E_σ
+    (a row whose σ may be 0: there y is not differentiable, and the kernel's ρ̂ is arbitrary)."""
+    acc, u, eta = norm.acc, norm.acc.unit_roundoff, norm.eta
+    _, stat, err_stat = _stat_error(op, model, x, norm.d, norm.gammas, u, eta)
+    err_stat = err_stat + 4 * norm.eta_in * np.sqrt(stat) + 4 * norm.eta_in**2  # DAZ (bounds.py)
+    sigma = np.sqrt(stat)
+    err_root = np.minimum(np.where(sigma > 0, err_stat / np.where(sigma > 0, sigma, 1.0), np.inf), np.sqrt(err_stat))
+    E_sigma = err_root + u * (sigma + err_root) + eta
+    den = sigma + eps
+    e_eps = u * eps + eta
+    E_den = E_sigma + e_eps + u * (den + E_sigma + e_eps) + eta
+    ok = sigma > E_sigma
+    safe = np.where(ok, sigma, 1.0)
+    rho = np.where(sigma > 0, den / np.where(sigma > 0, sigma, 1.0), 0.0)
+    hi = (den + E_den) / np.where(ok, safe - E_sigma, 1.0)
+    lo = (den - E_den) / (safe + E_sigma)
+    E_rho = np.maximum(hi - rho, rho - lo) + u * hi + eta
+    return rho, np.where(ok, E_rho, np.inf)
 
 
 def _weighted_n_error(a, norm, u, op):
