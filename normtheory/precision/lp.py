@@ -165,8 +165,9 @@ def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none",
          pow_ulps ulps: k = 2·pow_ulps·u, a = 2·pow_ulps·η); p = 1: sign(x), exact; p = 2: ŷ
          itself (E_φ = E_y); p = inf: fl(d/k), E_φ = u·d/k — and no bound on a row where the
          kernel's floor fl(√eps) and √eps disagree about which is the maximum.
-     L4. t̂ = fl(ĝ − φ̂K̂_b): |t̂ − T| ≤ E_g + |φ|E_K + E_φ|K_b| + E_φE_K + u(|g| + E_g + (|φ| +
-         E_φ)(|K_b| + E_K)) (+ u(|φ| + E_φ)(|K_b| + E_K) without FMA) + 2η =: E_T.
+     L4. t̂ = fl(ĝ − φ̂K̂_b): with P = (|φ| + E_φ)(|K_b| + E_K) and u' = 0 under FMA, u otherwise
+         (the product rounded first), |t̂ − T| ≤ E_g + |φ|E_K + E_φ|K_b| + E_φE_K
+         + u(|g| + E_g + P(1 + u')) + u'P + 2η =: E_T.
      L5. gx̂ = fl(fl(t̂/R̂)/K) = t̂/(R̂K)(1 + δ₁)(1 + δ₂) (+ underflow): R̂ in [R_lo, R_hi] (the
          forward's interval), so with ρ = max(R/R_lo − 1, 1 − R/R_hi) and ρ_G = (1 + ρ)(1 + u)² − 1,
          |gx̂ − T/N| ≤ ((1 + ρ_G)E_T + ρ_G|T|)/N + 2η(1 + 1/K). p = inf: one division by K, and
@@ -253,7 +254,7 @@ def _stable_backward(x, gy, w, p, eps, affine, grad, w_out, acc, pow_ulps, fma, 
     u_product = 0.0 if fma else u  # a contracted g − φK rounds once
     product = (aphi + E_phi) * (aK + E_K)[:, None]
     E_T = (E_g + aphi * E_K[:, None] + E_phi * aK[:, None] + E_phi * E_K[:, None]
-           + u * (ag + E_g + product) + u_product * product + 2 * eta)
+           + u * (ag + E_g + product * (1 + u_product)) + u_product * product + 2 * eta)
     T = g - phi * K_b[:, None]
     aT = np.abs(T) + 2.0**-50 * (ag + aphi * aK[:, None])
     # L5
