@@ -235,11 +235,24 @@ def row_shared_scales(op, x, model, eps):
     the two are independent, so scale(θ) = sqrt(α² + s'²) + α·s' (the last term: the product
     (1 + θ')(1 + α) − 1), with s' the probabilistic bound of the statistic's part evaluated at
     λ = 1 — an upper bound on the martingale's scale u·sqrt(Σw_k²), its worst-case parts
-    bounded as they are. δμ likewise: the probabilistic mean error at λ = 1."""
+    bounded as they are. δμ likewise: the probabilistic mean error at λ = 1.
+    α per row: the rsqrt returns RN(z) moved k ulps, z = 1/sqrt(v̂) within r(1 ± ρ'), ρ' the
+    worst-case statistic part (it always holds), so |r̂/z − 1| ≤ (½ulp(Z) + k·ulp(Z(1 + u)))/z_lo
+    with Z = r(1 + ρ'), z_lo = r(1 − ρ') — below the relative α = u + 2ku wherever r is not just
+    under a power of two (the ulp is relative to the binade, not to r); the smaller is used."""
+    u = FORMATS[model.acc].unit_roundoff
+    alpha = rsqrt_error_bound(model, u)
     with _lambda_of_bounds(1.0):
         unit = normalized_error(op, x, model, eps, "probabilistic")
-    alpha = rsqrt_error_bound(model, unit.acc.unit_roundoff)
     stat_part = np.maximum((1 + unit.rho_R) / (1 + alpha) - 1, 0.0)
+    if model.rsqrt_rel == 0:
+        worst = np.maximum((1 + normalized_error(op, x, model, eps, "worst").rho_R) / (1 + alpha) - 1, 0.0)
+        acc = unit.acc
+        ok = np.isfinite(worst) & (worst < 0.5) & np.isfinite(unit.r) & (unit.r > 0)
+        r = np.where(ok, unit.r, 1.0)
+        Z, z_lo = r * (1 + worst), r * (1 - worst)
+        per_row = (0.5 * acc.ulp(Z) + model.rsqrt_ulps * acc.ulp(Z * (1 + u))) / np.where(ok, z_lo, 1.0) + 2.0**-51
+        alpha = np.where(ok, np.minimum(per_row, alpha), alpha)
     return np.hypot(alpha, stat_part) + alpha * stat_part, unit.mean_err
 
 
