@@ -58,6 +58,10 @@ DEFECTS = [
     ("eps_outside", "layernorm", "bf16", "near_constant", "weight_bias", "gw"),
     ("eps_outside", "rmsnorm", "fp32", "normal", "weight", "gx"),
     ("eps_outside", "rmsnorm", "fp16", "tiny", "weight", "gw"),
+    # an rsqrt with ~1e-3 relative error, and (1 + w) formed in bf16 for an fp32 kernel
+    ("approx_rsqrt", "rmsnorm", "fp32", "normal", "weight", "gx"),
+    ("approx_rsqrt", "layernorm", "bf16", "normal", "weight_bias", "gw"),
+    ("offset_bf16", "rmsnorm", "fp32", "normal", "offset_weight", "gx"),
 ]
 
 
