@@ -62,8 +62,10 @@ gw and gb are sums over the rows, and there the rows' errors are modelled, not s
      worst-case bound still covers it.
  P2. So each row's shared errors — θ_r = r̂/r − 1 and δμ_r = μ̂ − μ — are, to first order,
      martingales of that row's roundings plus α_r: sub-Gaussian, independent between rows,
-     with scales sqrt(α² + s'²) + α·s' and Δ(λ = 1) (`row_shared_scales`: s' is the
-     statistic's probabilistic bound at λ = 1, an upper bound on u·sqrt(Σw_k²)).
+     with scales sqrt(α_r² + s'²) + α_r·s' and Δ(λ = 1) (`row_shared_scales`: s' is the
+     statistic's probabilistic bound at λ = 1, an upper bound on u·sqrt(Σw_k²); α_r ≤ α the
+     rsqrt's error bound relative to r's own binade). The (1 + θ_r) factors and the magnitudes
+     that bound increments use the worst-case bounds where finite (`_gw_probabilistic`).
  P3. gw_j − Σ_r gy·n = Σ_r [θ_r·gy·n + (1 + θ_r)r·δμ_r·gy] (one increment per row) + the
      elements' own roundings (½ulp of each result) + the tree's roundings over the rows, each
      within ½ulp(W_k) of its operand sum (`subgaussian_sum_error`: a post-order of the tree makes
@@ -188,7 +190,8 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
         gw_pre = E_t.sum(axis=0) + g_(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
         if g_.kind == "probabilistic":
             scales = row_shared_scales(op, x, model, eps)
-            gw_pre = np.minimum(gw_pre, _gw_probabilistic(op, model, gy, norm, scales, out, E_n))
+            gw_pre = np.minimum(gw_pre, _gw_probabilistic(op, model, gy, norm, scales, out, E_n,
+                                                          normalized_error(op, x, model, eps, "worst")))
         gw_pre = np.where((sum_agyn + gw_pre) * (1 + g_(depth)) > top, np.inf, gw_pre)
         gw_mag = np.abs((gy * nv).sum(axis=0)) + F64_SLOP * sum_agyn
         gw = _round_out(gw_pre, gw_mag, w_out, acc, model)
@@ -256,16 +259,21 @@ def row_shared_scales(op, x, model, eps):
     return np.hypot(alpha, stat_part) + alpha * stat_part, unit.mean_err
 
 
-def _gw_probabilistic(op, model, gy, norm, scales, out, E_n):
+def _gw_probabilistic(op, model, gy, norm, scales, out, E_n, worst):
     """Step B7, probabilistic: gw_j = Σ_rows gy·n̂ as one martingale per column (module docstring,
     P1–P3). Row r's term error gy(n̂ − n) = θ_r·gy·n + (1 + θ_r)r·δμ_r·gy (shared by the row: one
-    increment of scale ρ_R|gy·n| + (1 + ρ_R)rΔ|gy|, independent of the other rows')
-    + (1 + θ_r)(n + r(δμ + f))ε·gy (the element's two roundings, |ε| ≤ 2u + u²) + linear parts
-    (flushes f, e, DAZ's shift of gy) — independent roundings, each within half an ulp of its
-    result, so their scales add in squares; llama adds the two output-format roundings of
-    fl_o(gy·fl_o(n̂)), scale u_o each."""
+    increment of scale s_θ|gy·n| + (1 + ρ_R)r·s_μ|gy|, independent of the other rows')
+    + (1 + θ_r)(n + r(δμ + f))ε·gy (the element's one or two roundings, each within half an ulp
+    of its result: independent, their scales add in squares) + linear parts (flushes f, e,
+    DAZ's shift of gy); llama adds the two output-format roundings of fl_o(gy·fl_o(n̂)), scale
+    u_o each. The magnitudes that bound increments — (1 + ρ_R), |n| + E_n, Δ — are the
+    worst-case bounds (`worst`, always true) where those are finite; only where they are not
+    (long bf16 sums) the probabilistic ones, and there the rows' forward events join the union
+    bound of the failure probability."""
     acc, u, eta, r = norm.acc, norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
-    rho, delta = norm.rho_R[:, None], norm.mean_err[:, None]
+    rho = np.where(np.isfinite(worst.rho_R), worst.rho_R, norm.rho_R)[:, None]
+    delta = np.where(np.isfinite(worst.mean_err), worst.mean_err, norm.mean_err)[:, None]
+    E_n = np.where(np.isfinite(worst.err_n), worst.err_n, E_n)
     theta_scale, delta_scale = (s[:, None] for s in scales)
     agy, an = np.abs(gy), np.abs(norm.n)
     flush = norm.eta_in + (eta if op == "layernorm" else 0.0)
