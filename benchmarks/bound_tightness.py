@@ -9,11 +9,12 @@ rounding hides the accumulated error):
   normal rows (a ratio >= 1 means the percentile is within the bound; <= 3 is the target),
   and the fraction of elements above the probabilistic bound.
 
-Backward (second table; every model with eps inside the root), per model, op and gradient
+Backward (second table; every model, eps outside the root against its own exact gradient), per model, op and gradient
 (gx, gw, gb), with fp32 gradients: the same two columns, the worst case over the families and
 widths with `--rows` rows (gw and gb are reduced over them), the probabilistic one on random
-normal rows and normal incoming gradients. The exact values are computed once per input and
-shared by all models.
+normal rows and normal incoming gradients. Third table: the stable Lp kernel's backward
+(precision/lp.py, worst case only) per p. The exact values are computed once per input and
+eps placement and shared by the models.
 
     PYTHONPATH=. python benchmarks/bound_tightness.py [--rows 16] [--prob-rows 64] [--skip-forward]
 """
@@ -104,8 +105,12 @@ def backward_worst_ratios(models, op, rows, seed):
         for d in WIDTHS:
             for family in sorted(FAMILIES):
                 x, gy, w, b = _backward_case(op, family, rows, d, fmt, rng)
-                exact = exact_outputs(op, x, w, b, eps=EPS, affine=affine, gy=gy)
+                exact_by_mode = {}
                 for model in group:
+                    if model.eps_mode not in exact_by_mode:
+                        exact_by_mode[model.eps_mode] = exact_outputs(op, x, w, b, eps=EPS, eps_mode=model.eps_mode,
+                                                                      affine=affine, gy=gy)
+                    exact = exact_by_mode[model.eps_mode]
                     computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
                     bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
                     for q in GRADIENTS[affine]:
@@ -124,8 +129,12 @@ def backward_probabilistic_ratios(models, op, rows, d, seed):
         by_format.setdefault(_input_format(model).name, []).append(model)
     for fmt_name, group in by_format.items():
         x, gy, w, b = _backward_case(op, "normal", rows, d, FORMATS[fmt_name], np.random.default_rng(seed))
-        exact = exact_outputs(op, x, w, b, eps=EPS, affine=affine, gy=gy)
+        exact_by_mode = {}
         for model in group:
+            if model.eps_mode not in exact_by_mode:
+                exact_by_mode[model.eps_mode] = exact_outputs(op, x, w, b, eps=EPS, eps_mode=model.eps_mode,
+                                                              affine=affine, gy=gy)
+            exact = exact_by_mode[model.eps_mode]
             computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
             bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32",
                                    kind="probabilistic")
@@ -137,7 +146,7 @@ def backward_probabilistic_ratios(models, op, rows, d, seed):
 
 
 def print_backward_table(args):
-    models = {name: model for name, model in MODELS.items() if model.eps_mode == "inside"}
+    models = dict(MODELS)  # eps outside the root against its own exact gradient
     print()
     print(f"backward: gradients in fp32, worst case over {args.rows} rows per family and width;"
           f" probabilistic on {args.prob_rows} normal rows, d={args.prob_d}")
@@ -150,6 +159,38 @@ def print_backward_table(args):
                 ratio, where = worst.get((name, q), (0.0, "-"))
                 p, above = prob[(name, q)]
                 print(f"{name:20s} {op:10s} {q:4s} {ratio:11.3g}  {where:22s} {p:10.3g} {above:9.2e}", flush=True)
+
+
+LP_P_VALUES = (1, 1.5, 2, 3, 4, float("inf"))
+
+
+def print_lp_backward_table(args):
+    """Worst error / worst-case bound of the stable Lp kernel's backward (fp32 accumulation, the
+    sequential order, fp32 gradients: no output rounding), over the families and widths."""
+    from normtheory.precision.lp import stable_backward_bound
+    from normtheory.precision.lp_emulate import emulate_stable_backward
+    from normtheory.reference import evaluate
+
+    print()
+    print(f"Lp backward (stable kernel, fp32): worst error/bound over {args.rows} rows per family and width")
+    print(f"{'p':>5s} {'grad':4s} {'worst/bound':>11s}  {'where':22s}")
+    fmt = FORMATS["fp32"]
+    for p in LP_P_VALUES:
+        best = {}
+        rng = np.random.default_rng(args.seed)
+        for d in WIDTHS:
+            for family in sorted(FAMILIES):
+                x, gy, w, b = _backward_case("rmsnorm", family, args.rows, d, fmt, rng)
+                exact = evaluate("lpnorm", x, w, b, eps=EPS, affine="weight_bias", p=p, gy=gy, prec=96)
+                computed = emulate_stable_backward(x, gy, w, p=p, eps=EPS, affine="weight_bias")
+                bound = stable_backward_bound(x, gy, w, p=p, eps=EPS, affine="weight_bias")
+                for q in ("gx", "gw", "gb"):
+                    ratio = _ratio(absolute_errors(computed[q], exact[q]), bound[q])
+                    if ratio > best.get(q, (0.0, ""))[0]:
+                        best[q] = (ratio, f"{family} d={d}")
+        for q in ("gx", "gw", "gb"):
+            ratio, where = best.get(q, (0.0, "-"))
+            print(f"{p:5g} {q:4s} {ratio:11.3g}  {where:22s}", flush=True)
 
 
 def main(argv=None):
@@ -165,6 +206,7 @@ def main(argv=None):
         print_forward_table(args)
     if not args.skip_backward:
         print_backward_table(args)
+        print_lp_backward_table(args)
 
 
 def print_forward_table(args):

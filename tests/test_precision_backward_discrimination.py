@@ -52,6 +52,16 @@ DEFECTS = [
     ("fp16_accum", "layernorm", "fp16", "normal", "weight_bias", "gw"),
     ("llama", "rmsnorm", "bf16", "normal", "weight", "gw"),
     ("truncate", "rmsnorm", "bf16", "normal", "weight", "gx"),
+    # eps outside the root: ρ = 1 + eps/σ on K and 1/(σ + eps) for 1/sqrt(σ² + eps) — visible
+    # where σ is small (every format), and in fp32 already on normal RMSNorm rows (eps/σ ≫ u)
+    ("eps_outside", "layernorm", "fp32", "near_constant", "weight_bias", "gx"),
+    ("eps_outside", "layernorm", "bf16", "near_constant", "weight_bias", "gw"),
+    ("eps_outside", "rmsnorm", "fp32", "normal", "weight", "gx"),
+    ("eps_outside", "rmsnorm", "fp16", "tiny", "weight", "gw"),
+    # an rsqrt with ~1e-3 relative error, and (1 + w) formed in bf16 for an fp32 kernel
+    ("approx_rsqrt", "rmsnorm", "fp32", "normal", "weight", "gx"),
+    ("approx_rsqrt", "layernorm", "bf16", "normal", "weight_bias", "gw"),
+    ("offset_bf16", "rmsnorm", "fp32", "normal", "offset_weight", "gx"),
 ]
 
 

@@ -40,30 +40,62 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      (llama: E_n' = E_n + u_o(|n| + E_n) + η_o, E_t = |gy|E_n' + u_o|gy|(|n| + E_n') + η_o and
      γ_{h_R}). gb_j = Σ_rows gy: γ_{h_R}·Σ|gy| + R·η_in. Then one rounding to the weight format.
      These depend on the number of rows R (through h_R) and on Σ|gy·n|, as they must.
+ B8. eps outside the root (the kernel of emulate_backward: K̂ = fl(K̂'·ρ̂), ρ̂ = fl(den̂/σ̂)):
+     the exact gradient is r(g − m − φ·ρK), ρ = (σ + eps)/σ (reference/formulas.py,
+     proofs/test_claim3_jacobians.py); with |ρ̂ − ρ| ≤ E_ρ (`_outside_factor_bound`),
+     |fl(K̂'ρ̂) − ρK| ≤ (ρ + E_ρ)E_K' + E_ρ|K| + u(ρ + E_ρ)(|K| + E_K') + η replaces E_K, and
+     ρK replaces K in B4–B6. No bound where σ ≤ E_σ (σ may be 0: not differentiable there).
+     n̂, r̂ and their errors are bounds.py's for eps outside; gw and gb are unchanged.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20.
-Probabilistic kind: every γ becomes γ̃ (bounds.py), and the tree errors of A, B, S and gb
-also have the partial-sum form of bounds._mean_error (Azuma–Hoeffding over the roundings,
-|w_k| ≤ |s_k(v)| + A_k(E) + γ_h·A_k(|v| + E) by Minkowski, plus λu·sqrt(Σ(|v| + E)²) for the
-products' own roundings), the smaller form being used (a union bound on the failure
-probability); E_n is the forward's probabilistic bound; W and the sums of per-element error
-bounds stay linear (r̂'s error is shared by a row and the rsqrt's may be systematic), which is
-why gw's probabilistic bound stays loose.
+Probabilistic kind (labelled as such; it is not a guarantee). For gx every γ becomes γ̃
+(bounds.py), and the tree errors of A, B, S also have the partial-sum form of
+bounds._mean_error (Azuma–Hoeffding over the roundings, |w_k| ≤ |s_k(v)| + A_k(E) +
+γ_h·A_k(|v| + E) by Minkowski, plus λu·sqrt(Σ(|v| + E)²) for the products' own roundings), the
+smaller form being used (a union bound on the failure probability); E_n is the forward's
+probabilistic bound; W and the sums of per-element error bounds stay linear within a row.
+gw and gb are sums over the rows, and there the rows' errors are modelled, not summed:
+ P1. Assumption (Higham and Mary 2019, lifted to the row-shared errors): every rounding error
+     is mean zero given the errors before it and within half an ulp of its result; the
+     rsqrt's own error (|α_r| ≤ α) is one more such error — mean zero, independent of the
+     other rows'. A kernel whose rsqrt errs with one sign on every row violates P1; the
+     worst-case bound still covers it.
+ P2. So each row's shared errors — θ_r = r̂/r − 1 and δμ_r = μ̂ − μ — are, to first order,
+     martingales of that row's roundings plus α_r: sub-Gaussian, independent between rows,
+     with scales sqrt(α_r² + s'²) + α_r·s' and Δ(λ = 1) (`row_shared_scales`: s' is the
+     statistic's probabilistic bound at λ = 1, an upper bound on u·sqrt(Σw_k²); α_r ≤ α the
+     rsqrt's error bound relative to r's own binade). The (1 + θ_r) factors and the magnitudes
+     that bound increments use the worst-case bounds where finite (`_gw_probabilistic`).
+ P3. gw_j − Σ_r gy·n = Σ_r [θ_r·gy·n + (1 + θ_r)r·δμ_r·gy] (one increment per row) + the
+     elements' own roundings (½ulp of each result) + the tree's roundings over the rows, each
+     within ½ulp(W_k) of its operand sum (`subgaussian_sum_error`: a post-order of the tree makes
+     every subtree's error a difference of the martingale, so |w_k| ≤ |s_k| + 2B on the event
+     that the bound B holds; B is a verified fixed point) + linear parts (flushes, η, DAZ).
+     The maximal Azuma–Hoeffding inequality: |error| ≤ λ·sqrt(Σ scales²) + linear, except with
+     probability 2·exp(−λ²/2) < 10⁻⁴ per gw_j (λ = 4.5) — the shared errors add in √rows,
+     not rows. gb_j is P3 with exact terms. The γ̃ form stays available (the smaller is used).
+ FAILURE_PROBABILITY bounds the per-element failure probability of every probabilistic
+ backward bound by a union over the probabilistic statements it uses (gx: the forward's
+ mean and statistic forms, two each, and the forms of A, B, S, two each — ten of
+ 2·exp(−λ²(1 − u)²/2) < 8.8·10⁻⁵ each, bf16's u included).
 Unsafe rows (forward overflow, inputs not representable in the accumulator, an intermediate
 that may overflow) get an infinite bound, and so do the gw/gb they enter.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, normalized_error, probabilistic_sum_error,
+from normtheory.precision import bounds as _bounds
+from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, _stat_error, normalized_error,
                                          tree_partial_sums_norm)
 from normtheory.precision.models import Model
 
+FAILURE_PROBABILITY = 1e-3  # per element, for kind="probabilistic" (module docstring)
 F64_SLOP = 2.0**-50  # relative to the magnitudes a binary64 evaluation summed
 _MARGIN = 1.0 + 2.0**-10  # headroom below the largest finite value, as in domains.py
 
@@ -91,8 +123,6 @@ def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, 
 
     Only the `quantities` asked for are computed (the others are None): gx costs most.
     """
-    if model.eps_mode != "inside":
-        raise ValueError(f"model {model.name!r}: backward bounds assume eps inside the root")
     with np.errstate(all="ignore"):
         parts = _backward_bound(op, x, gy, w, b, model, eps, affine, _fmt(grad_format),
                                 _fmt(w_format or grad_format), kind, set(quantities))
@@ -143,7 +173,7 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     an = np.abs(nv)
     gx = gx_pre = gw = gw_pre = gb = gb_pre = None
     if "gx" in wanted:
-        gx_pre, gx = _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe)
+        gx_pre, gx = _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe)
     # B7: column reductions over the rows (they use n̂, not gx's intermediates)
     h_rows = model.reduction_depth(rows)
     agy = np.abs(gy)
@@ -158,6 +188,10 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
             depth = h_rows + 1
         sum_agyn = (agy * an).sum(axis=0)
         gw_pre = E_t.sum(axis=0) + g_(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
+        if g_.kind == "probabilistic":
+            scales = row_shared_scales(op, x, model, eps)
+            gw_pre = np.minimum(gw_pre, _gw_probabilistic(op, model, gy, norm, scales, out, E_n,
+                                                          normalized_error(op, x, model, eps, "worst")))
         gw_pre = np.where((sum_agyn + gw_pre) * (1 + g_(depth)) > top, np.inf, gw_pre)
         gw_mag = np.abs((gy * nv).sum(axis=0)) + F64_SLOP * sum_agyn
         gw = _round_out(gw_pre, gw_mag, w_out, acc, model)
@@ -165,10 +199,10 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     if "gb" in wanted:
         sum_agy = agy.sum(axis=0)
         gb_pre = g_(h_rows) * sum_agy + rows * norm.eta_in
-        if g_.kind == "probabilistic" and norm.eta_in == 0:  # partial sums over the rows (bounds._mean_error);
-            # with DAZ the loaded gy differ from gy, which that form does not carry: γ̃ only
-            partial = probabilistic_sum_error(gy.T, model, acc.unit_roundoff)
-            gb_pre = np.minimum(gb_pre, partial + rows * norm.eta_in)
+        if g_.kind == "probabilistic":  # the rows' sum alone: no term errors but DAZ's shifts
+            partial = subgaussian_sum_error(gy.T, np.zeros(n), np.full(gy.T.shape, norm.eta_in), model, acc,
+                                            first_step_rounds=False, flush=eta if model.ftz else 0.0)
+            gb_pre = np.minimum(gb_pre, partial)
         gb_pre = np.where((sum_agy * (1 + g_(h_rows)) > top) | gy_not_exact.any(), np.inf, gb_pre)
         gb_mag = np.abs(gy.sum(axis=0)) + F64_SLOP * sum_agy
         gb = _round_out(gb_pre, gb_mag, w_out, acc, model)
@@ -176,7 +210,96 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     return tuple(None if p is None else p * SAFETY for p in (gx, gw, gb, gx_pre, gw_pre, gb_pre))
 
 
-def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
+@contextmanager
+def _lambda_of_bounds(value):
+    """Evaluate bounds.py's probabilistic forms at another λ (they read bounds.LAMBDA when called).
+
+    Only used to get scales (λ = 1) for the row-shared errors; should bounds.py stop reading the
+    module constant, the scales come out λ times larger: looser, never unsound."""
+    saved = _bounds.LAMBDA
+    _bounds.LAMBDA = value
+    try:
+        yield
+    finally:
+        _bounds.LAMBDA = saved
+
+
+def rsqrt_error_bound(model: Model, u: float) -> float:
+    """α: the bound on the rsqrt's own relative error, as bounds._scale_error forms it."""
+    if model.rsqrt_rel == 0:
+        return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
+    return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
+
+
+def row_shared_scales(op, x, model, eps):
+    """(scale of θ_r, scale of δμ_r) per row: the sub-Gaussian scales of the row-shared errors
+    (module docstring, P2). θ_r = α_r + θ'_r, α_r the rsqrt's own error (|α_r| ≤ α) and θ'_r
+    what the statistic's roundings make of r (first order, a martingale of those roundings);
+    the two are independent, so scale(θ) = sqrt(α² + s'²) + α·s' (the last term: the product
+    (1 + θ')(1 + α) − 1), with s' the probabilistic bound of the statistic's part evaluated at
+    λ = 1 — an upper bound on the martingale's scale u·sqrt(Σw_k²), its worst-case parts
+    bounded as they are. δμ likewise: the probabilistic mean error at λ = 1.
+    α per row: the rsqrt returns RN(z) moved k ulps, z = 1/sqrt(v̂) within r(1 ± ρ'), ρ' the
+    worst-case statistic part (it always holds), so |r̂/z − 1| ≤ (½ulp(Z) + k·ulp(Z(1 + u)))/z_lo
+    with Z = r(1 + ρ'), z_lo = r(1 − ρ') — below the relative α = u + 2ku wherever r is not just
+    under a power of two (the ulp is relative to the binade, not to r); the smaller is used."""
+    u = FORMATS[model.acc].unit_roundoff
+    alpha = rsqrt_error_bound(model, u)
+    with _lambda_of_bounds(1.0):
+        unit = normalized_error(op, x, model, eps, "probabilistic")
+    stat_part = np.maximum((1 + unit.rho_R) / (1 + alpha) - 1, 0.0)
+    if model.rsqrt_rel == 0:
+        worst = np.maximum((1 + normalized_error(op, x, model, eps, "worst").rho_R) / (1 + alpha) - 1, 0.0)
+        acc = unit.acc
+        ok = np.isfinite(worst) & (worst < 0.5) & np.isfinite(unit.r) & (unit.r > 0)
+        r = np.where(ok, unit.r, 1.0)
+        Z, z_lo = r * (1 + worst), r * (1 - worst)
+        per_row = (0.5 * acc.ulp(Z) + model.rsqrt_ulps * acc.ulp(Z * (1 + u))) / np.where(ok, z_lo, 1.0) + 2.0**-51
+        alpha = np.where(ok, np.minimum(per_row, alpha), alpha)
+    return np.hypot(alpha, stat_part) + alpha * stat_part, unit.mean_err
+
+
+def _gw_probabilistic(op, model, gy, norm, scales, out, E_n, worst):
+    """Step B7, probabilistic: gw_j = Σ_rows gy·n̂ as one martingale per column (module docstring,
+    P1–P3). Row r's term error gy(n̂ − n) = θ_r·gy·n + (1 + θ_r)r·δμ_r·gy (shared by the row: one
+    increment of scale s_θ|gy·n| + (1 + ρ_R)r·s_μ|gy|, independent of the other rows')
+    + (1 + θ_r)(n + r(δμ + f))ε·gy (the element's one or two roundings, each within half an ulp
+    of its result: independent, their scales add in squares) + linear parts (flushes f, e,
+    DAZ's shift of gy); llama adds the two output-format roundings of fl_o(gy·fl_o(n̂)), scale
+    u_o each. The magnitudes that bound increments — (1 + ρ_R), |n| + E_n, Δ — are the
+    worst-case bounds (`worst`, always true) where those are finite; only where they are not
+    (long bf16 sums) the probabilistic ones, and there the rows' forward events join the union
+    bound of the failure probability."""
+    acc, u, eta, r = norm.acc, norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
+    rho = np.where(np.isfinite(worst.rho_R), worst.rho_R, norm.rho_R)[:, None]
+    delta = np.where(np.isfinite(worst.mean_err), worst.mean_err, norm.mean_err)[:, None]
+    E_n = np.where(np.isfinite(worst.err_n), worst.err_n, E_n)
+    theta_scale, delta_scale = (s[:, None] for s in scales)
+    agy, an = np.abs(gy), np.abs(norm.n)
+    flush = norm.eta_in + (eta if op == "layernorm" else 0.0)
+    shared = theta_scale * agy * an + (1 + rho) * r * delta_scale * agy
+    # the element's own roundings, each within half an ulp of its result: n̂ = fl(ĉ·r̂) of size at
+    # most |n| + E_n and, for LayerNorm, ĉ = fl(x − μ̂) of size at most |c| + Δ + flush (scaled by r̂)
+    element = 0.5 * acc.ulp(an + E_n) * agy
+    if op == "layernorm":
+        element = np.hypot(element, (1 + rho) * r * 0.5 * acc.ulp(an / r + delta + flush) * agy)
+    linear = (1 + rho) * r * flush * agy + eta * agy + norm.eta_in * an
+    linear = np.where(np.isfinite(E_n), linear + norm.eta_in * E_n, np.inf)  # unsafe rows: no bound
+    rounded_terms = not model.fma
+    terms = gy * norm.n
+    if model.output == "llama":
+        u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
+        element = np.hypot(element, u_o * agy * (an + E_n))  # fl_o(n̂), then fl_o(gy·n̂): two roundings
+        element = np.hypot(element, u_o * agy * (an + E_n) * (1 + u_o))
+        linear = linear + eta_o * (agy + 1)
+        rounded_terms = False  # the products are rounded in the output format (above), then summed
+    proxy_sq = (shared**2 + element**2).sum(axis=0)
+    first_step_rounds = model.fma and model.output != "llama"
+    return subgaussian_sum_error(terms.T, proxy_sq, linear.T, model, acc, first_step_rounds=first_step_rounds,
+                                 rounded_terms=rounded_terms, flush=eta if model.ftz else 0.0)
+
+
+def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
     """Steps B1–B6: (bound before the output rounding, bound in the gradient format)."""
     acc, g_ = norm.acc, norm.gammas
     u, eta, d = acc.unit_roundoff, norm.eta, norm.d
@@ -196,6 +319,10 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     E_B = (_weighted_n_error(g, norm, u, op) + (E_g * (an + E_n)).sum(axis=1)
            + _tree_error(g * nv, products - ag * an, model, g_, u, extra_roundings=1) + n * eta)
     E_K = ((1 + g_(2)) * E_B + g_(2) * d * aK) / d + eta
+    if model.eps_mode == "outside":  # B8: K̂ = fl(K̂'·ρ̂), exact ρK
+        rho_f, E_rho = _outside_factor_bound(op, x, norm, model, eps)
+        E_K = (rho_f + E_rho) * E_K + E_rho * aK + u * (rho_f + E_rho) * (aK + E_K) + eta
+        K, aK = rho_f * K, rho_f * aK
     overflow = (products.sum(axis=1)) * (1 + g_(h + 1)) > top
     if op == "layernorm":
         m = g.sum(axis=1) / d
@@ -232,6 +359,32 @@ def _gx_bound(op, model, affine, w, gy, norm, out, nv, an, E_n, unsafe):
     gx = np.where(r * aT + gx > out.max_finite, np.inf, gx)
 
     return gx_pre, gx
+
+
+def _outside_factor_bound(op, x, norm, model, eps):
+    """(ρ = (σ + eps)/σ, bound on |ρ̂ − ρ|) per row for eps outside the root (step B8).
+
+    σ̂ = fl(sqrt(stat̂)) errs by E_σ = e_r + u(σ + e_r) + η, e_r = min(E_stat/σ, sqrt(E_stat))
+    (bounds.py's square-root difference); den = fl(σ̂ + fl(eps)) by E_den = E_σ + e_ε +
+    u(den + E_σ + e_ε) + η, e_ε = u·eps + η; ρ̂ = fl(den̂/σ̂) lies in
+    [(den − E_den)/(σ + E_σ), (den + E_den)/(σ − E_σ)]·(1 ± u) ± η — no bound unless σ > E_σ
+    (a row whose σ may be 0: there y is not differentiable, and the kernel's ρ̂ is arbitrary)."""
+    acc, u, eta = norm.acc, norm.acc.unit_roundoff, norm.eta
+    _, stat, err_stat = _stat_error(op, model, x, norm.d, norm.gammas, u, eta)
+    err_stat = err_stat + 4 * norm.eta_in * np.sqrt(stat) + 4 * norm.eta_in**2  # DAZ (bounds.py)
+    sigma = np.sqrt(stat)
+    err_root = np.minimum(np.where(sigma > 0, err_stat / np.where(sigma > 0, sigma, 1.0), np.inf), np.sqrt(err_stat))
+    E_sigma = err_root + u * (sigma + err_root) + eta
+    den = sigma + eps
+    e_eps = u * eps + eta
+    E_den = E_sigma + e_eps + u * (den + E_sigma + e_eps) + eta
+    ok = sigma > E_sigma
+    safe = np.where(ok, sigma, 1.0)
+    rho = np.where(sigma > 0, den / np.where(sigma > 0, sigma, 1.0), 0.0)
+    hi = (den + E_den) / np.where(ok, safe - E_sigma, 1.0)
+    lo = (den - E_den) / (safe + E_sigma)
+    E_rho = np.maximum(hi - rho, rho - lo) + u * hi + eta
+    return rho, np.where(ok, E_rho, np.inf)
 
 
 def _weighted_n_error(a, norm, u, op):
@@ -277,3 +430,77 @@ def _tree_error(values, errors, model, g_, u, extra_roundings):
     if extra_roundings:
         partial = partial + np.sqrt((magnitudes**2).sum(axis=1))
     return np.minimum(worst_form, LAMBDA * u * partial)
+
+
+# ---- probabilistic sums: one sub-Gaussian martingale per sum ----------------------------------
+
+def rounding_step_sums(values: np.ndarray, model: Model, first_step_rounds: bool) -> np.ndarray:
+    """(sums, steps): Σ of `values` over the terms below every rounding of the model's tree sum
+    along axis 1 — the exact operand sum w_k that rounding k is applied to when the terms are
+    exact. Lane steps after each lane's first (all of them when `first_step_rounds`: a fused
+    product rounds already at the first step), then every butterfly combine. A lane shorter
+    than the others counts its padded steps (adding 0 rounds nothing: an upper bound)."""
+    rows, n = values.shape
+    lanes = model.lane_count(n)
+    steps = -(-n // lanes)
+    padded = np.zeros((rows, steps * lanes))
+    padded[:, :n] = values
+    partial = np.cumsum(padded.reshape(rows, steps, lanes), axis=1)
+    out = [partial[:, (0 if first_step_rounds else 1):, :].reshape(rows, -1)]
+    level = partial[:, -1, :]
+    width = 1 << (lanes - 1).bit_length()
+    level = np.concatenate([level, np.zeros((rows, width - lanes))], axis=1)
+    while level.shape[1] > 1:
+        half = level.shape[1] // 2
+        level = level[:, :half] + level[:, half:]
+        out.append(level)
+    return np.concatenate(out, axis=1)
+
+
+_FIXED_POINT_ITERATIONS = 8
+
+
+def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_rounds, rounded_terms=False,
+                          flush=0.0):
+    """Probabilistic bound on |ŝ − Σ values| per sum (row) of the model's tree sum of computed terms
+    t̂_i = v_i + (martingale part) + (linear part, |·| ≤ linear_i); inf where it is not verified.
+
+    Model (Higham and Mary's, stated in the module docstring): every error below is mean zero
+    given the errors before it in a post-order of the tree (each leaf's own errors, then the
+    subtree's roundings: the computed value of any subtree then differs from its exact value by
+    a difference M_b − M_a of the martingale plus its linear parts), and either bounded or
+    sub-Gaussian with the given scale. `proxy_sq` is Σ of the squared scales of the terms' own
+    errors (the caller decides what is independent of what); a rounding applied to an operand
+    sum w errs by at most half an ulp of |w| — u·2^⌊log2|w|⌋, on average 1.4 times below u|w|.
+    On the event max_k |M_k| ≤ B, |w_k| ≤ |s_k| + A_k(linear) + 2B =: W_k, so with
+    c_k = ½ulp(W_k) the stopped martingale has increments bounded by c_k, and the maximal
+    Azuma–Hoeffding inequality gives P(max|M| ≥ λ·sqrt(proxy + Σc_k²)) ≤ 2·exp(−λ²/2). Any B
+    with B ≥ λ·sqrt(proxy + Σ c_k(B)²) therefore bounds |M| with that failure probability; B is
+    found by iterating that monotone map upward from 0 and verified at B(1 + 2^-8).
+    `rounded_terms`: every term is rounded in the accumulator before the tree (an unfused product),
+    one more increment ½ulp(|v_i| + linear_i + 2B) per term. `flush`: the absolute error of a
+    result flushed to zero (FTZ: the smallest normal), added linearly for every rounding.
+    """
+    steps_v = rounding_step_sums(values, model, first_step_rounds)
+    steps_lin = rounding_step_sums(linear, model, first_step_rounds)
+    roundings = steps_v.shape[1] + (values.shape[1] if rounded_terms else 0)
+    linear_total = linear.sum(axis=1) + roundings * flush
+    base = np.abs(steps_v) + steps_lin + roundings * flush
+    term_base = np.abs(values) + linear
+
+    def half_ulp(magnitude):
+        return np.where(np.isfinite(magnitude), 0.5 * acc.ulp(np.where(np.isfinite(magnitude), magnitude, 0.0)), np.inf)
+
+    def scale(B):
+        half_ulps = half_ulp(base + 2 * B[:, None])
+        total = proxy_sq + (half_ulps**2).sum(axis=1)
+        if rounded_terms:
+            total = total + (half_ulp(term_base + 2 * B[:, None]) ** 2).sum(axis=1)
+        return LAMBDA * np.sqrt(total)
+
+    B = np.zeros(values.shape[0])
+    for _ in range(_FIXED_POINT_ITERATIONS):
+        B = np.maximum(B, scale(B))
+    B = B * (1 + 2.0**-8)
+    verified = scale(B) <= B
+    return np.where(verified & np.isfinite(B), B + linear_total, np.inf)

@@ -20,7 +20,12 @@ rsqrt accuracy, FMA contraction and FTZ/DAZ are those of the same `Model`):
     gw, gb          over the rows, per column, with the same lane/tree layout: gw = Σ gy·n̂
                     (llama: Σ fl_o(gy·fl_o(n̂))), gb = Σ gy; one rounding to the weight format.
 
-eps outside the root changes the gradient (a factor ρ = (σ + eps)/σ on K) and is not modelled.
+eps outside the root (y = c/(σ + eps), σ = sqrt of the statistic): the exact gradient has a
+factor ρ = (σ + eps)/σ on K (reference/formulas.py: N moves with σ, not with N itself), which
+the kernel forms from what its forward computed, σ̂ = fl(sqrt(stat̂)) and den = fl(σ̂ + fl(eps)):
+    ρ̂ = fl(den/σ̂) (0 where σ̂ = 0: every n̂ is then 0 and the term has nothing to scale),
+    K̂ = fl(fl(B̂·fl(1/d))·ρ̂);
+the rest is as above.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from normtheory.precision.arith import Arith
-from normtheory.precision.emulate import SUPPORTED_OPS, _fmt, normalize, truncate
+from normtheory.precision.emulate import SUPPORTED_OPS, _fmt, normalize, statistic, truncate
 from normtheory.precision.models import Model
 from normtheory.precision.reductions import tree_sum, tree_sum_products
 
@@ -42,10 +47,18 @@ def backward(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine
     """
     if op not in SUPPORTED_OPS:
         raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
-    if model.eps_mode != "inside":
-        raise ValueError(f"model {model.name!r}: backward is modelled with eps inside the root only")
     with np.errstate(all="ignore"):
         return _backward(op, x, gy, w, b, model, eps, affine, _fmt(grad_format), _fmt(w_format or grad_format))
+
+
+def _outside_factor(op, x, ar, model, eps, d):
+    """ρ̂ = fl(fl(σ̂ + fl(eps))/σ̂) per row from the forward's own statistic (recomputed: the
+    same loops, the same values), 0 where σ̂ = 0."""
+    _, stat = statistic(op, x, ar, model, d)
+    sigma = ar.sqrt(stat)
+    den = ar.add(sigma, ar.round(eps))
+    safe = np.where(sigma > 0, sigma, 1.0)
+    return np.where(sigma > 0, ar.div(den, safe), 0.0)
 
 
 def _finish(values, fmt, model):
@@ -71,6 +84,8 @@ def _backward(op, x, gy, w, b, model, eps, affine, out, w_out):
 
     inv_d = ar.round(1.0 / d)
     k = ar.mul(tree_sum_products(g, normalized, ar, model), inv_d)
+    if model.eps_mode == "outside":
+        k = ar.mul(k, _outside_factor(op, x, ar, model, eps, d))
     if op == "crmsnorm":
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])
     else:

@@ -14,6 +14,18 @@ y = fl(x/N).  stable: â = fl(√eps); K = max(max|x|, â); z = fl(x/K); τ = po
 f = pow(fl(â/K), p); t = fl(fl(Σ τ / d) + f); R = pow(t, fl(1/p)); y = fl(z/R).
 p = inf (both): y = fl(x / max(max|x|, â)). Affine (weight, weight_bias) in the accumulator,
 then one rounding to the output format.
+
+Backward of the stable kernel (`emulate_stable_backward`), a model of a kernel that evaluates
+the closed-form vector-Jacobian product (reference/formulas.py; proofs/test_claim3_jacobians.py)
+gx = (g − K_b·φ)/N, N = K·R, K_b = Σ g·ŷ/d, g = gy·w (gy without a weight), not of torch's
+autograd through the forward's operations. Per row, from the recomputed forward (ŷ, R̂, K):
+    g = fl(gy·w);  K̂_b = fl(Σ g·ŷ (fused products, the model's order) · fl(1/d))
+    φ̂ = sign(x)·pow(|ŷ|, p − 1)  (p = 1: sign(x); p = 2: ŷ itself, no pow)
+    t = fl(g − φ̂·K̂_b) (one FMA when contracting);  gx = fl(fl(t/R̂)/K)
+p = inf: the subgradient torch.linalg.vector_norm(ord=inf) and amax use — ties split evenly:
+φ = fl(d/k)·sign(x) on the k entries with |x| = max|x| when max|x| ≥ â, 0 where the floor â
+is the maximum; gx = fl(t/K). gw = Σ_rows gy·ŷ (fused, the model's order), gb = Σ_rows gy;
+all gradients rounded once to their formats at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ import numpy as np
 from normtheory.formats import FORMATS
 from normtheory.precision.arith import Arith
 from normtheory.precision.models import Model
-from normtheory.precision.reductions import tree_sum
+from normtheory.precision.reductions import tree_sum, tree_sum_products
 
 SEQUENTIAL = Model("lp_sequential", lanes=1)
 
@@ -76,3 +88,54 @@ def emulate_stable(x, w=None, b=None, *, p, eps: float, affine="none", out_forma
         t = ar.add(ar.div(tree_sum(_pow(ar, np.abs(z), p), ar, model), float(n)), f)
         R = _pow(ar, t, float(ar.round(1.0 / p)))
         return _finish(ar.div(z, R[:, None]), w, b, affine, ar, out_format)
+
+
+def _stable_parts(x, p, eps, ar, model):
+    """(ŷ before the affine step, R̂ per row (None for p = inf), K per row) of the stable kernel."""
+    a_hat = float(ar.round(math.sqrt(eps)))
+    K = np.maximum(np.abs(x).max(axis=1), a_hat)
+    if math.isinf(p):
+        return ar.div(x, K[:, None]), None, K
+    n = x.shape[1]
+    z = ar.div(x, K[:, None])
+    f = _pow(ar, ar.div(a_hat, K), p)
+    t = ar.add(ar.div(tree_sum(_pow(ar, np.abs(z), p), ar, model), float(n)), f)
+    R = _pow(ar, t, float(ar.round(1.0 / p)))
+    return ar.div(z, R[:, None]), R, K
+
+
+def emulate_stable_backward(x, gy, w=None, *, p, eps: float, affine="none", grad_format="fp32", w_format=None,
+                            model: Model = SEQUENTIAL) -> dict:
+    """{"gx": (rows, n), "gw": (n,), "gb": (n,)} of the stable kernel's backward (module docstring),
+    as float64 values of their formats (gw for weight modes, gb for weight_bias)."""
+    ar = Arith(model.acc)
+    grad = FORMATS[grad_format] if isinstance(grad_format, str) else grad_format
+    w_out = FORMATS[w_format or grad.name] if isinstance(w_format or grad.name, str) else w_format
+    with np.errstate(all="ignore"):
+        x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
+        gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
+        rows, n = x.shape
+        y, R, K = _stable_parts(x, p, eps, ar, model)
+        g = gy if affine == "none" else ar.mul(gy, np.asarray(w, dtype=np.float64))
+        k_b = ar.mul(tree_sum_products(g, y, ar, model), ar.round(1.0 / n))
+        sign = np.sign(x)
+        if math.isinf(p):
+            top = np.abs(x).max(axis=1, keepdims=True)
+            at_max = (np.abs(x) == top) & (top >= K[:, None]) & (top > 0)
+            ties = np.maximum(at_max.sum(axis=1, keepdims=True), 1)
+            phi = np.where(at_max, sign * ar.round(n / ties), 0.0)
+        elif p == 1:
+            phi = sign
+        elif p == 2:
+            phi = y
+        else:
+            phi = sign * _pow(ar, np.abs(y), p - 1.0)
+        t = ar.mul_add(-phi, k_b[:, None], g, model.fma)
+        scaled = t if R is None else ar.div(t, R[:, None])
+        gx = grad.round_to_float64(ar.div(scaled, K[:, None]))
+        out = {"gx": gx}
+        if affine in ("weight", "weight_bias"):
+            out["gw"] = w_out.round_to_float64(tree_sum_products(gy.T, y.T, ar, model))
+        if affine == "weight_bias":
+            out["gb"] = w_out.round_to_float64(tree_sum(gy.T, ar, model))
+        return out
