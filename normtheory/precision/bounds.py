@@ -106,25 +106,43 @@ def _eta(fmt: FloatFormat, ftz: bool) -> float:
     return fmt.min_normal if ftz else fmt.min_subnormal / 2
 
 
-def tree_partial_sums_norm(values: np.ndarray, model: Model) -> np.ndarray:
-    """sqrt(Σ_k s_k²) per row over the exact partial sums s_k that the model's tree rounds:
-    every lane step after a lane's first (that one is exact) and every butterfly combine.
-    Shorter last lane rows count an extra step (an upper bound, as the bound needs)."""
+def tree_partial_sums(values: np.ndarray, model: Model):
+    """(s, a): the exact partial sums s_k that the model's tree rounds, and the partial sums a_k
+    of |values| below each, as (rows, K) arrays: every lane step after a lane's first (that one
+    is exact) and every butterfly combine. Shorter last lanes count an extra step (an upper
+    bound, as the bounds need)."""
     rows, n = values.shape
     lanes = model.lane_count(n)
     steps = -(-n // lanes)
-    padded = np.zeros((rows, steps * lanes))
-    padded[:, :n] = values
-    partial = np.cumsum(padded.reshape(rows, steps, lanes), axis=1)
-    squares = (partial[:, 1:, :] ** 2).sum(axis=(1, 2))
-    level = partial[:, -1, :]
+    padded = np.zeros((2, rows, steps * lanes))
+    padded[0, :, :n] = values
+    padded[1, :, :n] = np.abs(values)
+    partial = np.cumsum(padded.reshape(2, rows, steps, lanes), axis=2)
+    out = [partial[:, :, 1:, :].reshape(2, rows, -1)]
+    level = partial[:, :, -1, :]
     width = 1 << (lanes - 1).bit_length()
-    level = np.concatenate([level, np.zeros((rows, width - lanes))], axis=1)
-    while level.shape[1] > 1:
-        half = level.shape[1] // 2
-        level = level[:, :half] + level[:, half:]
-        squares += (level**2).sum(axis=1)
-    return np.sqrt(squares)
+    level = np.concatenate([level, np.zeros((2, rows, width - lanes))], axis=2)
+    while level.shape[2] > 1:
+        half = level.shape[2] // 2
+        level = level[:, :, :half] + level[:, :, half:]
+        out.append(level)
+    both = np.concatenate(out, axis=2)
+    return both[0], both[1]
+
+
+def tree_partial_sums_norm(values: np.ndarray, model: Model) -> np.ndarray:
+    """sqrt(Σ_k s_k²) per row over the exact partial sums s_k that the model's tree rounds."""
+    return np.sqrt((tree_partial_sums(values, model)[0] ** 2).sum(axis=1))
+
+
+def binade(magnitude: np.ndarray) -> np.ndarray:
+    """2^⌊log2 m⌋ (0 at m = 0): a rounding to nearest of w with |w| ≤ m errs by at most u·binade(m),
+    half an ulp of w — not u·|w|, which is up to twice as large (Hallman and Ipsen 2023 call such
+    bounds precision-aware)."""
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+    return np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
 
 
 def _mean_error(x, model, g, u, eta):
@@ -144,33 +162,82 @@ def _mean_error(x, model, g, u, eta):
     rows, n = x.shape
     h = model.reduction_depth(n)
     abs_x = np.abs(x)
-    if g.kind == "worst" or model.ftz:  # DAZ: the loaded x are not x; the partial sums are x's
+    if g.kind == "worst":
         return g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
-    gamma2 = Gammas(u, "worst")(2)
+    # DAZ: the kernel sums the loaded x' (subnormals flushed); this bounds |μ̂ − mean x'|, and
+    # _normalized_error adds |mean x' − μ| ≤ η_in
+    x = _daz(x, model, eta)
+    gamma2 = _scale_roundings(n, u)
     sum_error = np.minimum(probabilistic_sum_error(x, model, u), g(h) * abs_x.sum(axis=1))
     return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * eta
 
 
-def probabilistic_sum_error(values: np.ndarray, model: Model, u: float) -> np.ndarray:
-    """λ·u·(sqrt(Σ s_k²) + γ_h·sqrt(Σ A_k²)) per row: the partial-sum form of `_mean_error` for
-    Σ values (exact inputs) summed along axis 1 by the model's tree."""
-    worst_h = Gammas(u, "worst")(model.reduction_depth(values.shape[1]))
-    return LAMBDA * u * (tree_partial_sums_norm(values, model) + worst_h * tree_partial_sums_norm(np.abs(values), model))
+def _azuma_sum_error(s_abs, a, own, n, model, u, lam):
+    """λ·sqrt(Σ_k c_k²): Azuma–Hoeffding for the error Σ_k e_k of a tree sum, e_k = fl(ŵ_k) − ŵ_k.
+
+    Under the model of Higham and Mary (each rounding's relative error mean zero given the
+    earlier ones) the e_k are martingale increments, |e_k| ≤ u·binade(|ŵ_k|) (half an ulp).
+    ŵ_k, the computed operands' exact sum, is within the error of the subtree below it of
+    the exact partial sum s_k: within γ_h·a_k always, so c_k = u·binade(|s_k| + γ_h·a_k) bounds
+    |e_k|. For a chain (one lane) the subtree is the prefix: stop the martingale at the first
+    prefix whose error exceeds E; before that |ŵ_k − s_k| ≤ E, so with c_k(E) =
+    u·binade(|s_k| + min(E, γ_h·a_k)) Azuma gives P(some prefix error > E) ≤ 2·exp(−λ²/2)
+    for any E ≥ λ·‖c(E)‖. E₀ = λu‖s‖/(1 − λu√K) is such an E, and so is E_{i+1} = λ‖c(E_i)‖
+    (c is monotone in E): two steps of that iteration are used. This is what makes long bf16
+    and fp16 sums boundable at all (γ_h·a_k is as large as the sum there). `own` adds the
+    terms' own roundings (products rounded before they are added, or the first product of each
+    lane under FMA): u·binade of their magnitudes.
+    """
+    rows, count = s_abs.shape
+    worst_h = Gammas(u, "worst")(model.reduction_depth(n))
+    own_sq = 0.0 if own is None else ((u * binade(own)) ** 2).sum(axis=1)
+    drift = worst_h * a
+
+    def norm(shift):
+        return lam * np.sqrt(((u * binade(s_abs + shift)) ** 2).sum(axis=1) + own_sq)
+
+    bound = norm(drift)
+    if model.lane_count(n) == 1 and count > 0:  # a chain
+        reach = lam * u * math.sqrt(count + (0 if own is None else own.shape[1]))
+        if reach < 1:
+            e = lam * u * np.sqrt((s_abs**2).sum(axis=1) + (0 if own is None else (own**2).sum(axis=1))) / (1 - reach)
+            for _ in range(2):
+                e = norm(np.minimum(drift, e[:, None]))
+            bound = np.minimum(bound, e)
+    return bound
 
 
-def _positive_sum_error(terms: np.ndarray, model: Model, u: float) -> np.ndarray:
-    """Probabilistic bound on the error of the model's tree sum of fused products (squares) whose
-    exact values are at most `terms` (≥ 0): every rounding's operand sum w_k is at most
-    (1 + γ_h)·s_k (partial sums of nonnegative terms), the first step of each lane rounds its
-    product (w = the term), so by Azuma–Hoeffding λ·u·sqrt((1 + γ_h)²·Σ_k s_k² + Σ terms²)."""
-    worst_h = Gammas(u, "worst")(model.reduction_depth(terms.shape[1]))
-    return LAMBDA * u * np.hypot((1 + worst_h) * tree_partial_sums_norm(terms, model),
-                                 np.sqrt((terms**2).sum(axis=1)))
+def probabilistic_sum_error(values: np.ndarray, model: Model, u: float, lam: float = LAMBDA) -> np.ndarray:
+    """Probabilistic bound on the error of Σ values (exact inputs) summed along axis 1 by the
+    model's tree: `_azuma_sum_error` over the tree's partial sums (fails with probability at
+    most 2·exp(−λ²/2))."""
+    s, a = tree_partial_sums(values, model)
+    return _azuma_sum_error(np.abs(s), a, None, values.shape[1], model, u, lam)
+
+
+def _positive_sum_error(terms: np.ndarray, model: Model, u: float, lam: float = LAMBDA) -> np.ndarray:
+    """Probabilistic bound on the error of the model's tree sum of products (squares) whose
+    exact values are at most `terms` (≥ 0): the partial sums of nonnegative terms are at most
+    those of `terms`, and each product's own rounding (fused into the first step of a lane,
+    separate without FMA) is counted for every term (an upper bound)."""
+    s, a = tree_partial_sums(terms, model)
+    return _azuma_sum_error(s, a, terms, terms.shape[1], model, u, lam)
+
+
+def _daz(x, model, eta):
+    """The inputs as a DAZ kernel loads them (η is the smallest normal under FTZ)."""
+    return np.where(np.abs(x) < eta, 0.0, x) if model.ftz else x
+
+
+def _scale_roundings(d, u):
+    """γ₂ for the two roundings of fl(Ŝ·fl(1/d)), none when d is a power of two: then fl(1/d) and
+    the product are exact (an underflowing product is covered by the η terms)."""
+    return 0.0 if d & (d - 1) == 0 else Gammas(u, "worst")(2)
 
 
 def _scaled(err_sum, total, d, u):
     """Error of fl(Ŝ·fl(1/d)) given |Ŝ − S| ≤ err_sum, S = total ≥ 0 (two worst-case roundings)."""
-    gamma2 = Gammas(u, "worst")(2)
+    gamma2 = _scale_roundings(d, u)
     return ((1 + gamma2) * err_sum + gamma2 * total) / d
 
 
@@ -189,8 +256,9 @@ def _stat_error(op, model, x, d, g, u, eta):
     if op == "rmsnorm":
         q = (x * x).mean(axis=1)
         err = g(h + 3) * q
-        if g.kind == "probabilistic" and not model.ftz:
-            err = np.minimum(err, _scaled(_positive_sum_error(x * x, model, u), q * n, n, u))
+        if g.kind == "probabilistic":  # DAZ: of the loaded x' (see _mean_error)
+            loaded = _daz(x, model, eta)
+            err = np.minimum(err, _scaled(_positive_sum_error(loaded * loaded, model, u), q * n, n, u))
         return np.zeros(rows), q, err + underflow
     if op == "crmsnorm":
         s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
@@ -202,16 +270,19 @@ def _stat_error(op, model, x, d, g, u, eta):
     if model.stats == "two_pass":
         delta = _mean_error(x, model, g, u, eta)
         err = g(h + 5) * (var + delta**2) + delta**2
-        if g.kind == "probabilistic" and not model.ftz:
+        if g.kind == "probabilistic":
             # Ŝ − S = n·δμ² + Σ(c_i + δμ)²(2δ_i + δ_i²) + the tree's Σδ'_k·w_k (Σc = 0): the
             # subtraction roundings δ_i and the tree's δ'_k are one martingale (after the first
             # pass, on the event that Δ holds: a union bound with the mean's failure probability)
-            dev = np.abs(x - mu[:, None]) + delta[:, None]
+            # (DAZ: of the loaded x', as in _mean_error; _normalized_error adds var' − var)
+            loaded = _daz(x, model, eta)
+            mu_l, var_l = _row_stats(loaded)
+            dev = np.abs(loaded - mu_l[:, None]) + delta[:, None]
             terms = dev**2 * (1 + u) ** 2
             subtraction = LAMBDA * u * 2 * np.sqrt((dev**4).sum(axis=1))
             tree = _positive_sum_error(terms, model, u)
             err_sum = n * delta**2 + u * u * (dev**2).sum(axis=1) + np.hypot(subtraction, tree)
-            err = np.minimum(err, _scaled(err_sum, var * n, n, u))
+            err = np.minimum(err, _scaled(err_sum, var_l * n, n, u))
         return delta, var, err + underflow
     if model.stats == "one_pass":
         delta = _mean_error(x, model, g, u, eta)
