@@ -311,21 +311,26 @@ def _scale_error(model, stat, err_stat, eps, u, eta):
     alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
     if model.rsqrt_rel == 0:
         alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
+    # v̂ ≥ fl(eps) ≥ eps_low: every statistic the models compute is ≥ 0 (sums of squares;
+    # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
+    # computed scale never falls below the rounded eps, however large the statistic's error
+    eps_low = max(eps * (1 - u) - eta, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         if model.eps_mode == "inside":
             v = stat + eps
             err_eps = u * eps + eta  # fl(eps) may be subnormal in the accumulator (fp16)
             err_v = err_stat + err_eps + u * (v + err_stat + err_eps) + eta
-            rho_v = err_v / v
-            rho_r = np.where(rho_v < 1, rho_v / (2 * np.maximum(1 - rho_v, 1e-300) ** 1.5), np.inf)
+            low = np.maximum(v - err_v, eps_low)
+            # (1 + t)^(−1/2) is convex: on |t| ≤ ρ its largest deviation from 1 is at t = −ρ
+            rho_r = np.maximum(np.where(low > 0, np.sqrt(v / low), np.inf) - 1, 1 - np.sqrt(v / (v + err_v)))
             r = 1 / np.sqrt(v)
         else:
             root = np.sqrt(stat)
             err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
             den = root + eps
             err_den = (err_root + u * root + eta + u * eps + eta) * (1 + u) + u * den + eta
-            rho_d = err_den / den
-            rho_r = np.where(rho_d < 1, rho_d / np.maximum(1 - rho_d, 1e-300), np.inf)
+            low = np.maximum(den - err_den, eps_low)
+            rho_r = np.maximum(np.where(low > 0, den / low, np.inf) - 1, 1 - den / (den + err_den))
             r = 1 / den
     return r, (1 + rho_r) * (1 + alpha) - 1
 
