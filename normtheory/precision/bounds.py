@@ -75,6 +75,7 @@ import numpy as np
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.precision.domains import overflow_threshold
 from normtheory.precision.models import Model
+from normtheory.precision.welford_bound import welford_errors
 
 SAFETY = 1.0 + 2.0**-20
 LAMBDA = 4.5
@@ -303,7 +304,19 @@ def _stat_error(op, model, x, d, g, u, eta):
     spread = math.sqrt(2 * n) + 2 * math.sqrt(n * t / 4)
     first = e * np.sqrt(s) * spread + e * e * (n + n * t / 4)
     err_s = first + g(k + 2 * t + 6) * 2 * (s + first)
-    return mean_err, var, g(1) * var + (1 + g(1)) * err_s / d + underflow
+    err_var = g(1) * var + (1 + g(1)) * err_s / d
+    # the adjoint form (welford_bound.py), on the loaded x' under DAZ (_normalized_error adds
+    # the difference to x); both forms are sound, so the smaller is used
+    loaded = _daz(x, model, eta)
+    scale = np.abs(loaded).max(axis=1) * (1 + 2 * u) / (1 - u)
+    mean_worst, mean_prob, m2_worst, m2_prob = welford_errors(loaded, model, u, eta, LAMBDA, x_range, scale)
+    mu_l, var_l = _row_stats(loaded)
+    mean_err = np.minimum(mean_err, mean_worst)
+    err_var = np.minimum(err_var, _scaled(m2_worst, var_l * n, n, u))
+    if g.kind == "probabilistic":
+        mean_err = np.minimum(mean_err, mean_prob)
+        err_var = np.minimum(err_var, _scaled(m2_prob, var_l * n, n, u))
+    return mean_err, var, err_var + underflow
 
 
 def _scale_error(model, stat, err_stat, eps, u, eta):
