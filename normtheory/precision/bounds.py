@@ -421,7 +421,8 @@ def _normalized_error(op, x, model, eps, kind):
     r, rho_R = _scale_error(model, stat, err_stat, eps, u, eta)
     centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
     n_values = centred * r[:, None]
-    rho_N = (1 + rho_R) * (1 + u) ** 2 - 1
+    # n̂ = fl(fl(x − μ̂)·r̂): two roundings for LayerNorm, the product alone otherwise
+    rho_N = (1 + rho_R) * (1 + u) ** (2 if op == "layernorm" else 1) - 1
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
