@@ -19,9 +19,17 @@ Derivation, LayerNorm two-pass (proofs/test_bounds_algebra.py checks the algebra
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
  3. v̂ = fl(var̂ + fl(eps)): |v̂ − v| ≤ E_v := E_var + e_ε + u·(v + E_var + e_ε) + η with
     e_ε = u·eps + η (eps itself may round into the subnormals of fp16); ρ_v = E_v/v.
- 4. r̂ = rsqrt(v̂) within α (relative): (1 + ρ)^(−1/2) − 1 is at most ρ/(2(1 − ρ)^(3/2)) in
-    size for |ρ| < 1 (mean value theorem), so |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
- 5. n̂_i = fl(ĉ_i·r̂) = (c_i + δμ)·r·(1 + θ), |θ| ≤ ρ_N := (1 + ρ_R)(1 + u)² − 1:
+ 4. r̂ = rsqrt(v̂) within α (relative). (1 + t)^(−1/2) is convex and decreasing, so on
+    |t| ≤ ρ_v its largest deviation from 1 is (1 − ρ_v)^(−1/2) − 1, at t = −ρ_v (exact, not
+    the mean-value bound ρ/(2(1 − ρ)^(3/2)) used before; proofs/test_bounds_forward_sharpening.py).
+    Every statistic the models compute is ≥ 0 (sums of squares; one-pass clamps; Welford's
+    increments δ̂·â are ≥ 0 because rounding is monotone and |fl(δ̂/j)| < |δ̂| for j ≥ 2), so
+    v̂ ≥ fl(eps) ≥ eps_low := eps(1 − u) − η: ρ_r = max(sqrt(v/max(v − E_v, eps_low)) − 1,
+    1 − sqrt(v/(v + E_v))), finite for every E_v when eps_low > 0 — a statistic with no
+    relative accuracy left (one-pass at |μ| ≫ σ, Welford at κ ≈ 1/(k·u)) still gets a bound,
+    the one the floor gives. |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
+ 5. n̂_i = fl(ĉ_i·r̂) = (c_i + δμ)·r·(1 + θ), |θ| ≤ ρ_N := (1 + ρ_R)(1 + u)² − 1 (one (1 + u)
+    for RMSNorm and CRMSNorm, which round only the product):
     |n̂_i − n_i| ≤ ρ_N|n_i| + (1 + ρ_N)·Δ/sqrt(v) — the second term is γ_{h+2}·κ at most.
  6. Affine in the accumulator: weight |w|E_n(1 + u) + u|n·w|; weight_bias (two roundings,
     or one FMA, which the same expression covers) |w|E_n(1 + u)² + (2u + u²)|n·w| + u|b|;
@@ -45,19 +53,40 @@ m̂ − m = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + η + α(m̂a + p
 proportional to X (what an offset row |mean| ≫ std makes large) is 5× below the former
 uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
 Σ_i |δ_i|·(weights) ≤ sqrt(S)·(sqrt(2n) + 2·sqrt(n·t/4)); the nonnegative updates are summed
-with depth k + 2t + 3. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
+with depth k + 2t + 3. That form charges every update the final, largest mean error e and
+the Cauchy–Schwarz spread: at k = 8, t = 5 it is ≈ 70·κ∞·u relative, no bound at all from
+κ ≈ 3·10⁵ in fp32. welford_bound.py bounds the same errors through the adjoint of the
+recurrence instead (each rounding weighted by how much the exact M and μ depend on its result,
+with the running-mean error bounds e_j of each step); both forms are sound and the smaller is
+used. Its relative error is a few κ·u at κ = 10⁴ (tests/test_precision_welford.py). At
+κ ≈ 10⁶ in fp32 no bound can promise relative accuracy of the variance (a running mean can
+stall k/2 ulps from the data, which is σ there): the floor of step 4 applies. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
 (1 + γ₂)·Δ(2|μ| + Δ) — relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|).
 
-Probabilistic form (`kind="probabilistic"`, labelled as such): every γ_k is replaced by
-γ̃_k(λ) = exp(λ·sqrt(k)·u + k·u²/(1 − u)) − 1 (Higham and Mary 2019, Thm 2.8: holds with
-probability ≥ 1 − 2·exp(−λ²(1 − u)²/2) for independent mean-zero rounding errors); λ = 4.5,
-so a single γ̃ fails with probability < 3·10⁻⁴. The mean's sum, and the sums of squares of
-two-pass LayerNorm and of RMSNorm, also have a sharper partial-sum form of the same martingale
-argument (`_mean_error`, `_positive_sum_error`): a sum's error scales with its partial sums
-(√ of their squares), not with √h·Σ|x|; the smaller form is used, and the failure
-probabilities add (a union bound, still < 10⁻³ per row). The rsqrt error α, the final rounding and
-Welford's running-mean term stay worst-case (they are single, possibly systematic errors).
+Probabilistic form (`kind="probabilistic"`, labelled as such). Assumption (Higham and Mary
+2019): each rounding's relative error has mean zero given all earlier ones and is at most u
+in size; the data are fixed. Every γ_k is replaced by γ̃_k(λ) = exp(λ·sqrt(k)·u +
+k·u²/(1 − u)) − 1 (their Thm 2.8: fails with probability ≤ 2·exp(−λ²(1 − u)²/2)). The sums
+(the mean's, the sums of squares of two-pass LayerNorm and RMSNorm, Welford's recurrence)
+also have the sharper partial-sum form of the same martingale argument (`_azuma_sum_error`,
+`_mean_error`, `_positive_sum_error`, welford_bound.py): the error Σ_k e_k of a sum is a
+martingale whose k-th increment is at most u·binade(|ŵ_k|) — half an ulp of the operand sum
+it rounds, which is up to 2× below u·|ŵ_k| (precision-aware, as in Hallman and Ipsen 2023) —
+so by Azuma–Hoeffding |Σe_k| ≤ λ·sqrt(Σ_k (u·binade(|s_k| + drift_k))²), s_k the exact
+partial sums, except with probability 2·exp(−λ²/2). The drift (how far ŵ_k may be from s_k)
+is γ_h·Σ|x| below it in a tree; in a chain (one lane: the sequential, fp16 and bf16 models)
+the martingale is stopped when a prefix error first exceeds E, which makes the drift ≤ E for
+any E ≥ λ·‖c(E)‖ — without that, a 256-term bf16 sum (γ_h ≈ 1) would have no partial-sum
+form at all. Scaling by fl(1/d) is exact when d is a power of two. The smaller of the γ̃ and
+partial-sum forms is used (a union bound). λ = 4.5: every step fails with probability
+< 9·10⁻⁵, and an element's bound uses at most six of them, so it fails with probability
+< 10⁻³ per element (tests/test_precision_probabilistic.py checks the fraction on 2000
+random rows of every model). The rsqrt error α, the scale's rounding of eps, the output
+rounding and the second-order terms stay worst-case: they are single, possibly systematic
+errors (a hardware rsqrt may err with the same sign on every row), which no averaging over
+roundings reduces. Under DAZ the partial sums are those of the loaded (flushed) inputs, and
+the step from x to x' is added worst-case as before.
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
 uses are evaluated in binary64, with relative error far below 2^-20 for n ≤ 2^24.
@@ -149,16 +178,13 @@ def binade(magnitude: np.ndarray) -> np.ndarray:
 def _mean_error(x, model, g, u, eta):
     """Δ, the bound on |μ̂ − μ| with μ̂ = fl(fl(Σx)·fl(1/d)).
 
-    Worst case: γ_{h+2}·mean|x|. Probabilistic: the sum's error is exactly Σ_k δ_k·w_k over its
-    roundings, w_k the exact sum of the rounded operands, |w_k| ≤ |s_k| + γ_h·A_k (s_k the exact
-    partial sum, A_k the sum of |x| below it). With E[δ_k | earlier δ] = 0 (the model of Higham
-    and Mary) this is a martingale with increments at most u|w_k|, so by Azuma–Hoeffding
-    |ŝ − s| ≤ λ·u·sqrt(Σ_k w_k²) except with probability 2·exp(−λ²/2) < 10⁻⁴ — the partial
-    sums of a cancelling row are far below Σ|x|, which is where γ̃·Σ|x| was loose. Minkowski
-    splits sqrt(Σ(|s_k| + γ_h·A_k)²). When γ_h is large (long bf16 sums) the γ̃_h·Σ|x| form can
-    be smaller: the smaller of the two is used, which fails with at most the sum of the two
-    failure probabilities (< 4·10⁻⁴, a union bound). The two roundings of the scaling stay
-    worst-case (γ₂).
+    Worst case: γ_{h+2}·mean|x|. Probabilistic: the sum's error is a martingale over its
+    roundings (`_azuma_sum_error`: half-ulp increments at the exact partial sums, the drift of
+    the computed operands from them bounded in the tree or by stopping in a chain) — the
+    partial sums of a cancelling row are far below Σ|x|, which is where γ̃·Σ|x| was loose.
+    When γ_h is large the γ̃_h·Σ|x| form can be smaller: the smaller of the two is used, which
+    fails with at most the sum of the two failure probabilities (a union bound). The two
+    roundings of the scaling stay worst-case (γ₂; none when d is a power of two).
     """
     rows, n = x.shape
     h = model.reduction_depth(n)
