@@ -86,7 +86,11 @@ random rows of every model). The rsqrt error α, the scale's rounding of eps, th
 rounding and the second-order terms stay worst-case: they are single, possibly systematic
 errors (a hardware rsqrt may err with the same sign on every row), which no averaging over
 roundings reduces. Under DAZ the partial sums are those of the loaded (flushed) inputs, and
-the step from x to x' is added worst-case as before.
+the step from x to x' is added worst-case as before. The assumption is about data whose
+roundings behave randomly: on structured rows it can fail, e.g. on constant fp32 rows a
+sequential sum's partial sums k·c round the same way again and again, and 2% of the
+elements of such rows (d = 64, the two_pass_sequential model) exceed the probabilistic bound
+(the worst-case bound holds there, as everywhere).
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
 uses are evaluated in binary64, with relative error far below 2^-20 for n ≤ 2^24.
