@@ -6,7 +6,7 @@ import pytest
 from normtheory.formats import FORMATS
 from normtheory.precision.arith import Arith
 from normtheory.precision.domains import (domain_table, eps_collapse_threshold, overflow_threshold,
-                                          square_underflow_threshold)
+                                          rounding_margin, square_underflow_threshold)
 from normtheory.precision.emulate import forward, statistic
 from normtheory.precision.models import MODELS
 
@@ -24,18 +24,36 @@ def test_statistic_is_finite_at_the_threshold_and_overflows_beyond(model_name, o
     # for two-pass LayerNorm, whose centred entries are then ±X)
     signs = np.where(np.arange(n) % 2 == 0, 1.0, -1.0) if op == "layernorm" and model.stats != "one_pass" else 1.0
     at = acc.round_to_float64(np.full((1, n), limit * (1 - 4 * acc.unit_roundoff)) * signs)
-    beyond = acc.round_to_float64(np.full((1, n), limit * 2.2) * signs)
+    # beyond: past the exact overflow point, whatever the rounding margin (1 + u)^m took off
+    beyond = acc.round_to_float64(np.full((1, n), limit * 2.2 * np.sqrt(rounding_margin(model, n))) * signs)
     d = n + 1 if op == "crmsnorm" else n
     assert np.isfinite(statistic(op, at, ar, model, d)[1]).all()
     assert not np.isfinite(statistic(op, beyond, ar, model, d)[1]).all()
 
 
 def test_overflow_threshold_shrinks_like_one_over_sqrt_d():
-    rows = domain_table("rmsnorm", MODELS["fp16_accum"], [64, 256, 1024, 4096], eps=1e-6)
-    ratios = [rows[i]["overflow_abs"] / rows[i + 1]["overflow_abs"] for i in range(3)]
-    np.testing.assert_allclose(ratios, 2.0, rtol=1e-12)  # quadrupling d halves the threshold
-    # fp16 accumulation of 4096 squares overflows for |x| above ~4 (65504/4096 = 16 = 4²)
-    assert 3.9 < rows[-1]["overflow_abs"] < 4.0
+    model = MODELS["fp16_accum"]
+    widths = [64, 256, 1024, 4096]
+    rows = domain_table("rmsnorm", model, widths, eps=1e-6)
+    # without the rounding margin, quadrupling d halves the threshold
+    unmargined = [row["overflow_abs"] * np.sqrt(rounding_margin(model, d)) for row, d in zip(rows, widths)]
+    np.testing.assert_allclose([unmargined[i] / unmargined[i + 1] for i in range(3)], 2.0, rtol=1e-12)
+    # fp16 accumulation of 4096 squares: 65504/4096 = 16 = 4² exactly, less the margin of a
+    # sequential sum (4099 roundings: (1 + 2^-11)^4099 ≈ e², so the threshold is ≈ 4/e)
+    assert unmargined[-1] == pytest.approx(np.sqrt(65504 / 4096), rel=1e-12)
+    assert 1.4 < rows[-1]["overflow_abs"] < 1.5
+
+
+def test_a_rounded_up_sum_of_squares_below_the_exact_overflow_point_gets_no_bound():
+    """Found by the soundness search: 43 entries of 39 in fp16 have Σx² = 65403 < 65504, but
+    the sequential fp16 sum rounds up to inf; the threshold must leave room for that."""
+    from normtheory.precision.bounds import forward_bound
+
+    model, x = MODELS["fp16_accum"], np.full((1, 43), 39.0)
+    ar = Arith(FORMATS["fp16"])
+    assert not np.isfinite(statistic("rmsnorm", x, ar, model, 43)[1]).all()
+    assert overflow_threshold("rmsnorm", model, 43) < 39.0
+    assert np.isinf(forward_bound("rmsnorm", x, model=model, eps=1e-5).total).all()
 
 
 def test_squares_underflow_below_the_threshold():

@@ -91,3 +91,60 @@ def test_probabilistic_bounds_cover_random_rows(op):
     assert above_y <= 1 / 1536 and above_gx <= 1 / 1536
     above_y, above_gx = _coverage(op, bound_scale=0.1)
     assert above_y > 0.01 and above_gx > 0.01
+
+
+# ---- the forward probabilistic bound of every model, on a few thousand random rows ----------
+
+FAILURE_PROBABILITY = 1e-3  # per element: bounds.py's docstring, "Probabilistic form"
+# binary64 reference (two-pass, rows with |mean| ≤ 3·std, d = 48): its own error is below
+# γ_{d+8}(2^-53)·(|y| + κ)·(1 + κ) < 2^-40·(|y| + 1) — a million times below the bounds here
+REFERENCE_SLACK = 2.0**-40
+
+
+def _reference(op, x, eps, eps_mode):
+    centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
+    stat = (centred**2).mean(axis=1, keepdims=True)
+    scale = np.sqrt(stat + eps) if eps_mode == "inside" else np.sqrt(stat) + eps
+    return centred / scale
+
+
+def _above_fraction(model_name, op, scale=1.0):
+    from normtheory.precision.bounds import forward_bound
+    from normtheory.precision.emulate import forward
+
+    model = MODELS[model_name]
+    fmt = FORMATS["bf16" if model.acc == "bf16" else "fp16" if model.acc == "fp16" else "fp32"]
+    rng = np.random.default_rng(2024)
+    rows, d = 2000, 48
+    x = fmt.round_to_float64(rng.standard_normal((rows, d)) + rng.choice([0.0, 3.0], (rows, 1)))
+    y = forward(op, x, model=model, eps=1e-5, out_format="fp32")
+    bound = forward_bound(op, x, model=model, eps=1e-5, out_format="fp32", kind="probabilistic").pre_rounding
+    exact = _reference(op, x, 1e-5, model.eps_mode)
+    # counted as above when it might be: the reference's own error is added to the measured one
+    return float(np.mean(np.abs(y - exact) + REFERENCE_SLACK * (np.abs(exact) + 1) > scale * bound))
+
+
+@pytest.mark.parametrize("op", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+def test_forward_probabilistic_bound_holds_at_its_failure_probability(model_name, op):
+    """Each element's probabilistic bound fails with probability < 10⁻³ (the sum of the failure
+    probabilities of the Azuma–Hoeffding and γ̃ steps it uses), so the expected fraction of the
+    96 000 elements above it is < 10⁻³; the observed fraction must be too. A bound five times
+    smaller is exceeded far more often (the check can fail)."""
+    assert _above_fraction(model_name, op) <= FAILURE_PROBABILITY
+    assert _above_fraction(model_name, op, scale=0.2) > FAILURE_PROBABILITY
+
+
+@pytest.mark.parametrize("fmt_name", ["fp32", "fp16", "bf16"])
+def test_rounding_errs_by_at_most_u_times_the_binade(fmt_name):
+    """The Azuma coefficients of bounds.py: |RN(w) − w| ≤ u·binade(|w|) (half an ulp) in the
+    normal range, near powers of two included; half of it is not enough (the check can fail)."""
+    from normtheory.precision.bounds import binade
+
+    fmt = FORMATS[fmt_name]
+    rng = np.random.default_rng(3)
+    w = np.ldexp(rng.uniform(1.0, 2.0, 20000), rng.integers(-10, 10, 20000))
+    w[:2000] = np.ldexp(1.0 - rng.uniform(0, 2.0**-fmt.precision, 2000), rng.integers(-10, 10, 2000))
+    err = np.abs(fmt.round_to_float64(w) - w)
+    assert (err <= fmt.unit_roundoff * binade(np.abs(w))).all()
+    assert (err > fmt.unit_roundoff * binade(np.abs(w)) / 2).any()

@@ -19,9 +19,17 @@ Derivation, LayerNorm two-pass (proofs/test_bounds_algebra.py checks the algebra
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
  3. v̂ = fl(var̂ + fl(eps)): |v̂ − v| ≤ E_v := E_var + e_ε + u·(v + E_var + e_ε) + η with
     e_ε = u·eps + η (eps itself may round into the subnormals of fp16); ρ_v = E_v/v.
- 4. r̂ = rsqrt(v̂) within α (relative): (1 + ρ)^(−1/2) − 1 is at most ρ/(2(1 − ρ)^(3/2)) in
-    size for |ρ| < 1 (mean value theorem), so |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
- 5. n̂_i = fl(ĉ_i·r̂) = (c_i + δμ)·r·(1 + θ), |θ| ≤ ρ_N := (1 + ρ_R)(1 + u)² − 1:
+ 4. r̂ = rsqrt(v̂) within α (relative). (1 + t)^(−1/2) is convex and decreasing, so on
+    |t| ≤ ρ_v its largest deviation from 1 is (1 − ρ_v)^(−1/2) − 1, at t = −ρ_v (exact, not
+    the mean-value bound ρ/(2(1 − ρ)^(3/2)) used before; proofs/test_bounds_forward_sharpening.py).
+    Every statistic the models compute is ≥ 0 (sums of squares; one-pass clamps; Welford's
+    increments δ̂·â are ≥ 0 because rounding is monotone and |fl(δ̂/j)| < |δ̂| for j ≥ 2), so
+    v̂ ≥ fl(eps) ≥ eps_low := eps(1 − u) − η: ρ_r = max(sqrt(v/max(v − E_v, eps_low)) − 1,
+    1 − sqrt(v/(v + E_v))), finite for every E_v when eps_low > 0 — a statistic with no
+    relative accuracy left (one-pass at |μ| ≫ σ, Welford at κ ≈ 1/(k·u)) still gets a bound,
+    the one the floor gives. |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
+ 5. n̂_i = fl(ĉ_i·r̂) = (c_i + δμ)·r·(1 + θ), |θ| ≤ ρ_N := (1 + ρ_R)(1 + u)² − 1 (one (1 + u)
+    for RMSNorm and CRMSNorm, which round only the product):
     |n̂_i − n_i| ≤ ρ_N|n_i| + (1 + ρ_N)·Δ/sqrt(v) — the second term is γ_{h+2}·κ at most.
  6. Affine in the accumulator: weight |w|E_n(1 + u) + u|n·w|; weight_bias (two roundings,
     or one FMA, which the same expression covers) |w|E_n(1 + u)² + (2u + u²)|n·w| + u|b|;
@@ -45,19 +53,44 @@ m̂ − m = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + η + α(m̂a + p
 proportional to X (what an offset row |mean| ≫ std makes large) is 5× below the former
 uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
 Σ_i |δ_i|·(weights) ≤ sqrt(S)·(sqrt(2n) + 2·sqrt(n·t/4)); the nonnegative updates are summed
-with depth k + 2t + 3. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
+with depth k + 2t + 3. That form charges every update the final, largest mean error e and
+the Cauchy–Schwarz spread: at k = 8, t = 5 it is ≈ 70·κ∞·u relative, no bound at all from
+κ ≈ 3·10⁵ in fp32. welford_bound.py bounds the same errors through the adjoint of the
+recurrence instead (each rounding weighted by how much the exact M and μ depend on its result,
+with the running-mean error bounds e_j of each step); both forms are sound and the smaller is
+used. Its relative error is a few κ·u at κ = 10⁴ (tests/test_precision_welford.py). At
+κ ≈ 10⁶ in fp32 no bound can promise relative accuracy of the variance (a running mean can
+stall k/2 ulps from the data, which is σ there): the floor of step 4 applies. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
 (1 + γ₂)·Δ(2|μ| + Δ) — relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|).
 
-Probabilistic form (`kind="probabilistic"`, labelled as such): every γ_k is replaced by
-γ̃_k(λ) = exp(λ·sqrt(k)·u + k·u²/(1 − u)) − 1 (Higham and Mary 2019, Thm 2.8: holds with
-probability ≥ 1 − 2·exp(−λ²(1 − u)²/2) for independent mean-zero rounding errors); λ = 4.5,
-so a single γ̃ fails with probability < 3·10⁻⁴. The mean's sum, and the sums of squares of
-two-pass LayerNorm and of RMSNorm, also have a sharper partial-sum form of the same martingale
-argument (`_mean_error`, `_positive_sum_error`): a sum's error scales with its partial sums
-(√ of their squares), not with √h·Σ|x|; the smaller form is used, and the failure
-probabilities add (a union bound, still < 10⁻³ per row). The rsqrt error α, the final rounding and
-Welford's running-mean term stay worst-case (they are single, possibly systematic errors).
+Probabilistic form (`kind="probabilistic"`, labelled as such). Assumption (Higham and Mary
+2019): each rounding's relative error has mean zero given all earlier ones and is at most u
+in size; the data are fixed. Every γ_k is replaced by γ̃_k(λ) = exp(λ·sqrt(k)·u +
+k·u²/(1 − u)) − 1 (their Thm 2.8: fails with probability ≤ 2·exp(−λ²(1 − u)²/2)). The sums
+(the mean's, the sums of squares of two-pass LayerNorm and RMSNorm, Welford's recurrence)
+also have the sharper partial-sum form of the same martingale argument (`_azuma_sum_error`,
+`_mean_error`, `_positive_sum_error`, welford_bound.py): the error Σ_k e_k of a sum is a
+martingale whose k-th increment is at most u·binade(|ŵ_k|) — half an ulp of the operand sum
+it rounds, which is up to 2× below u·|ŵ_k| (precision-aware, as in Hallman and Ipsen 2023) —
+so by Azuma–Hoeffding |Σe_k| ≤ λ·sqrt(Σ_k (u·binade(|s_k| + drift_k))²), s_k the exact
+partial sums, except with probability 2·exp(−λ²/2). The drift (how far ŵ_k may be from s_k)
+is γ_h·Σ|x| below it in a tree; in a chain (one lane: the sequential, fp16 and bf16 models)
+the martingale is stopped when a prefix error first exceeds E, which makes the drift ≤ E for
+any E ≥ λ·‖c(E)‖ — without that, a 256-term bf16 sum (γ_h ≈ 1) would have no partial-sum
+form at all. Scaling by fl(1/d) is exact when d is a power of two. The smaller of the γ̃ and
+partial-sum forms is used (a union bound). λ = 4.5: every step fails with probability
+< 9·10⁻⁵, and an element's bound uses at most six of them, so it fails with probability
+< 10⁻³ per element (tests/test_precision_probabilistic.py checks the fraction on 2000
+random rows of every model). The rsqrt error α, the scale's rounding of eps, the output
+rounding and the second-order terms stay worst-case: they are single, possibly systematic
+errors (a hardware rsqrt may err with the same sign on every row), which no averaging over
+roundings reduces. Under DAZ the partial sums are those of the loaded (flushed) inputs, and
+the step from x to x' is added worst-case as before. The assumption is about data whose
+roundings behave randomly: on structured rows it can fail, e.g. on constant fp32 rows a
+sequential sum's partial sums k·c round the same way again and again, and 2% of the
+elements of such rows (d = 64, the two_pass_sequential model) exceed the probabilistic bound
+(the worst-case bound holds there, as everywhere).
 
 Every bound is multiplied by SAFETY = 1 + 2^-20: the bound itself and the row statistics it
 uses are evaluated in binary64, with relative error far below 2^-20 for n ≤ 2^24.
@@ -75,6 +108,7 @@ import numpy as np
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.precision.domains import overflow_threshold
 from normtheory.precision.models import Model
+from normtheory.precision.welford_bound import welford_errors
 
 SAFETY = 1.0 + 2.0**-20
 LAMBDA = 4.5
@@ -106,71 +140,135 @@ def _eta(fmt: FloatFormat, ftz: bool) -> float:
     return fmt.min_normal if ftz else fmt.min_subnormal / 2
 
 
-def tree_partial_sums_norm(values: np.ndarray, model: Model) -> np.ndarray:
-    """sqrt(Σ_k s_k²) per row over the exact partial sums s_k that the model's tree rounds:
-    every lane step after a lane's first (that one is exact) and every butterfly combine.
-    Shorter last lane rows count an extra step (an upper bound, as the bound needs)."""
+def tree_partial_sums(values: np.ndarray, model: Model):
+    """(s, a): the exact partial sums s_k that the model's tree rounds, and the partial sums a_k
+    of |values| below each, as (rows, K) arrays: every lane step after a lane's first (that one
+    is exact) and every butterfly combine. Shorter last lanes count an extra step (an upper
+    bound, as the bounds need)."""
     rows, n = values.shape
     lanes = model.lane_count(n)
     steps = -(-n // lanes)
-    padded = np.zeros((rows, steps * lanes))
-    padded[:, :n] = values
-    partial = np.cumsum(padded.reshape(rows, steps, lanes), axis=1)
-    squares = (partial[:, 1:, :] ** 2).sum(axis=(1, 2))
-    level = partial[:, -1, :]
+    padded = np.zeros((2, rows, steps * lanes))
+    padded[0, :, :n] = values
+    padded[1, :, :n] = np.abs(values)
+    partial = np.cumsum(padded.reshape(2, rows, steps, lanes), axis=2)
+    out = [partial[:, :, 1:, :].reshape(2, rows, -1)]
+    level = partial[:, :, -1, :]
     width = 1 << (lanes - 1).bit_length()
-    level = np.concatenate([level, np.zeros((rows, width - lanes))], axis=1)
-    while level.shape[1] > 1:
-        half = level.shape[1] // 2
-        level = level[:, :half] + level[:, half:]
-        squares += (level**2).sum(axis=1)
-    return np.sqrt(squares)
+    level = np.concatenate([level, np.zeros((2, rows, width - lanes))], axis=2)
+    while level.shape[2] > 1:
+        half = level.shape[2] // 2
+        level = level[:, :, :half] + level[:, :, half:]
+        out.append(level)
+    both = np.concatenate(out, axis=2)
+    return both[0], both[1]
+
+
+def tree_partial_sums_norm(values: np.ndarray, model: Model) -> np.ndarray:
+    """sqrt(Σ_k s_k²) per row over the exact partial sums s_k that the model's tree rounds."""
+    return np.sqrt((tree_partial_sums(values, model)[0] ** 2).sum(axis=1))
+
+
+def binade(magnitude: np.ndarray) -> np.ndarray:
+    """2^⌊log2 m⌋ (0 at m = 0): a rounding to nearest of w with |w| ≤ m errs by at most u·binade(m),
+    half an ulp of w — not u·|w|, which is up to twice as large (Hallman and Ipsen 2023 call such
+    bounds precision-aware)."""
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+    return np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
 
 
 def _mean_error(x, model, g, u, eta):
     """Δ, the bound on |μ̂ − μ| with μ̂ = fl(fl(Σx)·fl(1/d)).
 
-    Worst case: γ_{h+2}·mean|x|. Probabilistic: the sum's error is exactly Σ_k δ_k·w_k over its
-    roundings, w_k the exact sum of the rounded operands, |w_k| ≤ |s_k| + γ_h·A_k (s_k the exact
-    partial sum, A_k the sum of |x| below it). With E[δ_k | earlier δ] = 0 (the model of Higham
-    and Mary) this is a martingale with increments at most u|w_k|, so by Azuma–Hoeffding
-    |ŝ − s| ≤ λ·u·sqrt(Σ_k w_k²) except with probability 2·exp(−λ²/2) < 10⁻⁴ — the partial
-    sums of a cancelling row are far below Σ|x|, which is where γ̃·Σ|x| was loose. Minkowski
-    splits sqrt(Σ(|s_k| + γ_h·A_k)²). When γ_h is large (long bf16 sums) the γ̃_h·Σ|x| form can
-    be smaller: the smaller of the two is used, which fails with at most the sum of the two
-    failure probabilities (< 4·10⁻⁴, a union bound). The two roundings of the scaling stay
-    worst-case (γ₂).
+    Worst case: γ_{h+2}·mean|x|. Probabilistic: the sum's error is a martingale over its
+    roundings (`_azuma_sum_error`: half-ulp increments at the exact partial sums, the drift of
+    the computed operands from them bounded in the tree or by stopping in a chain) — the
+    partial sums of a cancelling row are far below Σ|x|, which is where γ̃·Σ|x| was loose.
+    When γ_h is large the γ̃_h·Σ|x| form can be smaller: the smaller of the two is used, which
+    fails with at most the sum of the two failure probabilities (a union bound). The two
+    roundings of the scaling stay worst-case (γ₂; none when d is a power of two).
     """
     rows, n = x.shape
     h = model.reduction_depth(n)
     abs_x = np.abs(x)
-    if g.kind == "worst" or model.ftz:  # DAZ: the loaded x are not x; the partial sums are x's
+    if g.kind == "worst":
         return g(h + 2) * abs_x.mean(axis=1) + 2 * eta  # the scaling by fl(1/d) may underflow
-    gamma2 = Gammas(u, "worst")(2)
+    # DAZ: the kernel sums the loaded x' (subnormals flushed); this bounds |μ̂ − mean x'|, and
+    # _normalized_error adds |mean x' − μ| ≤ η_in
+    x = _daz(x, model, eta)
+    gamma2 = _scale_roundings(n, u)
     sum_error = np.minimum(probabilistic_sum_error(x, model, u), g(h) * abs_x.sum(axis=1))
     return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * eta
 
 
-def probabilistic_sum_error(values: np.ndarray, model: Model, u: float) -> np.ndarray:
-    """λ·u·(sqrt(Σ s_k²) + γ_h·sqrt(Σ A_k²)) per row: the partial-sum form of `_mean_error` for
-    Σ values (exact inputs) summed along axis 1 by the model's tree."""
-    worst_h = Gammas(u, "worst")(model.reduction_depth(values.shape[1]))
-    return LAMBDA * u * (tree_partial_sums_norm(values, model) + worst_h * tree_partial_sums_norm(np.abs(values), model))
+def _azuma_sum_error(s_abs, a, own, n, model, u, lam):
+    """λ·sqrt(Σ_k c_k²): Azuma–Hoeffding for the error Σ_k e_k of a tree sum, e_k = fl(ŵ_k) − ŵ_k.
+
+    Under the model of Higham and Mary (each rounding's relative error mean zero given the
+    earlier ones) the e_k are martingale increments, |e_k| ≤ u·binade(|ŵ_k|) (half an ulp).
+    ŵ_k, the computed operands' exact sum, is within the error of the subtree below it of
+    the exact partial sum s_k: within γ_h·a_k always, so c_k = u·binade(|s_k| + γ_h·a_k) bounds
+    |e_k|. For a chain (one lane) the subtree is the prefix: stop the martingale at the first
+    prefix whose error exceeds E; before that |ŵ_k − s_k| ≤ E, so with c_k(E) =
+    u·binade(|s_k| + min(E, γ_h·a_k)) Azuma gives P(some prefix error > E) ≤ 2·exp(−λ²/2)
+    for any E ≥ λ·‖c(E)‖. E₀ = λu‖s‖/(1 − λu√K) is such an E, and so is E_{i+1} = λ‖c(E_i)‖
+    (c is monotone in E): two steps of that iteration are used. This is what makes long bf16
+    and fp16 sums boundable at all (γ_h·a_k is as large as the sum there). `own` adds the
+    terms' own roundings (products rounded before they are added, or the first product of each
+    lane under FMA): u·binade of their magnitudes.
+    """
+    rows, count = s_abs.shape
+    worst_h = Gammas(u, "worst")(model.reduction_depth(n))
+    own_sq = 0.0 if own is None else ((u * binade(own)) ** 2).sum(axis=1)
+    drift = worst_h * a
+
+    def norm(shift):
+        return lam * np.sqrt(((u * binade(s_abs + shift)) ** 2).sum(axis=1) + own_sq)
+
+    bound = norm(drift)
+    if model.lane_count(n) == 1 and count > 0:  # a chain
+        reach = lam * u * math.sqrt(count + (0 if own is None else own.shape[1]))
+        if reach < 1:
+            e = lam * u * np.sqrt((s_abs**2).sum(axis=1) + (0 if own is None else (own**2).sum(axis=1))) / (1 - reach)
+            for _ in range(2):
+                e = norm(np.minimum(drift, e[:, None]))
+            bound = np.minimum(bound, e)
+    return bound
 
 
-def _positive_sum_error(terms: np.ndarray, model: Model, u: float) -> np.ndarray:
-    """Probabilistic bound on the error of the model's tree sum of fused products (squares) whose
-    exact values are at most `terms` (≥ 0): every rounding's operand sum w_k is at most
-    (1 + γ_h)·s_k (partial sums of nonnegative terms), the first step of each lane rounds its
-    product (w = the term), so by Azuma–Hoeffding λ·u·sqrt((1 + γ_h)²·Σ_k s_k² + Σ terms²)."""
-    worst_h = Gammas(u, "worst")(model.reduction_depth(terms.shape[1]))
-    return LAMBDA * u * np.hypot((1 + worst_h) * tree_partial_sums_norm(terms, model),
-                                 np.sqrt((terms**2).sum(axis=1)))
+def probabilistic_sum_error(values: np.ndarray, model: Model, u: float, lam: float = LAMBDA) -> np.ndarray:
+    """Probabilistic bound on the error of Σ values (exact inputs) summed along axis 1 by the
+    model's tree: `_azuma_sum_error` over the tree's partial sums (fails with probability at
+    most 2·exp(−λ²/2))."""
+    s, a = tree_partial_sums(values, model)
+    return _azuma_sum_error(np.abs(s), a, None, values.shape[1], model, u, lam)
+
+
+def _positive_sum_error(terms: np.ndarray, model: Model, u: float, lam: float = LAMBDA) -> np.ndarray:
+    """Probabilistic bound on the error of the model's tree sum of products (squares) whose
+    exact values are at most `terms` (≥ 0): the partial sums of nonnegative terms are at most
+    those of `terms`, and each product's own rounding (fused into the first step of a lane,
+    separate without FMA) is counted for every term (an upper bound)."""
+    s, a = tree_partial_sums(terms, model)
+    return _azuma_sum_error(s, a, terms, terms.shape[1], model, u, lam)
+
+
+def _daz(x, model, eta):
+    """The inputs as a DAZ kernel loads them (η is the smallest normal under FTZ)."""
+    return np.where(np.abs(x) < eta, 0.0, x) if model.ftz else x
+
+
+def _scale_roundings(d, u):
+    """γ₂ for the two roundings of fl(Ŝ·fl(1/d)), none when d is a power of two: then fl(1/d) and
+    the product are exact (an underflowing product is covered by the η terms)."""
+    return 0.0 if d & (d - 1) == 0 else Gammas(u, "worst")(2)
 
 
 def _scaled(err_sum, total, d, u):
     """Error of fl(Ŝ·fl(1/d)) given |Ŝ − S| ≤ err_sum, S = total ≥ 0 (two worst-case roundings)."""
-    gamma2 = Gammas(u, "worst")(2)
+    gamma2 = _scale_roundings(d, u)
     return ((1 + gamma2) * err_sum + gamma2 * total) / d
 
 
@@ -189,8 +287,9 @@ def _stat_error(op, model, x, d, g, u, eta):
     if op == "rmsnorm":
         q = (x * x).mean(axis=1)
         err = g(h + 3) * q
-        if g.kind == "probabilistic" and not model.ftz:
-            err = np.minimum(err, _scaled(_positive_sum_error(x * x, model, u), q * n, n, u))
+        if g.kind == "probabilistic":  # DAZ: of the loaded x' (see _mean_error)
+            loaded = _daz(x, model, eta)
+            err = np.minimum(err, _scaled(_positive_sum_error(loaded * loaded, model, u), q * n, n, u))
         return np.zeros(rows), q, err + underflow
     if op == "crmsnorm":
         s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
@@ -202,16 +301,19 @@ def _stat_error(op, model, x, d, g, u, eta):
     if model.stats == "two_pass":
         delta = _mean_error(x, model, g, u, eta)
         err = g(h + 5) * (var + delta**2) + delta**2
-        if g.kind == "probabilistic" and not model.ftz:
+        if g.kind == "probabilistic":
             # Ŝ − S = n·δμ² + Σ(c_i + δμ)²(2δ_i + δ_i²) + the tree's Σδ'_k·w_k (Σc = 0): the
             # subtraction roundings δ_i and the tree's δ'_k are one martingale (after the first
             # pass, on the event that Δ holds: a union bound with the mean's failure probability)
-            dev = np.abs(x - mu[:, None]) + delta[:, None]
+            # (DAZ: of the loaded x', as in _mean_error; _normalized_error adds var' − var)
+            loaded = _daz(x, model, eta)
+            mu_l, var_l = _row_stats(loaded)
+            dev = np.abs(loaded - mu_l[:, None]) + delta[:, None]
             terms = dev**2 * (1 + u) ** 2
             subtraction = LAMBDA * u * 2 * np.sqrt((dev**4).sum(axis=1))
             tree = _positive_sum_error(terms, model, u)
             err_sum = n * delta**2 + u * u * (dev**2).sum(axis=1) + np.hypot(subtraction, tree)
-            err = np.minimum(err, _scaled(err_sum, var * n, n, u))
+            err = np.minimum(err, _scaled(err_sum, var_l * n, n, u))
         return delta, var, err + underflow
     if model.stats == "one_pass":
         delta = _mean_error(x, model, g, u, eta)
@@ -232,7 +334,19 @@ def _stat_error(op, model, x, d, g, u, eta):
     spread = math.sqrt(2 * n) + 2 * math.sqrt(n * t / 4)
     first = e * np.sqrt(s) * spread + e * e * (n + n * t / 4)
     err_s = first + g(k + 2 * t + 6) * 2 * (s + first)
-    return mean_err, var, g(1) * var + (1 + g(1)) * err_s / d + underflow
+    err_var = g(1) * var + (1 + g(1)) * err_s / d
+    # the adjoint form (welford_bound.py), on the loaded x' under DAZ (_normalized_error adds
+    # the difference to x); both forms are sound, so the smaller is used
+    loaded = _daz(x, model, eta)
+    scale = np.abs(loaded).max(axis=1) * (1 + 2 * u) / (1 - u)
+    mean_worst, mean_prob, m2_worst, m2_prob = welford_errors(loaded, model, u, eta, LAMBDA, x_range, scale)
+    mu_l, var_l = _row_stats(loaded)
+    mean_err = np.minimum(mean_err, mean_worst)
+    err_var = np.minimum(err_var, _scaled(m2_worst, var_l * n, n, u))
+    if g.kind == "probabilistic":
+        mean_err = np.minimum(mean_err, mean_prob)
+        err_var = np.minimum(err_var, _scaled(m2_prob, var_l * n, n, u))
+    return mean_err, var, err_var + underflow
 
 
 def _scale_error(model, stat, err_stat, eps, u, eta):
@@ -240,21 +354,26 @@ def _scale_error(model, stat, err_stat, eps, u, eta):
     alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
     if model.rsqrt_rel == 0:
         alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
+    # v̂ ≥ fl(eps) ≥ eps_low: every statistic the models compute is ≥ 0 (sums of squares;
+    # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
+    # computed scale never falls below the rounded eps, however large the statistic's error
+    eps_low = max(eps * (1 - u) - eta, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         if model.eps_mode == "inside":
             v = stat + eps
             err_eps = u * eps + eta  # fl(eps) may be subnormal in the accumulator (fp16)
             err_v = err_stat + err_eps + u * (v + err_stat + err_eps) + eta
-            rho_v = err_v / v
-            rho_r = np.where(rho_v < 1, rho_v / (2 * np.maximum(1 - rho_v, 1e-300) ** 1.5), np.inf)
+            low = np.maximum(v - err_v, eps_low)
+            # (1 + t)^(−1/2) is convex: on |t| ≤ ρ its largest deviation from 1 is at t = −ρ
+            rho_r = np.maximum(np.where(low > 0, np.sqrt(v / low), np.inf) - 1, 1 - np.sqrt(v / (v + err_v)))
             r = 1 / np.sqrt(v)
         else:
             root = np.sqrt(stat)
             err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
             den = root + eps
             err_den = (err_root + u * root + eta + u * eps + eta) * (1 + u) + u * den + eta
-            rho_d = err_den / den
-            rho_r = np.where(rho_d < 1, rho_d / np.maximum(1 - rho_d, 1e-300), np.inf)
+            low = np.maximum(den - err_den, eps_low)
+            rho_r = np.maximum(np.where(low > 0, den / low, np.inf) - 1, 1 - den / (den + err_den))
             r = 1 / den
     return r, (1 + rho_r) * (1 + alpha) - 1
 
@@ -332,7 +451,8 @@ def _normalized_error(op, x, model, eps, kind):
     r, rho_R = _scale_error(model, stat, err_stat, eps, u, eta)
     centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
     n_values = centred * r[:, None]
-    rho_N = (1 + rho_R) * (1 + u) ** 2 - 1
+    # n̂ = fl(fl(x − μ̂)·r̂): two roundings for LayerNorm, the product alone otherwise
+    rho_N = (1 + rho_R) * (1 + u) ** (2 if op == "layernorm" else 1) - 1
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)

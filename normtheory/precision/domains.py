@@ -7,8 +7,12 @@ intermediate of the model can exceed the accumulator's largest finite value F:
 - two-pass LayerNorm: Σ(x − μ)² ≤ n·(2X)² (each centred entry is below 2X);
 - Welford: the lane sums of squared deviations and the merge terms δ²·na·nb/n are each at
   most (2X)²·n/4 per level, the total at most n·(2X)².
-A margin of (1 + 2^-10) absorbs the rounding of the partial sums (each within (1 + n·u) of
-the exact partial sum; n·u ≤ 2^-10 for the widths this package bounds).
+A margin of (1 + u)^m absorbs the rounding of the partial sums: a computed sum of
+nonnegative terms is at most its exact value times (1 + u)^m, m the roundings on its deepest
+path (`rounding_margin`: the square or product, the lane steps, two per merge level, the
+scaling; m = h + t + 4 with h the reduction depth and t the merge levels). A fixed
+1 + 2^-10 was used before; it assumed n·u ≤ 2^-10, which fp16 and bf16 accumulators break
+(43 entries of 39 in fp16: Σx² = 65403 is finite, the sequential fp16 sum rounds up to inf).
 
 Underflow and eps collapse:
 - squares underflow to zero in the accumulator below sqrt(smallest subnormal) (gradual
@@ -24,12 +28,15 @@ import math
 from normtheory.formats import FORMATS
 from normtheory.precision.models import Model
 
-_MARGIN = 1.0 + 2.0**-10
+def rounding_margin(model: Model, n: int) -> float:
+    """(1 + u)^m: how far above its exact value a computed sum of n nonnegative terms can be."""
+    depth = model.reduction_depth(n) + model.tree_levels(n) + 4
+    return (1.0 + FORMATS[model.acc].unit_roundoff) ** depth
 
 
 def overflow_threshold(op: str, model: Model, n: int) -> float:
     """Largest |x| for which no intermediate of `model` overflows on a row of n entries."""
-    top = FORMATS[model.acc].max_finite / _MARGIN
+    top = FORMATS[model.acc].max_finite / rounding_margin(model, n)
     if op == "crmsnorm":
         return math.sqrt(top / (n * (1.0 + n)))
     if op == "layernorm" and model.stats != "one_pass":
