@@ -124,16 +124,18 @@ class ForwardBound:
 class Gammas:
     """γ_k (worst case) or γ̃_k(λ) (probabilistic) for one unit roundoff."""
 
-    def __init__(self, u: float, kind: str):
+    def __init__(self, u: float, kind: str, lam: float = LAMBDA):
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-        self.u, self.kind = u, kind
+        # λ travels with the γ's so that every probabilistic form of one evaluation uses the same
+        # λ (bounds_backward evaluates the forward forms at λ = 1 to get scales)
+        self.u, self.kind, self.lam = u, kind, lam
 
     def __call__(self, k) -> float:
         k = float(k)
         if self.kind == "worst":
             return k * self.u / (1.0 - k * self.u) if k * self.u < 1 else math.inf
-        return math.expm1(LAMBDA * math.sqrt(k) * self.u + k * self.u**2 / (1.0 - self.u))
+        return math.expm1(self.lam * math.sqrt(k) * self.u + k * self.u**2 / (1.0 - self.u))
 
 
 def _eta(fmt: FloatFormat, ftz: bool) -> float:
@@ -199,7 +201,7 @@ def _mean_error(x, model, g, u, eta):
     # _normalized_error adds |mean x' − μ| ≤ η_in
     x = _daz(x, model, eta)
     gamma2 = _scale_roundings(n, u)
-    sum_error = np.minimum(probabilistic_sum_error(x, model, u), g(h) * abs_x.sum(axis=1))
+    sum_error = np.minimum(probabilistic_sum_error(x, model, u, g.lam), g(h) * abs_x.sum(axis=1))
     return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * eta
 
 
@@ -289,7 +291,7 @@ def _stat_error(op, model, x, d, g, u, eta):
         err = g(h + 3) * q
         if g.kind == "probabilistic":  # DAZ: of the loaded x' (see _mean_error)
             loaded = _daz(x, model, eta)
-            err = np.minimum(err, _scaled(_positive_sum_error(loaded * loaded, model, u), q * n, n, u))
+            err = np.minimum(err, _scaled(_positive_sum_error(loaded * loaded, model, u, g.lam), q * n, n, u))
         return np.zeros(rows), q, err + underflow
     if op == "crmsnorm":
         s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
@@ -310,8 +312,8 @@ def _stat_error(op, model, x, d, g, u, eta):
             mu_l, var_l = _row_stats(loaded)
             dev = np.abs(loaded - mu_l[:, None]) + delta[:, None]
             terms = dev**2 * (1 + u) ** 2
-            subtraction = LAMBDA * u * 2 * np.sqrt((dev**4).sum(axis=1))
-            tree = _positive_sum_error(terms, model, u)
+            subtraction = g.lam * u * 2 * np.sqrt((dev**4).sum(axis=1))
+            tree = _positive_sum_error(terms, model, u, g.lam)
             err_sum = n * delta**2 + u * u * (dev**2).sum(axis=1) + np.hypot(subtraction, tree)
             err = np.minimum(err, _scaled(err_sum, var_l * n, n, u))
         return delta, var, err + underflow
@@ -339,7 +341,7 @@ def _stat_error(op, model, x, d, g, u, eta):
     # the difference to x); both forms are sound, so the smaller is used
     loaded = _daz(x, model, eta)
     scale = np.abs(loaded).max(axis=1) * (1 + 2 * u) / (1 - u)
-    mean_worst, mean_prob, m2_worst, m2_prob = welford_errors(loaded, model, u, eta, LAMBDA, x_range, scale)
+    mean_worst, mean_prob, m2_worst, m2_prob = welford_errors(loaded, model, u, eta, g.lam, x_range, scale)
     mu_l, var_l = _row_stats(loaded)
     mean_err = np.minimum(mean_err, mean_worst)
     err_var = np.minimum(err_var, _scaled(m2_worst, var_l * n, n, u))
@@ -427,19 +429,19 @@ class Normalized:
     d: int
 
 
-def normalized_error(op: str, x: np.ndarray, model: Model, eps: float, kind: str) -> Normalized:
+def normalized_error(op: str, x: np.ndarray, model: Model, eps: float, kind: str, lam: float = LAMBDA) -> Normalized:
     """Steps 1–5 of the derivation: the normalized values n̂ the kernel computes, bounded.
 
     Infinite and NaN intermediates (an infinite γ_k, ρ ≥ 1) are expected here: no warnings.
     """
     with np.errstate(all="ignore"):
-        return _normalized_error(op, x, model, eps, kind)
+        return _normalized_error(op, x, model, eps, kind, lam)
 
 
-def _normalized_error(op, x, model, eps, kind):
+def _normalized_error(op, x, model, eps, kind, lam):
     acc = FORMATS[model.acc]
     u, eta = acc.unit_roundoff, _eta(acc, model.ftz)
-    g = Gammas(u, kind)
+    g = Gammas(u, kind, lam)
     rows, n = x.shape
     d = n + 1 if op == "crmsnorm" else n
     mean_err, stat, err_stat = _stat_error(op, model, x, d, g, u, eta)

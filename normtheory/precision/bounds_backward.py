@@ -84,13 +84,11 @@ that may overflow) get an infinite bound, and so do the gw/gb they enter.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision import bounds as _bounds
 from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, _stat_error, normalized_error,
                                          tree_partial_sums_norm)
 from normtheory.precision.models import Model
@@ -210,20 +208,6 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     return tuple(None if p is None else p * SAFETY for p in (gx, gw, gb, gx_pre, gw_pre, gb_pre))
 
 
-@contextmanager
-def _lambda_of_bounds(value):
-    """Evaluate bounds.py's probabilistic forms at another λ (they read bounds.LAMBDA when called).
-
-    Only used to get scales (λ = 1) for the row-shared errors; should bounds.py stop reading the
-    module constant, the scales come out λ times larger: looser, never unsound."""
-    saved = _bounds.LAMBDA
-    _bounds.LAMBDA = value
-    try:
-        yield
-    finally:
-        _bounds.LAMBDA = saved
-
-
 def rsqrt_error_bound(model: Model, u: float) -> float:
     """α: the bound on the rsqrt's own relative error, as bounds._scale_error forms it."""
     if model.rsqrt_rel == 0:
@@ -245,8 +229,7 @@ def row_shared_scales(op, x, model, eps):
     under a power of two (the ulp is relative to the binade, not to r); the smaller is used."""
     u = FORMATS[model.acc].unit_roundoff
     alpha = rsqrt_error_bound(model, u)
-    with _lambda_of_bounds(1.0):
-        unit = normalized_error(op, x, model, eps, "probabilistic")
+    unit = normalized_error(op, x, model, eps, "probabilistic", lam=1.0)  # scales: λ = 1
     stat_part = np.maximum((1 + unit.rho_R) / (1 + alpha) - 1, 0.0)
     if model.rsqrt_rel == 0:
         worst = np.maximum((1 + normalized_error(op, x, model, eps, "worst").rho_R) / (1 + alpha) - 1, 0.0)
