@@ -39,5 +39,8 @@ def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[st
         for quantity, ratio in worst.items():
             if 0 < ratio <= 1:  # 0: the model's bound is infinite or vast here, which explains nothing
                 explained[quantity].append((name, ratio))
-    # the tightest fit first: a model whose bound is barely met describes the kernel best
-    return {q: sorted(v, key=lambda item: -item[1]) for q, v in explained.items()}
+    # the tightest fit first: a model whose bound is barely met describes the kernel best. A
+    # model met with 16x more room than the tightest one (bf16_accum's bound meets almost any
+    # kernel) says nothing about this kernel: it is only shown when nothing tighter fits.
+    ranked = {q: sorted(v, key=lambda item: -item[1]) for q, v in explained.items()}
+    return {q: [(name, ratio) for name, ratio in v if ratio >= v[0][1] / 16] for q, v in ranked.items()}
