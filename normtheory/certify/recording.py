@@ -3,7 +3,9 @@ so a GPU run can be judged later on any CPU machine (`normtheory check`).
 
 gw and gb are column sums over the rows of one kernel call: shape (n,) when one call covered
 every row, (families, n) when each family (meta `families`) had its own call, as `normtheory
-record` does with backward. Loaded with `allow_pickle=False`; every problem with a file (not an npz, truncated, pickled
+record` does with backward.
+
+Loaded with `allow_pickle=False`; every problem with a file (not an npz, truncated, pickled
 object arrays, missing or inconsistent arrays, bad meta) is a UsageError (exit 2).
 """
 
