@@ -58,9 +58,11 @@ martingale, its linear parts ĝ's flushes and (1 + w) rounding; for B,
 (s the subtraction's rounding of ĉ, e' the product's rounding of n̂, ρ_g ĝ's rounding, f and e
 flushes and η, l ĝ's other errors; proofs/test_bounds_algebra_backward.py): the shared first
 two as in W (on the forward's events), the bracketed middle three increments of one martingale
-with B's tree roundings — each rounding mean zero given the earlier ones, in the order
-subtraction, statistic, rsqrt, product, ĝ, tree (θ·r·g·s, whose weight θ is fixed only after s,
-is split off as a second-order linear term) — the rest linear (`_product_sum_subgaussian`).
+with B's tree roundings — each rounding mean zero given the earlier ones, all subtractions s
+first (r̂, so every e', depends on all of them), then in the tree's post-order each leaf's e'
+and ρ_g and the tree's roundings, so a subtree's error is two differences of the martingale
+(|w_k| ≤ |s_k| + A_k + 4B; θ·r·g·s, whose weight θ is fixed only after s, is split off as a
+second-order linear term) — the rest linear (`_product_sum_subgaussian`).
 Each single rounding of an element (ĝ, fl(g − m), fl(φ·K), t₂, the product by r̂) is bounded
 by half an ulp of its result, u·binade(bound), instead of u relative; B5 becomes
 |gx̂ − rT| ≤ r(1 + ρ_R)(E_T + e₃) + ρ_R·r|T| + e₄ + η, e₃ = u·binade(|T| + E_T),
@@ -463,8 +465,9 @@ def _product_sum_subgaussian(op, model, g, E_g, R_g, norm, E_n):
         Σĝn̂ − Σgn = θΣgn + (1 + θ)rδμΣg + Σ[r·g·s + g·e' + ρ·n̂] + Σ[(1 + θ)r·g·f + θ·r·g·s + g·e + l·n̂].
     The first two are the row's shared errors (bounded on the forward's events, which gx's union
     already holds); r·g·s, g·e' and ρ·n̂ are increments of one martingale with the tree's own
-    roundings (P1: each rounding mean zero given the earlier ones — the subtractions, the
-    statistic, the rsqrt, the products n̂, ĝ, then the tree; θ·r·g·s is split off as a
+    roundings (P1: each rounding mean zero given the earlier ones — first every subtraction s
+    (r̂, and with it every product rounding e', depends on all of them: `phases`), then, in the
+    tree's post-order, each leaf's e' and ρ and the tree's roundings; θ·r·g·s is split off as a
     second-order linear term because θ is fixed after s), so `subgaussian_sum_error` bounds all
     of them with one statement — the one the partial-sum form of B held before."""
     u, eta, r = norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
@@ -482,7 +485,7 @@ def _product_sum_subgaussian(op, model, g, E_g, R_g, norm, E_n):
     linear = per_term + rho * ag * an + (1 + rho) * r * delta * ag
     return subgaussian_sum_error(g * norm.n, proxy_sq, linear, model, norm.acc, first_step_rounds=model.fma,
                                  rounded_terms=not model.fma, flush=eta if model.ftz else 0.0,
-                                 linear_total=shared + per_term.sum(axis=1))
+                                 linear_total=shared + per_term.sum(axis=1), phases=2 if op == "layernorm" else 1)
 
 
 def _tree_error(values, errors, model, g_, u, extra_roundings, partial_form=True):
@@ -538,7 +541,7 @@ _FIXED_POINT_ITERATIONS = 8
 
 
 def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_rounds, rounded_terms=False,
-                          flush=0.0, linear_total=None):
+                          flush=0.0, linear_total=None, phases=1):
     """Probabilistic bound on |ŝ − Σ values| per sum (row) of the model's tree sum of computed terms
     t̂_i = v_i + (martingale part) + (linear part, |·| ≤ linear_i); inf where it is not verified.
 
@@ -558,7 +561,11 @@ def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_ro
     one more increment ½ulp(|v_i| + linear_i + 2B) per term. `flush`: the absolute error of a
     result flushed to zero (FTZ: the smallest normal), added linearly for every rounding.
     `linear_total`: a bound on |Σ linear parts| sharper than Σ linear (errors a sum shares, which
-    cancel with it); `linear` still bounds the operands' drift term by term.
+    cancel with it); `linear` still bounds the operands' drift term by term. `phases`: the terms'
+    errors come in that many groups that must precede one another in time (B's subtractions, on
+    which r̂ and so every product rounding depends, before the products): the martingale runs
+    through the groups one after the other, each group's leaves in the tree's post-order, so a
+    subtree's error is one difference of the martingale per group and |w_k| ≤ |s_k| + A_k + 2·phases·B.
     """
     steps_v = rounding_step_sums(values, model, first_step_rounds)
     steps_lin = rounding_step_sums(linear, model, first_step_rounds)
@@ -571,10 +578,10 @@ def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_ro
         return np.where(np.isfinite(magnitude), 0.5 * acc.ulp(np.where(np.isfinite(magnitude), magnitude, 0.0)), np.inf)
 
     def scale(B):
-        half_ulps = half_ulp(base + 2 * B[:, None])
+        half_ulps = half_ulp(base + 2 * phases * B[:, None])
         total = proxy_sq + (half_ulps**2).sum(axis=1)
         if rounded_terms:
-            total = total + (half_ulp(term_base + 2 * B[:, None]) ** 2).sum(axis=1)
+            total = total + (half_ulp(term_base + 2 * phases * B[:, None]) ** 2).sum(axis=1)
         return LAMBDA * np.sqrt(total)
 
     B = np.zeros(values.shape[0])
