@@ -78,3 +78,60 @@ def test_a_rounding_errs_by_at_most_half_an_ulp_of_its_operand_sum():
         assert (error > 0.5 * half_ulp).any()
         normal = np.abs(w) >= fmt.min_normal
         assert (half_ulp[normal] <= fmt.unit_roundoff * np.abs(w[normal])).all()
+
+
+def test_gx_probabilistic_final_roundings():
+    """B5, probabilistic: gx̂ = fl(fl(T̂)·r̂) with fl(T̂) = T̂ + e₃, r̂ = r(1 + θ) and the product's
+    rounding e₄: gx̂ − rT = (T̂ − T + e₃)·r(1 + θ) + θ·rT + e₄ exactly, so |·| ≤ r(1 + ρ_R)(E_T + |e₃|)
+    + ρ_R·r|T| + |e₄|; leaving out θ·rT is wrong."""
+    T_hat, T, e3, e4, r, theta = sp.symbols("That T e3 e4 r theta")
+    gx_hat = (T_hat + e3) * r * (1 + theta) + e4
+    assert _is_identity(gx_hat - r * T, (T_hat - T + e3) * r * (1 + theta) + theta * r * T + e4)
+    assert not _is_identity(gx_hat - r * T, (T_hat - T + e3) * r * (1 + theta) + e4)
+
+
+def test_product_sum_decomposition():
+    """B2, probabilistic (`_product_sum_subgaussian`): with n = r·c, n̂ = r(1 + θ)(c + δμ + f + s) + e' + e
+    and ĝ = g + ρ + l, per term ĝn̂ − gn = θ·gn + (1 + θ)rδμ·g + [r·g·s + g·e' + ρ·n̂]
+    + [(1 + θ)r·g·f + θ·r·g·s + g·e + l·n̂]: the shared errors, the three martingale increments and
+    the linear rest. Without the second-order θ·r·g·s the split is wrong."""
+    g, rho, l, r, c, theta, dmu, f, s, e1, e = sp.symbols("g rho l r c theta dmu f s e1 e")
+    n = r * c
+    n_hat = r * (1 + theta) * (c + dmu + f + s) + e1 + e
+    g_hat = g + rho + l
+    shared = theta * g * n + (1 + theta) * r * dmu * g
+    increments = r * g * s + g * e1 + rho * n_hat
+    rest = (1 + theta) * r * g * f + theta * r * g * s + g * e + l * n_hat
+    assert _is_identity(g_hat * n_hat - g * n, shared + increments + rest)
+    assert not _is_identity(g_hat * n_hat - g * n, shared + increments + rest - theta * r * g * s)
+
+
+def test_row_magnitude_budget_split():
+    """P4: gw's own two statements (λ = 4.5, bf16's u) and ROW_STATEMENTS·R statements at
+    λ_R = row_statement_lambda(R, u) fail together with probability below FAILURE_PROBABILITY,
+    and λ_R is the smallest λ with that per-statement failure (checked in 60-digit arithmetic)."""
+    from normtheory.precision.bounds import LAMBDA
+    from normtheory.precision.bounds_backward import (FAILURE_PROBABILITY, ROW_MAGNITUDE_BUDGET, ROW_STATEMENTS,
+                                                      row_statement_lambda)
+
+    with mpmath.workdps(60):
+        for u in (mpmath.mpf(2) ** -24, mpmath.mpf(2) ** -11, mpmath.mpf(2) ** -8):
+            own = 2 * 2 * mpmath.exp(-(LAMBDA * (1 - u)) ** 2 / 2)
+            assert own < 2 * mpmath.mpf("8.8e-5")
+            for rows in (1, 2, 64, 1000, 10**6):
+                lam = mpmath.mpf(row_statement_lambda(rows, float(u)))
+                rows_failure = ROW_STATEMENTS * rows * 2 * mpmath.exp(-(lam * (1 - u)) ** 2 / 2)
+                assert abs(rows_failure / ROW_MAGNITUDE_BUDGET - 1) < 1e-12
+                assert own + rows_failure < FAILURE_PROBABILITY
+                smaller = lam * (1 - mpmath.mpf(2) ** -30)
+                assert ROW_STATEMENTS * rows * 2 * mpmath.exp(-(smaller * (1 - u)) ** 2 / 2) > ROW_MAGNITUDE_BUDGET
+
+
+def test_rounding_added_in_quadrature_only_pays_below_a_threshold():
+    """bounds._scale_error: one more bounded increment c added to a martingale bound λS in
+    quadrature, λ·sqrt(S² + c²), is below λS + c exactly when (λ² − 1)c ≤ 2λS (so at λ = 4.5 when
+    c ≤ 0.47·S); at λ = 1 (the row scales) always."""
+    lam, S, c = sp.symbols("lambda S c", positive=True)
+    difference = (lam * S + c) ** 2 - lam**2 * (S**2 + c**2)
+    assert _is_identity(difference, c * (2 * lam * S - (lam**2 - 1) * c))
+    assert sp.simplify(difference.subs(lam, 1) - 2 * S * c) == 0

@@ -56,11 +56,16 @@ def test_rounding_steps_are_those_the_tree_rounds(model_name, n, fused):
 
 
 CASES = [("layernorm", "weight_bias", "default"), ("layernorm", "weight_bias", "two_pass_sequential"),
-         ("rmsnorm", "weight", "default"), ("rmsnorm", "weight", "llama")]
+         ("rmsnorm", "weight", "default"), ("rmsnorm", "weight", "llama"),
+         # the models whose bounds gained the binade-measured roundings, the martingale forms of A
+         # and B and (bf16) P4's row-budgeted magnitudes: inputs in the accumulator's format
+         ("layernorm", "weight_bias", "two_pass_pairwise"), ("layernorm", "weight_bias", "bf16_accum"),
+         ("rmsnorm", "weight", "bf16_accum"), ("layernorm", "weight_bias", "fp16_accum")]
 
 
 def _fractions_above(op, affine, model_name, scale):
-    fmt, model = FORMATS["fp32"], MODELS[model_name]
+    model = MODELS[model_name]
+    fmt = FORMATS[model.acc]
     rng = np.random.default_rng(7)
     rows, d = 64, 64
     x = fmt.round_to_float64(rng.standard_normal((rows, d)))

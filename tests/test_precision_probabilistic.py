@@ -148,3 +148,34 @@ def test_rounding_errs_by_at_most_u_times_the_binade(fmt_name):
     err = np.abs(fmt.round_to_float64(w) - w)
     assert (err <= fmt.unit_roundoff * binade(np.abs(w))).all()
     assert (err > fmt.unit_roundoff * binade(np.abs(w)) / 2).any()
+
+
+@pytest.mark.parametrize("model_name", ["default", "two_pass_pairwise", "fp16_accum", "bf16_accum", "eps_outside"])
+def test_rsqrt_error_per_row_bounds_the_emulated_rsqrt(model_name):
+    """bounds.rsqrt_error_per_row: the emulated rsqrt (RN of 1/sqrt(v̂), moved k ulps either way)
+    stays within the per-row α of z = 1/sqrt(v̂) for every v̂ within v(1 ± ρ) — a bounded error,
+    measured against r's binade — which is below the relative α somewhere and reached near it."""
+    from normtheory.precision.bounds import rsqrt_error_per_row, rsqrt_relative_error
+    from normtheory.precision.emulate import inverse_scale
+
+    model = MODELS[model_name]
+    acc = FORMATS[model.acc]
+    ar = Arith(model.acc)
+    rng = np.random.default_rng(5)
+    v = np.exp2(rng.uniform(-12, 12, 4000))
+    rho_r = 0.5 ** rng.integers(8, 30, v.shape) if acc.precision > 11 else 0.5 ** rng.integers(4, 12, v.shape)
+    r = 1 / np.sqrt(v)  # the exact 1/scale (eps = 0)
+    alpha = rsqrt_error_per_row(model, acc, r, rho_r)
+    worst_seen = 0.0
+    for t in np.linspace(-0.999, 0.999, 9):
+        z = r * (1 + t * rho_r)  # any exact 1/scalê within r(1 ± ρ_r)
+        stat = ar.round(1 / z**2)  # a computed statistic with 1/scalê near z (eps = 0)
+        z_exact = 1 / np.sqrt(stat) if model.eps_mode == "inside" else 1 / ar.sqrt(stat)
+        ok = np.abs(z_exact / r - 1) <= rho_r  # the rounding of the statistic may step outside: skip those
+        r_hat = inverse_scale(stat, 0.0, ar, model)
+        err = np.abs(r_hat / z_exact - 1)
+        assert (err[ok] <= alpha[ok]).all()
+        worst_seen = max(worst_seen, float(np.max(err[ok] / alpha[ok])))
+    assert (alpha <= rsqrt_relative_error(model, acc.unit_roundoff)).all()
+    assert (alpha < rsqrt_relative_error(model, acc.unit_roundoff)).any()
+    assert worst_seen > 0.5

@@ -85,7 +85,14 @@ partial-sum forms is used (a union bound). λ = 4.5: every step fails with proba
 random rows of every model). The rsqrt error α, the scale's rounding of eps, the output
 rounding and the second-order terms stay worst-case: they are single, possibly systematic
 errors (a hardware rsqrt may err with the same sign on every row), which no averaging over
-roundings reduces. Under DAZ the partial sums are those of the loaded (flushed) inputs, and
+roundings reduces — but they are measured against their binades (`_scale_error`): the
+rounding of v̂ = fl(stat̂ + fl(eps)) by u·binade(v + E_stat + e_ε), half an ulp of its result,
+and the rsqrt by `rsqrt_error_per_row`, RN(z) moved k ulps of z's own binade (≈ u + 2ku
+relative to a binade's bottom, down to half that at its top) — still bounded, not random,
+so a same-sign hardware error is covered. Adding the rounding of v̂ to the statistic's
+martingale instead (λ·sqrt(S² + c²) for S + c) pays only where c < 2λS/(λ² − 1) ≈ 0.47·S and
+then little: it is done for bounds_backward's row scales (λ = 1, `scale_only`), where it
+always pays, not here. Under DAZ the partial sums are those of the loaded (flushed) inputs, and
 the step from x to x' is added worst-case as before. The assumption is about data whose
 roundings behave randomly: on structured rows it can fail, e.g. on constant fp32 rows a
 sequential sum's partial sums k·c round the same way again and again, and 2% of the
@@ -205,6 +212,9 @@ def _mean_error(x, model, g, u, eta):
     return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * eta
 
 
+_CHAIN_ITERATIONS = 8
+
+
 def _azuma_sum_error(s_abs, a, own, n, model, u, lam):
     """λ·sqrt(Σ_k c_k²): Azuma–Hoeffding for the error Σ_k e_k of a tree sum, e_k = fl(ŵ_k) − ŵ_k.
 
@@ -216,7 +226,9 @@ def _azuma_sum_error(s_abs, a, own, n, model, u, lam):
     prefix whose error exceeds E; before that |ŵ_k − s_k| ≤ E, so with c_k(E) =
     u·binade(|s_k| + min(E, γ_h·a_k)) Azuma gives P(some prefix error > E) ≤ 2·exp(−λ²/2)
     for any E ≥ λ·‖c(E)‖. E₀ = λu‖s‖/(1 − λu√K) is such an E, and so is E_{i+1} = λ‖c(E_i)‖
-    (c is monotone in E): two steps of that iteration are used. This is what makes long bf16
+    (c is monotone in E, so every iterate is again such an E, and no larger than the one before):
+    _CHAIN_ITERATIONS steps of that iteration are used (two left the bound ≈ 2% above the fixed
+    point on 256-term bf16 sums, where the drift E is a fifth of the sum). This is what makes long bf16
     and fp16 sums boundable at all (γ_h·a_k is as large as the sum there). `own` adds the
     terms' own roundings (products rounded before they are added, or the first product of each
     lane under FMA): u·binade of their magnitudes.
@@ -234,7 +246,7 @@ def _azuma_sum_error(s_abs, a, own, n, model, u, lam):
         reach = lam * u * math.sqrt(count + (0 if own is None else own.shape[1]))
         if reach < 1:
             e = lam * u * np.sqrt((s_abs**2).sum(axis=1) + (0 if own is None else (own**2).sum(axis=1))) / (1 - reach)
-            for _ in range(2):
+            for _ in range(_CHAIN_ITERATIONS):
                 e = norm(np.minimum(drift, e[:, None]))
             bound = np.minimum(bound, e)
     return bound
@@ -351,11 +363,48 @@ def _stat_error(op, model, x, d, g, u, eta):
     return mean_err, var, err_var + underflow
 
 
-def _scale_error(model, stat, err_stat, eps, u, eta):
-    """(r = exact 1/scale, bound ρ_R on |r̂/r − 1|) per row."""
-    alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
+def rsqrt_relative_error(model: Model, u: float) -> float:
+    """α: the bound on the rsqrt's own relative error |r̂/z − 1|, z = 1/scalê exactly (RN(z) moved
+    `rsqrt_ulps` ulps of at most 2u relative each, then the approximate rsqrt's (1 ± rsqrt_rel)
+    and its rounding; 2^-51: binary64's evaluation of z)."""
     if model.rsqrt_rel == 0:
-        alpha = (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
+        return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
+    return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
+
+
+def rsqrt_error_per_row(model: Model, acc: FloatFormat, r, rho_r) -> np.ndarray:
+    """α per row, ≤ rsqrt_relative_error: the rsqrt returns RN(z') moved k ulps, z' = z(1 ± 2^-52)
+    and z = 1/scalê within r(1 ± ρ_r) (ρ_r: a bound on the statistic's part, |z/r − 1| ≤ ρ_r), so
+    |r̂ − z| ≤ ½ulp(Z) + k·ulp(Z(1 + u)) with Z = r(1 + ρ_r)(1 + 2^-51), and relative to
+    z ≥ r(1 − ρ_r) that is below the relative α wherever r is not just under a power of two (an
+    ulp is relative to the binade, not to r). The same bounded error as α — not a random one —
+    only measured against the row's own binade. Approximate rsqrts (rsqrt_rel > 0): α."""
+    u = acc.unit_roundoff
+    alpha = rsqrt_relative_error(model, u)
+    rows = np.shape(r)
+    if model.rsqrt_rel != 0:
+        return np.full(rows, alpha)
+    ok = np.isfinite(rho_r) & (rho_r < 0.5) & np.isfinite(r) & (r > 0)
+    r = np.where(ok, r, 1.0)
+    rho_r = np.where(ok, rho_r, 0.0)
+    Z, z_lo = r * (1 + rho_r) * (1 + 2.0**-51), r * (1 - rho_r)
+    per_row = (0.5 * acc.ulp(Z) + model.rsqrt_ulps * acc.ulp(Z * (1 + u))) / z_lo + 2.0**-51
+    return np.where(ok, np.minimum(per_row, alpha), alpha)
+
+
+def _scale_error(model, stat, err_stat, eps, u, eta, acc=None, scale_only=False):
+    """(r = exact 1/scale, bound ρ_R on |r̂/r − 1|, its statistic's part ρ_r) per row.
+
+    With `acc` (the probabilistic kind: the worst-case bound keeps its relative forms) two single
+    roundings are measured against their binades instead of u relative, both bounded, not random:
+    the rounding of v̂ = fl(stat̂ + fl(eps)) errs by at most u·binade(v + E_stat + e_ε) (half an
+    ulp of its result), and the rsqrt by `rsqrt_error_per_row` at the statistic's ρ_r — which
+    holds on the same event as the statistic's probabilistic bound, so no failure is added.
+    `scale_only`: err_stat is the statistic's sub-Gaussian scale (its λ = 1 bound) and the
+    rounding of v̂ is one more increment of the same martingale (mean zero given the statistic's
+    roundings, at most u·binade(…)): the two add in squares. Not a bound at any λ; for the row
+    scales of bounds_backward (P2), where every increment is weighted by λ = LAMBDA > 1 later."""
+    alpha = rsqrt_relative_error(model, u)
     # v̂ ≥ fl(eps) ≥ eps_low: every statistic the models compute is ≥ 0 (sums of squares;
     # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
     # computed scale never falls below the rounded eps, however large the statistic's error
@@ -364,7 +413,8 @@ def _scale_error(model, stat, err_stat, eps, u, eta):
         if model.eps_mode == "inside":
             v = stat + eps
             err_eps = u * eps + eta  # fl(eps) may be subnormal in the accumulator (fp16)
-            err_v = err_stat + err_eps + u * (v + err_stat + err_eps) + eta
+            rounding_v = u * (v + err_stat + err_eps) if acc is None else u * binade(v + err_stat + err_eps)
+            err_v = (np.hypot(err_stat, rounding_v) if scale_only else err_stat + rounding_v) + err_eps + eta
             low = np.maximum(v - err_v, eps_low)
             # (1 + t)^(−1/2) is convex: on |t| ≤ ρ its largest deviation from 1 is at t = −ρ
             rho_r = np.maximum(np.where(low > 0, np.sqrt(v / low), np.inf) - 1, 1 - np.sqrt(v / (v + err_v)))
@@ -377,7 +427,9 @@ def _scale_error(model, stat, err_stat, eps, u, eta):
             low = np.maximum(den - err_den, eps_low)
             rho_r = np.maximum(np.where(low > 0, den / low, np.inf) - 1, 1 - den / (den + err_den))
             r = 1 / den
-    return r, (1 + rho_r) * (1 + alpha) - 1
+    if acc is not None:
+        alpha = rsqrt_error_per_row(model, acc, r, rho_r)
+    return r, (1 + rho_r) * (1 + alpha) - 1, rho_r
 
 
 def _affine_error(affine, n_abs, err_n, w, b, u, eta, offset_u):
@@ -420,6 +472,7 @@ class Normalized:
     err_n: np.ndarray  # bound on |n̂ − n| for the kernel's n̂ = fl(fl(x − μ̂)·r̂)
     r: np.ndarray  # exact 1/scale per row
     rho_R: np.ndarray  # bound on |r̂/r − 1| per row
+    rho_stat: np.ndarray  # its statistic's part: bound on |z/r − 1|, z = 1/scalê exactly (no rsqrt error)
     mean_err: np.ndarray  # bound Δ on |μ̂ − μ| per row (0 without a mean), DAZ's shift included
     unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
     acc: FloatFormat
@@ -429,16 +482,20 @@ class Normalized:
     d: int
 
 
-def normalized_error(op: str, x: np.ndarray, model: Model, eps: float, kind: str, lam: float = LAMBDA) -> Normalized:
+def normalized_error(op: str, x: np.ndarray, model: Model, eps: float, kind: str, lam: float = LAMBDA,
+                     scale_only: bool = False) -> Normalized:
     """Steps 1–5 of the derivation: the normalized values n̂ the kernel computes, bounded.
+
+    `scale_only` (probabilistic kind, λ = 1): rho_stat is then a sub-Gaussian scale of the
+    statistic's part, not a bound (`_scale_error`); bounds_backward's row scales use it.
 
     Infinite and NaN intermediates (an infinite γ_k, ρ ≥ 1) are expected here: no warnings.
     """
     with np.errstate(all="ignore"):
-        return _normalized_error(op, x, model, eps, kind, lam)
+        return _normalized_error(op, x, model, eps, kind, lam, scale_only)
 
 
-def _normalized_error(op, x, model, eps, kind, lam):
+def _normalized_error(op, x, model, eps, kind, lam, scale_only=False):
     acc = FORMATS[model.acc]
     u, eta = acc.unit_roundoff, _eta(acc, model.ftz)
     g = Gammas(u, kind, lam)
@@ -450,7 +507,8 @@ def _normalized_error(op, x, model, eps, kind, lam):
     eta_in = acc.min_normal if model.ftz else 0.0
     mean_err = mean_err + (eta_in if op == "layernorm" else 0.0)
     err_stat = err_stat + 4 * eta_in * np.sqrt(stat) + 4 * eta_in**2
-    r, rho_R = _scale_error(model, stat, err_stat, eps, u, eta)
+    r, rho_R, rho_stat = _scale_error(model, stat, err_stat, eps, u, eta, acc if kind == "probabilistic" else None,
+                                     scale_only)
     centred = x - x.mean(axis=1, keepdims=True) if op == "layernorm" else x
     n_values = centred * r[:, None]
     # n̂ = fl(fl(x − μ̂)·r̂): two roundings for LayerNorm, the product alone otherwise
@@ -460,7 +518,7 @@ def _normalized_error(op, x, model, eps, kind, lam):
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
     # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
     unsafe |= ~acc.is_representable(x).all(axis=1)
-    return Normalized(n_values, err_n, r, rho_R, mean_err, unsafe, acc, eta, eta_in, g, d)
+    return Normalized(n_values, err_n, r, rho_R, rho_stat, mean_err, unsafe, acc, eta, eta_in, g, d)
 
 
 def _forward_bound(op, x, w, b, model, eps, affine, out_format, kind):

@@ -49,11 +49,26 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20.
 Probabilistic kind (labelled as such; it is not a guarantee). For gx every γ becomes γ̃
-(bounds.py), and the tree errors of A, B, S also have the partial-sum form of
-bounds._mean_error (Azuma–Hoeffding over the roundings, |w_k| ≤ |s_k(v)| + A_k(E) +
-γ_h·A_k(|v| + E) by Minkowski, plus λu·sqrt(Σ(|v| + E)²) for the products' own roundings), the
-smaller form being used (a union bound on the failure probability); E_n is the forward's
-probabilistic bound; W and the sums of per-element error bounds stay linear within a row.
+(bounds.py) but the scalings' γ₂ (worst-case, 0 for a power-of-two d: γ̃₂ > γ₂), and E_n is
+the forward's probabilistic bound. The errors of A and B also have a martingale form
+(`subgaussian_sum_error`, P1's model; the smaller form is used, a union bound on the failure
+probability): A's tree roundings and ĝ's own roundings (u_g·binade of each product) are one
+martingale, its linear parts ĝ's flushes and (1 + w) rounding; for B,
+    Σĝn̂ − Σgn = θΣgn + (1 + θ)rδμΣg + Σ[r·g·s + g·e' + ρ_g·n̂] + Σ[(1 + θ)r·g·f + θ·r·g·s + g·e + l·n̂]
+(s the subtraction's rounding of ĉ, e' the product's rounding of n̂, ρ_g ĝ's rounding, f and e
+flushes and η, l ĝ's other errors; proofs/test_bounds_algebra_backward.py): the shared first
+two as in W (on the forward's events), the bracketed middle three increments of one martingale
+with B's tree roundings — each rounding mean zero given the earlier ones, all subtractions s
+first (r̂, so every e', depends on all of them), then in the tree's post-order each leaf's e'
+and ρ_g and the tree's roundings, so a subtree's error is two differences of the martingale
+(|w_k| ≤ |s_k| + A_k + 4B; θ·r·g·s, whose weight θ is fixed only after s, is split off as a
+second-order linear term) — the rest linear (`_product_sum_subgaussian`).
+Each single rounding of an element (ĝ, fl(g − m), fl(φ·K), t₂, the product by r̂) is bounded
+by half an ulp of its result, u·binade(bound), instead of u relative; B5 becomes
+|gx̂ − rT| ≤ r(1 + ρ_R)(E_T + e₃) + ρ_R·r|T| + e₄ + η, e₃ = u·binade(|T| + E_T),
+e₄ = u·binade(r(1 + ρ_R)(|T| + E_T + e₃)) (gx̂ − rT = (T̂ − T + e₃)r(1 + θ) + θrT + e₄). S
+(CRMSNorm) keeps the partial-sum form of bounds._mean_error (|w_k| ≤ |s_k(v)| + A_k(E) +
+γ_h·A_k(|v| + E) by Minkowski). Sums of per-element errors that are not roundings stay linear.
 gw and gb are sums over the rows, and there the rows' errors are modelled, not summed:
  P1. Assumption (Higham and Mary 2019, lifted to the row-shared errors): every rounding error
      is mean zero given the errors before it and within half an ulp of its result; the
@@ -63,9 +78,10 @@ gw and gb are sums over the rows, and there the rows' errors are modelled, not s
  P2. So each row's shared errors — θ_r = r̂/r − 1 and δμ_r = μ̂ − μ — are, to first order,
      martingales of that row's roundings plus α_r: sub-Gaussian, independent between rows,
      with scales sqrt(α_r² + s'²) + α_r·s' and Δ(λ = 1) (`row_shared_scales`: s' is the
-     statistic's probabilistic bound at λ = 1, an upper bound on u·sqrt(Σw_k²); α_r ≤ α the
-     rsqrt's error bound relative to r's own binade). The (1 + θ_r) factors and the magnitudes
-     that bound increments use the worst-case bounds where finite (`_gw_probabilistic`).
+     statistic's probabilistic bound at λ = 1, an upper bound on u·sqrt(Σw_k²), with the rounding
+     of v̂ = fl(stat̂ + fl(eps)) one more increment of that martingale — in quadrature, not
+     added; α_r ≤ α the rsqrt's error bound relative to r's own binade). The (1 + θ_r) factors and the magnitudes
+     that bound increments are P4's.
  P3. gw_j − Σ_r gy·n = Σ_r [θ_r·gy·n + (1 + θ_r)r·δμ_r·gy] (one increment per row) + the
      elements' own roundings (½ulp of each result) + the tree's roundings over the rows, each
      within ½ulp(W_k) of its operand sum (`subgaussian_sum_error`: a post-order of the tree makes
@@ -74,26 +90,42 @@ gw and gb are sums over the rows, and there the rows' errors are modelled, not s
      The maximal Azuma–Hoeffding inequality: |error| ≤ λ·sqrt(Σ scales²) + linear, except with
      probability 2·exp(−λ²/2) < 10⁻⁴ per gw_j (λ = 4.5) — the shared errors add in √rows,
      not rows. gb_j is P3 with exact terms. The γ̃ form stays available (the smaller is used).
+ P4. The magnitudes that bound gw's increments ((1 + θ_r), |n̂| ≤ |n| + E_n, Δ) must hold for
+     every row of the column, and on long bf16 sums the worst-case ones, though finite, are
+     as large as n itself (γ_255 at u = 2^-8). So they are the smaller of the worst-case and
+     the probabilistic forward bounds (`row_magnitudes`), the latter at a larger λ_R: the
+     martingale is stopped at the first row whose forward statements fail (decided by that
+     row's own forward roundings, before its increments to gw in the post-order), so
+     P(gw_j fails) ≤ P(stopped martingale fails) + P(some row's forward statement fails)
+     ≤ 2·8.8·10⁻⁵ (gw's own two forms, λ = 4.5) + ROW_STATEMENTS·R·2·exp(−λ_R²(1 − u)²/2),
+     λ_R (`row_statement_lambda`) making the last term ROW_MAGNITUDE_BUDGET = 8·10⁻⁴:
+     9.8·10⁻⁴ < FAILURE_PROBABILITY in all. λ_R grows like sqrt(2·ln R) (5.27 at R = 64).
  FAILURE_PROBABILITY bounds the per-element failure probability of every probabilistic
  backward bound by a union over the probabilistic statements it uses (gx: the forward's
  mean and statistic forms, two each, and the forms of A, B, S, two each — ten of
- 2·exp(−λ²(1 − u)²/2) < 8.8·10⁻⁵ each, bf16's u included).
+ 2·exp(−λ²(1 − u)²/2) < 8.8·10⁻⁵ each, bf16's u included; gw: P4's split).
 Unsafe rows (forward overflow, inputs not representable in the accumulator, an intermediate
 that may overflow) get an infinite bound, and so do the gw/gb they enter.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, _stat_error, normalized_error,
-                                         tree_partial_sums_norm)
+from normtheory.precision.bounds import (LAMBDA, SAFETY, Gammas, _scale_roundings, _stat_error, binade,
+                                         normalized_error,
+                                         rsqrt_error_per_row, tree_partial_sums_norm)
 from normtheory.precision.models import Model
 
 FAILURE_PROBABILITY = 1e-3  # per element, for kind="probabilistic" (module docstring)
+# gw's split of FAILURE_PROBABILITY (module docstring, P4): its own two statements at λ = LAMBDA
+# (< 8.8e-5 each) and, for the magnitudes, ROW_STATEMENTS forward statements per row
+ROW_STATEMENTS = 6  # bounds.py: an element's forward bound uses at most six statements
+ROW_MAGNITUDE_BUDGET = 8e-4
 F64_SLOP = 2.0**-50  # relative to the magnitudes a binary64 evaluation summed
 _MARGIN = 1.0 + 2.0**-10  # headroom below the largest finite value, as in domains.py
 
@@ -128,11 +160,12 @@ def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, 
 
 
 def _weight_factor(affine, model, w, gy, norm, out):
-    """(w̃, bound on |ĝ − g|) for step B1."""
+    """(w̃, bound on |ĝ − g|, the part of it that is ĝ's own rounding) for step B1. Probabilistic
+    kind: that rounding is bounded by half an ulp of its result, u_g·binade (bounds.binade)."""
     rows, n = gy.shape
     acc = norm.acc
     if affine == "none":
-        return np.ones(n), np.full(gy.shape, norm.eta_in)
+        return np.ones(n), np.full(gy.shape, norm.eta_in), np.zeros(gy.shape)
     if affine not in ("weight", "weight_bias", "offset_weight"):
         raise ValueError(f"unknown affine mode {affine!r}")
     u_g, eta_g = (out.unit_roundoff, out.min_subnormal / 2) if model.output == "llama" else (acc.unit_roundoff, norm.eta)
@@ -144,7 +177,9 @@ def _weight_factor(affine, model, w, gy, norm, out):
         w_tilde, e_w = w, np.zeros(n)
     aw = np.abs(w_tilde) + e_w
     agy = np.abs(gy)
-    return w_tilde, agy * e_w + aw * norm.eta_in + u_g * (agy + norm.eta_in) * aw + eta_g
+    product = (agy + norm.eta_in) * aw
+    rounding = u_g * (binade(product) if norm.gammas.kind == "probabilistic" else product)
+    return w_tilde, agy * e_w + aw * norm.eta_in + rounding + eta_g, rounding
 
 
 def _round_out(pre, magnitude, fmt, acc, model):
@@ -176,20 +211,23 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     h_rows = model.reduction_depth(rows)
     agy = np.abs(gy)
     if "gw" in wanted:
+        # every row's E_n enters gw_j: in the probabilistic kind they are P4's row-budgeted
+        # magnitudes (the forward's λ = 4.5 statements of R rows would fail R times too often)
+        magnitudes = row_magnitudes(op, x, model, eps) if g_.kind == "probabilistic" else None
+        E_n_rows = E_n if magnitudes is None else np.where(np.isfinite(E_n), magnitudes.err_n, np.inf)
         if model.output == "llama":
             u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
-            E_n_out = E_n + u_o * (an + E_n) + eta_o
+            E_n_out = E_n_rows + u_o * (an + E_n_rows) + eta_o
             E_t = agy * E_n_out + u_o * agy * (an + E_n_out) + eta_o
             depth = h_rows
         else:
-            E_t = agy * E_n + norm.eta_in * (an + E_n)
+            E_t = agy * E_n_rows + norm.eta_in * (an + E_n_rows)
             depth = h_rows + 1
         sum_agyn = (agy * an).sum(axis=0)
         gw_pre = E_t.sum(axis=0) + g_(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
         if g_.kind == "probabilistic":
             scales = row_shared_scales(op, x, model, eps)
-            gw_pre = np.minimum(gw_pre, _gw_probabilistic(op, model, gy, norm, scales, out, E_n,
-                                                          normalized_error(op, x, model, eps, "worst")))
+            gw_pre = np.minimum(gw_pre, _gw_probabilistic(op, model, gy, norm, scales, out, E_n, magnitudes))
         gw_pre = np.where((sum_agyn + gw_pre) * (1 + g_(depth)) > top, np.inf, gw_pre)
         gw_mag = np.abs((gy * nv).sum(axis=0)) + F64_SLOP * sum_agyn
         gw = _round_out(gw_pre, gw_mag, w_out, acc, model)
@@ -208,55 +246,60 @@ def _backward_bound(op, x, gy, w, b, model, eps, affine, out, w_out, kind, wante
     return tuple(None if p is None else p * SAFETY for p in (gx, gw, gb, gx_pre, gw_pre, gb_pre))
 
 
-def rsqrt_error_bound(model: Model, u: float) -> float:
-    """α: the bound on the rsqrt's own relative error, as bounds._scale_error forms it."""
-    if model.rsqrt_rel == 0:
-        return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) - 1
-    return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
-
-
 def row_shared_scales(op, x, model, eps):
     """(scale of θ_r, scale of δμ_r) per row: the sub-Gaussian scales of the row-shared errors
     (module docstring, P2). θ_r = α_r + θ'_r, α_r the rsqrt's own error (|α_r| ≤ α) and θ'_r
     what the statistic's roundings make of r (first order, a martingale of those roundings);
     the two are independent, so scale(θ) = sqrt(α² + s'²) + α·s' (the last term: the product
     (1 + θ')(1 + α) − 1), with s' the probabilistic bound of the statistic's part evaluated at
-    λ = 1 — an upper bound on the martingale's scale u·sqrt(Σw_k²), its worst-case parts
-    bounded as they are. δμ likewise: the probabilistic mean error at λ = 1.
-    α per row: the rsqrt returns RN(z) moved k ulps, z = 1/sqrt(v̂) within r(1 ± ρ'), ρ' the
-    worst-case statistic part (it always holds), so |r̂/z − 1| ≤ (½ulp(Z) + k·ulp(Z(1 + u)))/z_lo
-    with Z = r(1 + ρ'), z_lo = r(1 − ρ') — below the relative α = u + 2ku wherever r is not just
-    under a power of two (the ulp is relative to the binade, not to r); the smaller is used."""
-    u = FORMATS[model.acc].unit_roundoff
-    alpha = rsqrt_error_bound(model, u)
-    unit = normalized_error(op, x, model, eps, "probabilistic", lam=1.0)  # scales: λ = 1
-    stat_part = np.maximum((1 + unit.rho_R) / (1 + alpha) - 1, 0.0)
-    if model.rsqrt_rel == 0:
-        worst = np.maximum((1 + normalized_error(op, x, model, eps, "worst").rho_R) / (1 + alpha) - 1, 0.0)
-        acc = unit.acc
-        ok = np.isfinite(worst) & (worst < 0.5) & np.isfinite(unit.r) & (unit.r > 0)
-        r = np.where(ok, unit.r, 1.0)
-        Z, z_lo = r * (1 + worst), r * (1 - worst)
-        per_row = (0.5 * acc.ulp(Z) + model.rsqrt_ulps * acc.ulp(Z * (1 + u))) / np.where(ok, z_lo, 1.0) + 2.0**-51
-        alpha = np.where(ok, np.minimum(per_row, alpha), alpha)
+    λ = 1 (`Normalized.rho_stat`) — an upper bound on the martingale's scale u·sqrt(Σw_k²), its
+    worst-case parts bounded as they are, the rounding of v̂ = fl(stat̂ + fl(eps)) one more
+    increment of that martingale (in quadrature: bounds._scale_error, `scale_only`). δμ likewise:
+    the probabilistic mean error at λ = 1.
+    α per row: bounds.rsqrt_error_per_row at the worst-case statistic part (it always holds) —
+    the rsqrt's error measured against the row's binade, below the relative α = u + 2ku
+    wherever r is not just under a power of two."""
+    unit = normalized_error(op, x, model, eps, "probabilistic", lam=1.0, scale_only=True)  # scales: λ = 1
+    stat_part = unit.rho_stat
+    worst = normalized_error(op, x, model, eps, "worst")
+    alpha = rsqrt_error_per_row(model, unit.acc, worst.r, worst.rho_stat)
     return np.hypot(alpha, stat_part) + alpha * stat_part, unit.mean_err
 
 
-def _gw_probabilistic(op, model, gy, norm, scales, out, E_n, worst):
+def row_statement_lambda(rows: int, u: float) -> float:
+    """λ of the forward's per-row statements inside gw's union bound (module docstring, P4):
+    each of the ROW_STATEMENTS·rows statements fails with probability at most
+    ROW_MAGNITUDE_BUDGET/(ROW_STATEMENTS·rows) = 2·exp(−λ²(1 − u)²/2)."""
+    per_statement = ROW_MAGNITUDE_BUDGET / (ROW_STATEMENTS * max(rows, 1))
+    return math.sqrt(2 * math.log(2 / per_statement)) / (1 - u)
+
+
+def row_magnitudes(op, x, model, eps):
+    """The magnitudes that bound gw's increments (P4): per element the smaller of the worst-case
+    bound (always true) and the probabilistic one at `row_statement_lambda` (true except on the
+    row's budgeted failure events) — both are fixed by the data, so the smaller holds whenever
+    both statements do."""
+    worst = normalized_error(op, x, model, eps, "worst")
+    u = worst.acc.unit_roundoff
+    prob = normalized_error(op, x, model, eps, "probabilistic", lam=row_statement_lambda(x.shape[0], u))
+    return replace(worst, rho_R=np.minimum(worst.rho_R, prob.rho_R), err_n=np.minimum(worst.err_n, prob.err_n),
+                   mean_err=np.minimum(worst.mean_err, prob.mean_err))
+
+
+def _gw_probabilistic(op, model, gy, norm, scales, out, E_n, magnitudes):
     """Step B7, probabilistic: gw_j = Σ_rows gy·n̂ as one martingale per column (module docstring,
     P1–P3). Row r's term error gy(n̂ − n) = θ_r·gy·n + (1 + θ_r)r·δμ_r·gy (shared by the row: one
     increment of scale s_θ|gy·n| + (1 + ρ_R)r·s_μ|gy|, independent of the other rows')
     + (1 + θ_r)(n + r(δμ + f))ε·gy (the element's one or two roundings, each within half an ulp
     of its result: independent, their scales add in squares) + linear parts (flushes f, e,
     DAZ's shift of gy); llama adds the two output-format roundings of fl_o(gy·fl_o(n̂)), scale
-    u_o each. The magnitudes that bound increments — (1 + ρ_R), |n| + E_n, Δ — are the
-    worst-case bounds (`worst`, always true) where those are finite; only where they are not
-    (long bf16 sums) the probabilistic ones, and there the rows' forward events join the union
-    bound of the failure probability."""
+    u_o each. The magnitudes that bound increments — (1 + ρ_R), |n| + E_n, Δ — are
+    `row_magnitudes` (P4: the smaller of the worst-case and the row-budgeted probabilistic
+    bounds; on long bf16 sums the worst-case E_n is finite but as large as n itself)."""
     acc, u, eta, r = norm.acc, norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
-    rho = np.where(np.isfinite(worst.rho_R), worst.rho_R, norm.rho_R)[:, None]
-    delta = np.where(np.isfinite(worst.mean_err), worst.mean_err, norm.mean_err)[:, None]
-    E_n = np.where(np.isfinite(worst.err_n), worst.err_n, E_n)
+    rho = magnitudes.rho_R[:, None]
+    delta = magnitudes.mean_err[:, None]
+    E_n = np.where(np.isfinite(E_n), magnitudes.err_n, np.inf)  # unsafe rows: no bound
     theta_scale, delta_scale = (s[:, None] for s in scales)
     agy, an = np.abs(gy), np.abs(norm.n)
     flush = norm.eta_in + (eta if op == "layernorm" else 0.0)
@@ -291,7 +334,14 @@ def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
     h = model.reduction_depth(n)
 
     # B1–B3: weight factor, row sums, means
-    w_tilde, E_g = _weight_factor(affine, model, w, gy, norm, out)
+    w_tilde, E_g, R_g = _weight_factor(affine, model, w, gy, norm, out)
+    probabilistic = g_.kind == "probabilistic"
+    # the probabilistic kind bounds each single rounding by half an ulp of its result (u·binade of
+    # a bound on it, bounds.binade) instead of u relative: the same bounded error, sharper
+    half_ulp = binade if probabilistic else (lambda magnitude: magnitude)
+    # the scalings by fl(1/d): worst-case γ₂ (0 when d is a power of two) — in the probabilistic
+    # kind too, where γ̃₂ would be larger than γ₂ and one more statement
+    gamma_scale = _scale_roundings(d, u) if probabilistic else g_(2)
     g = gy * w_tilde
     ag = np.abs(g)
     sum_ag = ag.sum(axis=1)
@@ -300,8 +350,11 @@ def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
     aK = np.abs(K) + F64_SLOP * sum_agn / d
     products = ag * an + ag * E_n + E_g * (an + E_n)  # |ĝn̂| at most
     E_B = (_weighted_n_error(g, norm, u, op) + (E_g * (an + E_n)).sum(axis=1)
-           + _tree_error(g * nv, products - ag * an, model, g_, u, extra_roundings=1) + n * eta)
-    E_K = ((1 + g_(2)) * E_B + g_(2) * d * aK) / d + eta
+           + _tree_error(g * nv, products - ag * an, model, g_, u, extra_roundings=1, partial_form=not probabilistic)
+           + n * eta)
+    if probabilistic:
+        E_B = np.minimum(E_B, _product_sum_subgaussian(op, model, g, E_g, R_g, norm, E_n) + n * eta)
+    E_K = ((1 + gamma_scale) * E_B + gamma_scale * d * aK) / d + eta
     if model.eps_mode == "outside":  # B8: K̂ = fl(K̂'·ρ̂), exact ρK
         rho_f, E_rho = _outside_factor_bound(op, x, norm, model, eps)
         E_K = (rho_f + E_rho) * E_K + E_rho * aK + u * (rho_f + E_rho) * (aK + E_K) + eta
@@ -310,8 +363,11 @@ def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
     if op == "layernorm":
         m = g.sum(axis=1) / d
         am = np.abs(m) + F64_SLOP * sum_ag / d
-        E_A = E_g.sum(axis=1) + _tree_error(g, E_g, model, g_, u, extra_roundings=0)
-        E_m = ((1 + g_(2)) * E_A + g_(2) * d * am) / d + eta
+        E_A = E_g.sum(axis=1) + _tree_error(g, E_g, model, g_, u, extra_roundings=0, partial_form=not probabilistic)
+        if probabilistic:  # B2, probabilistic: ĝ's roundings and the tree's are one martingale
+            E_A = np.minimum(E_A, subgaussian_sum_error(g, (R_g**2).sum(axis=1), E_g - R_g, model, acc,
+                                                        first_step_rounds=False, flush=eta if model.ftz else 0.0))
+        E_m = ((1 + gamma_scale) * E_A + gamma_scale * d * am) / d + eta
         overflow |= (sum_ag + E_A) * (1 + g_(h)) > top
     else:
         E_m, m, am = np.zeros(rows), np.zeros(rows), np.zeros(rows)
@@ -325,15 +381,24 @@ def _gx_bound(op, model, affine, x, w, gy, eps, norm, out, nv, an, E_n, unsafe):
         phi, aphi, E_phi = nv, an, E_n
 
     # B4–B5: gx before its output rounding
-    subtract = u * (ag + E_g + (am + E_m)[:, None]) if op == "layernorm" else 0.0
+    subtract = u * half_ulp(ag + E_g + (am + E_m)[:, None]) if op == "layernorm" else 0.0
     u_product = 0.0 if model.fma else u
     E_T = (E_g + E_m[:, None] + aphi * E_K[:, None] + E_phi * aK[:, None] + E_phi * E_K[:, None] + subtract
-           + u_product * (aphi + E_phi) * (aK + E_K)[:, None] + 2 * eta)
+           + u_product * half_ulp((aphi + E_phi) * (aK + E_K)[:, None]) + 2 * eta)
     T = g - m[:, None] - phi * K[:, None]
     aT = np.abs(T) + F64_SLOP * (ag + am[:, None] + aphi * aK[:, None])
     r = norm.r[:, None]
     rho_G = ((1 + norm.rho_R) * (1 + u) ** 2 - 1)[:, None]
-    gx_pre = r * (1 + rho_G) * E_T + rho_G * r * aT + eta
+    if g_.kind == "probabilistic":
+        # B5 with t₂'s rounding e₃ and the product's e₄ each half an ulp of their results:
+        # gx̂ − rT = (T̂ − T + e₃)·r(1 + θ) + θ·rT + e₄, |e₃| ≤ u·binade(|T| + E_T),
+        # |e₄| ≤ u·binade(r(1 + ρ_R)(|T| + E_T + |e₃|)) (+ the η's, in E_T and below)
+        rho = norm.rho_R[:, None]
+        e3 = u * binade(aT + E_T)
+        e4 = u * binade(r * (1 + rho) * (aT + E_T + e3))
+        gx_pre = r * (1 + rho) * (E_T + e3) + rho * r * aT + e4 + eta
+    else:
+        gx_pre = r * (1 + rho_G) * E_T + rho_G * r * aT + eta
     overflow |= ((ag + E_g).max(axis=1) > top) | ((r * (aT + E_T) * (1 + rho_G)).max(axis=1) > top)
     overflow |= ((aphi + E_phi) * (aK + E_K)[:, None]).max(axis=1) > top
     bad_rows = unsafe | overflow
@@ -392,7 +457,38 @@ def _weighted_n_error(a, norm, u, op):
             + (1 + rho) * (abs_a * per_element).sum(axis=1) + norm.eta * abs_a.sum(axis=1))
 
 
-def _tree_error(values, errors, model, g_, u, extra_roundings):
+def _product_sum_subgaussian(op, model, g, E_g, R_g, norm, E_n):
+    """Probabilistic bound on |B̂ − Σg·n| per row (step B2, probabilistic): with n̂_i =
+    r(1 + θ)(c_i + δμ + f_i + s_i) + e'_i + e_i (s_i the subtraction's rounding, |s_i| ≤
+    u·binade(|c_i| + Δ + |f_i|); e'_i the product's, |e'_i| ≤ u·binade(|n_i| + E_n,i); f_i, e_i the
+    flushes and η) and ĝ_i = g_i + ρ_i + l_i (ρ_i ĝ's own rounding, |ρ_i| ≤ R_g,i; l_i the rest),
+        Σĝn̂ − Σgn = θΣgn + (1 + θ)rδμΣg + Σ[r·g·s + g·e' + ρ·n̂] + Σ[(1 + θ)r·g·f + θ·r·g·s + g·e + l·n̂].
+    The first two are the row's shared errors (bounded on the forward's events, which gx's union
+    already holds); r·g·s, g·e' and ρ·n̂ are increments of one martingale with the tree's own
+    roundings (P1: each rounding mean zero given the earlier ones — first every subtraction s
+    (r̂, and with it every product rounding e', depends on all of them: `phases`), then, in the
+    tree's post-order, each leaf's e' and ρ and the tree's roundings; θ·r·g·s is split off as a
+    second-order linear term because θ is fixed after s), so `subgaussian_sum_error` bounds all
+    of them with one statement — the one the partial-sum form of B held before."""
+    u, eta, r = norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
+    rho, delta = norm.rho_R[:, None], norm.mean_err[:, None]
+    ag, an = np.abs(g), np.abs(norm.n)
+    flush = norm.eta_in + (eta if op == "layernorm" else 0.0)
+    subtraction = r * u * binade(an / r + delta + flush) if op == "layernorm" else np.zeros_like(an)
+    product = u * binade(an + E_n)
+    proxy_sq = ((ag * subtraction) ** 2 + (ag * product) ** 2 + (R_g * (an + E_n)) ** 2).sum(axis=1)
+    per_term = (1 + rho) * r * flush * ag + rho * ag * subtraction + eta * ag + (E_g - R_g) * (an + E_n)
+    shared_n = np.abs((g * norm.n).sum(axis=1)) + F64_SLOP * (ag * an).sum(axis=1)
+    shared_1 = np.abs(g.sum(axis=1)) + F64_SLOP * ag.sum(axis=1)
+    shared = norm.rho_R * shared_n + (1 + norm.rho_R) * norm.r * norm.mean_err * shared_1
+    # for the operands' drift every term carries its share of the shared errors, |g·n|ρ + (1 + ρ)rΔ|g|
+    linear = per_term + rho * ag * an + (1 + rho) * r * delta * ag
+    return subgaussian_sum_error(g * norm.n, proxy_sq, linear, model, norm.acc, first_step_rounds=model.fma,
+                                 rounded_terms=not model.fma, flush=eta if model.ftz else 0.0,
+                                 linear_total=shared + per_term.sum(axis=1), phases=2 if op == "layernorm" else 1)
+
+
+def _tree_error(values, errors, model, g_, u, extra_roundings, partial_form=True):
     """Bound on the rounding error of the model's tree sum of computed terms t̂_i, |t̂_i − v_i| ≤
     errors_i, v the exact (signed) values, per row.
 
@@ -400,12 +496,13 @@ def _tree_error(values, errors, model, g_, u, extra_roundings):
     product). Probabilistic: the partial-sum form of bounds._mean_error, with |ŵ_k| ≤ |s_k(v)| +
     A_k(errors) + γ_h·A_k(|v| + errors) by Minkowski, plus λ·u·sqrt(Σ(|v| + errors)²) for the
     products' own roundings (every term's product rounding is one more martingale step); the
-    smaller of the two forms is used (a union bound on the failure probability).
+    smaller of the two forms is used (a union bound on the failure probability). Without
+    `partial_form` only the γ form (gx's A and B have `subgaussian_sum_error` forms instead).
     """
     h = model.reduction_depth(values.shape[1])
     magnitudes = np.abs(values) + errors
     worst_form = g_(h + extra_roundings) * magnitudes.sum(axis=1)
-    if g_.kind == "worst":
+    if g_.kind == "worst" or not partial_form:
         return worst_form
     worst_h = Gammas(u, "worst")(h)
     partial = (tree_partial_sums_norm(values, model) + tree_partial_sums_norm(errors, model)
@@ -444,7 +541,7 @@ _FIXED_POINT_ITERATIONS = 8
 
 
 def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_rounds, rounded_terms=False,
-                          flush=0.0):
+                          flush=0.0, linear_total=None, phases=1):
     """Probabilistic bound on |ŝ − Σ values| per sum (row) of the model's tree sum of computed terms
     t̂_i = v_i + (martingale part) + (linear part, |·| ≤ linear_i); inf where it is not verified.
 
@@ -463,11 +560,17 @@ def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_ro
     `rounded_terms`: every term is rounded in the accumulator before the tree (an unfused product),
     one more increment ½ulp(|v_i| + linear_i + 2B) per term. `flush`: the absolute error of a
     result flushed to zero (FTZ: the smallest normal), added linearly for every rounding.
+    `linear_total`: a bound on |Σ linear parts| sharper than Σ linear (errors a sum shares, which
+    cancel with it); `linear` still bounds the operands' drift term by term. `phases`: the terms'
+    errors come in that many groups that must precede one another in time (B's subtractions, on
+    which r̂ and so every product rounding depends, before the products): the martingale runs
+    through the groups one after the other, each group's leaves in the tree's post-order, so a
+    subtree's error is one difference of the martingale per group and |w_k| ≤ |s_k| + A_k + 2·phases·B.
     """
     steps_v = rounding_step_sums(values, model, first_step_rounds)
     steps_lin = rounding_step_sums(linear, model, first_step_rounds)
     roundings = steps_v.shape[1] + (values.shape[1] if rounded_terms else 0)
-    linear_total = linear.sum(axis=1) + roundings * flush
+    linear_total = (linear.sum(axis=1) if linear_total is None else linear_total) + roundings * flush
     base = np.abs(steps_v) + steps_lin + roundings * flush
     term_base = np.abs(values) + linear
 
@@ -475,10 +578,10 @@ def subgaussian_sum_error(values, proxy_sq, linear, model, acc, *, first_step_ro
         return np.where(np.isfinite(magnitude), 0.5 * acc.ulp(np.where(np.isfinite(magnitude), magnitude, 0.0)), np.inf)
 
     def scale(B):
-        half_ulps = half_ulp(base + 2 * B[:, None])
+        half_ulps = half_ulp(base + 2 * phases * B[:, None])
         total = proxy_sq + (half_ulps**2).sum(axis=1)
         if rounded_terms:
-            total = total + (half_ulp(term_base + 2 * B[:, None]) ** 2).sum(axis=1)
+            total = total + (half_ulp(term_base + 2 * phases * B[:, None]) ** 2).sum(axis=1)
         return LAMBDA * np.sqrt(total)
 
     B = np.zeros(values.shape[0])
