@@ -2,7 +2,8 @@
 
 They are called through Liger's public nn.Modules with `torch.func.functional_call`, so the
 weight and bias the certifier passes are the leaves autograd differentiates (gw, gb).
-Untested in CPU CI: only a GPU host with liger-kernel installed can run them.
+CPU CI cannot run them; it re-judges their recordings from an H200 (liger-kernel 0.8.5,
+tests/data/certify/cuda/), and the `gpu` tests certify them on a CUDA host (docs/cuda.md).
 """
 
 from __future__ import annotations
