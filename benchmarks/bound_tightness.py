@@ -1,7 +1,7 @@
 """Tightness of the forward bounds, per model, measured in one run.
 
-For each model and op (layernorm, rmsnorm) with fp32 output (so that no final low-precision
-rounding hides the accumulated error):
+For each model and op (layernorm, rmsnorm, and crmsnorm in this forward table) with fp32
+output (so that no final low-precision rounding hides the accumulated error):
 - worst/bound: the largest error/worst-case-bound found over the structured families and
   several widths (must reach >= 0.1 somewhere for the bound to be called tight);
 - no tiny: the same without the subnormal family (where absolute underflow terms rule);
@@ -218,7 +218,7 @@ def print_forward_table(args):
     print(f"{'model':20s} {'op':10s} {'worst/bound':>11s}  {'where':20s} {'no tiny':>8s}  {'where':22s}"
           f" {'prob/p99.9':>10s} {'frac>prob':>9s}")
     for name, model in MODELS.items():
-        for op in ("layernorm", "rmsnorm"):
+        for op in ("layernorm", "rmsnorm", "crmsnorm"):
             (ratio, where), (ratio_n, where_n) = worst_ratio(model, op, args.rows, args.seed)
             prob, above = probabilistic_ratio(model, op, args.prob_rows, args.prob_d, args.seed + 1)
             print(f"{name:20s} {op:10s} {ratio:11.3g}  {where:20s} {ratio_n:8.3g}  {where_n:22s}"

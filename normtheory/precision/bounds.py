@@ -113,7 +113,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.domains import overflow_threshold
+from normtheory.precision.domains import overflow_threshold, rounding_margin
 from normtheory.precision.models import Model
 from normtheory.precision.welford_bound import welford_errors
 
@@ -310,6 +310,19 @@ def _stat_error(op, model, x, d, g, u, eta):
         e1 = g(h) * abs_x.sum(axis=1)
         total = (s1 * s1 + s2) / d
         err = g(h + 5) * total + (1 + g(2)) * e1 * (2 * np.abs(s1) + e1) / d + underflow
+        if g.kind == "probabilistic":
+            # Ŝ = fl(fl(ŝ1·ŝ1) + ŝ2) (one rounding with FMA) from the two tree sums, each bounded
+            # by its own martingale (two union events): |ŝ1² − s1²| ≤ e1(2|s1| + e1), |ŝ2 − s2| ≤
+            # e2, and the product and the add move Ŝ by at most γ₂(S + those errors), worst case.
+            # Then fl(Ŝ·fl(1/d)) as for the other statistics. DAZ: of the loaded x' (as above).
+            loaded = _daz(x, model, eta)
+            l1, l2 = loaded.sum(axis=1), (loaded * loaded).sum(axis=1)
+            e1_prob = np.minimum(g(h) * np.abs(loaded).sum(axis=1), probabilistic_sum_error(loaded, model, u, g.lam))
+            e2_prob = _positive_sum_error(loaded * loaded, model, u, g.lam)
+            inner = e1_prob * (2 * np.abs(l1) + e1_prob) + e2_prob
+            gamma2 = Gammas(u, "worst")(2)
+            err_sum = inner + gamma2 * (l1 * l1 + l2 + inner)
+            err = np.minimum(err, _scaled(err_sum, l1 * l1 + l2, d, u) + underflow)
         return np.zeros(rows), total, err
     mu, var = _row_stats(x)
     if model.stats == "two_pass":
@@ -516,6 +529,14 @@ def _normalized_error(op, x, model, eps, kind, lam, scale_only=False):
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     unsafe = np.abs(x).max(axis=1) > overflow_threshold(op, model, n)
+    if op == "crmsnorm":
+        # the row's own sums, not n·max|x| (the width-only threshold assumes all n entries at
+        # max|x| with one sign): a computed partial sum of x is at most M·Σ|x| and of x² at most
+        # M·Σx² (M the rounding margin), and ŝ1·ŝ1 + ŝ2 takes at most two more roundings
+        margin, grow = rounding_margin(model, n), 1 + acc.unit_roundoff
+        s1_top = np.abs(x).sum(axis=1) * margin
+        stat_top = (s1_top * s1_top * grow + (x * x).sum(axis=1) * margin) * grow
+        unsafe = (stat_top > acc.max_finite) | (s1_top > acc.max_finite)
     # inputs must be exact in the accumulator (bf16 accumulation of fp32 data is not modelled)
     unsafe |= ~acc.is_representable(x).all(axis=1)
     return Normalized(n_values, err_n, r, rho_R, rho_stat, mean_err, unsafe, acc, eta, eta_in, g, d)
