@@ -313,15 +313,16 @@ def _stat_error(op, model, x, d, g, u, eta):
         if g.kind == "probabilistic":
             # Ŝ = fl(fl(ŝ1·ŝ1) + ŝ2) (one rounding with FMA) from the two tree sums, each bounded
             # by its own martingale (two union events): |ŝ1² − s1²| ≤ e1(2|s1| + e1), |ŝ2 − s2| ≤
-            # e2, and the product and the add move Ŝ by at most γ₂(S + those errors), worst case.
+            # e2, and the product and the add each move Ŝ by at most half an ulp of their result
+            # (u·binade, worst case: binade is monotone, so the bound's binade covers the value's).
             # Then fl(Ŝ·fl(1/d)) as for the other statistics. DAZ: of the loaded x' (as above).
             loaded = _daz(x, model, eta)
             l1, l2 = loaded.sum(axis=1), (loaded * loaded).sum(axis=1)
             e1_prob = np.minimum(g(h) * np.abs(loaded).sum(axis=1), probabilistic_sum_error(loaded, model, u, g.lam))
             e2_prob = _positive_sum_error(loaded * loaded, model, u, g.lam)
             inner = e1_prob * (2 * np.abs(l1) + e1_prob) + e2_prob
-            gamma2 = Gammas(u, "worst")(2)
-            err_sum = inner + gamma2 * (l1 * l1 + l2 + inner)
+            product_rounding = u * binade((np.abs(l1) + e1_prob) ** 2)
+            err_sum = inner + product_rounding + u * binade(l1 * l1 + l2 + inner + product_rounding)
             err = np.minimum(err, _scaled(err_sum, l1 * l1 + l2, d, u) + underflow)
         return np.zeros(rows), total, err
     mu, var = _row_stats(x)
