@@ -1,7 +1,8 @@
-"""Hypothesis inputs shared by the forward and backward soundness tests of the precision model:
-the structured families (|mean|/std up to 1e6, massive outliers, near overflow, subnormals,
-constant and near-constant rows, heavy tails, sparse) and raw arrays with subnormals, rescaled
-by powers of two and shifted; weights up to |w| = 64."""
+"""Shared by the precision model's tests. Hypothesis inputs for the forward and backward
+soundness tests: the structured families (|mean|/std up to 1e6, massive outliers, near overflow,
+subnormals, constant and near-constant rows, heavy tails, sparse) and raw arrays with subnormals,
+rescaled by powers of two and shifted; weights up to |w| = 64. And RecordingArith, which lists
+the operand sums a reduction rounds (for the probabilistic bounds' partial-sum tests)."""
 
 import numpy as np
 from hypothesis import strategies as st
@@ -9,6 +10,23 @@ from hypothesis.extra.numpy import arrays
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
+from normtheory.precision.arith import Arith
+
+class RecordingArith(Arith):
+    """Exact binary64 arithmetic that remembers every operand sum a rounding is applied to."""
+
+    def __init__(self):
+        super().__init__("fp64")
+        self.sums = []
+
+    def add(self, a, b):
+        total = np.add(a, b)
+        self.sums.append(np.atleast_2d(total))
+        return total
+
+    def fma(self, a, b, c):
+        return self.add(np.multiply(a, b), c)
+
 
 AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
            "crmsnorm": ("none", "weight")}

@@ -6,28 +6,12 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.arith import Arith
 from normtheory.precision.bounds_backward import FAILURE_PROBABILITY, backward_bound, rounding_step_sums
 from normtheory.precision.emulate_backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 from normtheory.precision.reductions import tree_sum, tree_sum_products
-
-
-class RecordingArith(Arith):
-    """Exact binary64 arithmetic that remembers every operand sum a rounding is applied to."""
-
-    def __init__(self):
-        super().__init__("fp64")
-        self.sums = []
-
-    def add(self, a, b):
-        total = np.add(a, b)
-        self.sums.append(np.atleast_2d(total))
-        return total
-
-    def fma(self, a, b, c):
-        return self.add(np.multiply(a, b), c)
+from precision_cases import RecordingArith
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])

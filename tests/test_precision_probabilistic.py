@@ -9,19 +9,7 @@ from normtheory.precision.arith import Arith
 from normtheory.precision.bounds import Gammas, _mean_error, tree_partial_sums_norm
 from normtheory.precision.models import MODELS
 from normtheory.precision.reductions import tree_sum
-
-
-class RecordingArith(Arith):
-    """Exact binary64 additions that remember every sum a rounding would be applied to."""
-
-    def __init__(self):
-        super().__init__("fp64")
-        self.sums = []
-
-    def add(self, a, b):
-        total = np.add(a, b)
-        self.sums.append(np.atleast_2d(total))
-        return total
+from precision_cases import RecordingArith
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])
