@@ -78,16 +78,8 @@ def emulate_stable(x, w=None, b=None, *, p, eps: float, affine="none", out_forma
     ar = Arith(model.acc)
     with np.errstate(all="ignore"):
         x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
-        if math.isinf(p):
-            return _finish(_max_norm(x, eps, ar), w, b, affine, ar, out_format)
-        n = x.shape[1]
-        a_hat = float(ar.round(math.sqrt(eps)))
-        K = np.maximum(np.abs(x).max(axis=1), a_hat)
-        z = ar.div(x, K[:, None])
-        f = _pow(ar, ar.div(a_hat, K), p)
-        t = ar.add(ar.div(tree_sum(_pow(ar, np.abs(z), p), ar, model), float(n)), f)
-        R = _pow(ar, t, float(ar.round(1.0 / p)))
-        return _finish(ar.div(z, R[:, None]), w, b, affine, ar, out_format)
+        y, _, _ = _stable_parts(x, p, eps, ar, model)
+        return _finish(y, w, b, affine, ar, out_format)
 
 
 def _stable_parts(x, p, eps, ar, model):
