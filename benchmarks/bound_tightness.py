@@ -97,28 +97,38 @@ def _ratio(err, bound):
     return float(np.max(err[ok] / bound[ok])) if ok.any() else 0.0
 
 
+def _by_input_format(models):
+    """{format name: [models]}: the models that share an input format share its inputs."""
+    groups = {}
+    for model in models.values():
+        groups.setdefault(_input_format(model).name, []).append(model)
+    return groups
+
+
+def _judged_gradients(op, x, gy, w, b, group, kind):
+    """(model, computed, exact, bound) per model of `group`; the exact gradients are computed once
+    per eps placement."""
+    affine = BACKWARD_OPS[op]
+    exact_by_mode = {}
+    for model in group:
+        if model.eps_mode not in exact_by_mode:
+            exact_by_mode[model.eps_mode] = exact_outputs(op, x, w, b, eps=EPS, eps_mode=model.eps_mode,
+                                                          affine=affine, gy=gy)
+        computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
+        bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32", kind=kind)
+        yield model, computed, exact_by_mode[model.eps_mode], bound
+
+
 def backward_worst_ratios(models, op, rows, seed):
     """{(model, gradient): (worst error / worst-case bound before the output rounding, where)}."""
-    affine = BACKWARD_OPS[op]
     best = {}
     rng = np.random.default_rng(seed)
-    by_format = {}
-    for model in models.values():
-        by_format.setdefault(_input_format(model).name, []).append(model)
-    for fmt_name, group in by_format.items():
-        fmt = FORMATS[fmt_name]
+    for fmt_name, group in _by_input_format(models).items():
         for d in WIDTHS:
             for family in sorted(FAMILIES):
-                x, gy, w, b = _backward_case(op, family, rows, d, fmt, rng)
-                exact_by_mode = {}
-                for model in group:
-                    if model.eps_mode not in exact_by_mode:
-                        exact_by_mode[model.eps_mode] = exact_outputs(op, x, w, b, eps=EPS, eps_mode=model.eps_mode,
-                                                                      affine=affine, gy=gy)
-                    exact = exact_by_mode[model.eps_mode]
-                    computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
-                    bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
-                    for q in GRADIENTS[affine]:
+                x, gy, w, b = _backward_case(op, family, rows, d, FORMATS[fmt_name], rng)
+                for model, computed, exact, bound in _judged_gradients(op, x, gy, w, b, group, "worst"):
+                    for q in GRADIENTS[BACKWARD_OPS[op]]:
                         ratio = _ratio(absolute_errors(computed[q], exact[q]), getattr(bound, q + "_pre"))
                         if ratio > best.get((model.name, q), (0.0, ""))[0]:
                             best[(model.name, q)] = (ratio, f"{family} d={d}")
@@ -127,23 +137,11 @@ def backward_worst_ratios(models, op, rows, seed):
 
 def backward_probabilistic_ratios(models, op, rows, d, seed):
     """{(model, gradient): (probabilistic bound over the 99.9th percentile, fraction above it)}."""
-    affine = BACKWARD_OPS[op]
     out = {}
-    by_format = {}
-    for model in models.values():
-        by_format.setdefault(_input_format(model).name, []).append(model)
-    for fmt_name, group in by_format.items():
+    for fmt_name, group in _by_input_format(models).items():
         x, gy, w, b = _backward_case(op, "normal", rows, d, FORMATS[fmt_name], np.random.default_rng(seed))
-        exact_by_mode = {}
-        for model in group:
-            if model.eps_mode not in exact_by_mode:
-                exact_by_mode[model.eps_mode] = exact_outputs(op, x, w, b, eps=EPS, eps_mode=model.eps_mode,
-                                                              affine=affine, gy=gy)
-            exact = exact_by_mode[model.eps_mode]
-            computed = backward(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32")
-            bound = backward_bound(op, x, gy, w, b, model=model, eps=EPS, affine=affine, grad_format="fp32",
-                                   kind="probabilistic")
-            for q in GRADIENTS[affine]:
+        for model, computed, exact, bound in _judged_gradients(op, x, gy, w, b, group, "probabilistic"):
+            for q in GRADIENTS[BACKWARD_OPS[op]]:
                 err, limit = absolute_errors(computed[q], exact[q]), getattr(bound, q + "_pre")
                 p999 = np.quantile(err / limit, 0.999)
                 out[(model.name, q)] = (1.0 / p999 if p999 > 0 else np.inf, float(np.mean(err > limit)))
