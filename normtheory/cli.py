@@ -22,6 +22,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "meanfield": ("normtheory.theory.meanfield_cli", "mean-field predictions vs Monte Carlo measurement"),
     "lp": ("normtheory.theory.lp_cli", "Lp normalizers: safe input range of naive and stable kernels, conditioning, bounds"),
     "fp8": ("normtheory.kernels.fp8_cli", "fp8 cast semantics of this torch (probe); accumulator bits from a recording"),
+    "upstream": ("normtheory.upstream.cli",
+                 "probe what the installed ml_dtypes, torch and Liger do with numbers, against docs/upstream.md"),
     "equiv": ("normtheory.theory.equiv_cli",
               "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
 }

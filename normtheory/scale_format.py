@@ -4,16 +4,16 @@ An e8m0 byte k encodes the power of two 2**(k − 127) for k = 0 … 254 and NaN
 no sign, no zero, no significand bits. It is not a `FloatFormat` (nothing is normalized into
 it; `round` would have no zero or sign to keep), so it lives here and not in `FORMATS`.
 
-Casting an arbitrary float to e8m0 (what ml_dtypes' `astype(float8_e8m0fnu)` does, checked
-on every fp16/bf16 pattern and on random fp32 in tests/test_fp8_scale_format.py):
+Casting an arbitrary float to e8m0 (`round_to_float64`), defined here and tested against exact
+rational arithmetic (tests/test_fp8_scale_format.py):
 - round to the nearest power of two, a tie (1.5·2**e) going up, to 2**(e + 1);
-- magnitudes up to 2**-127 clamp to 2**-127 (there is nothing smaller), and — an ml_dtypes
-  quirk of fp32 subnormal inputs, not nearest rounding — every value strictly between 2**-127
-  and 2**-126 goes up to 2**-126;
+- magnitudes up to 2**-127 clamp to 2**-127 (there is nothing smaller);
 - 1.5·2**127 and above, ±inf, NaN, zero and negative values become NaN.
-torch 2.13 (CPU) differs on the last line: it writes 0 as the byte 0x00 (2**-127) and drops
-the sign of a negative input. The MX recipe never casts a float to e8m0 — it computes the
-exponent directly (`from_exponent`), so the difference does not reach scaled quantization.
+ml_dtypes' cast follows this rule from 0.7.0; earlier releases send fp32 values between 2**-127
+and 2**-126 up to 2**-126, and 0.5.0 breaks ties to the even code. torch 2.13 (CPU) writes 0
+as 0x00 (2**-127) and drops the sign of a negative input. These are versioned upstream facts
+(docs/upstream.md). The MX recipe never casts a float to e8m0 — it computes the exponent
+directly (`from_exponent`), so none of these differences reaches scaled quantization.
 """
 
 from __future__ import annotations
@@ -49,13 +49,13 @@ class E8M0Format:
         return np.where(valid, np.where(valid, e, 0) + BIAS, NAN_CODE).astype(np.uint8)
 
     def round_to_float64(self, values) -> np.ndarray:
-        """Cast float64 values as ml_dtypes does (rules above), returning the values."""
+        """Cast float64 values to e8m0 by the rules above, returning the values."""
         x = np.asarray(values, dtype=np.float64)
         with np.errstate(divide="ignore", invalid="ignore"):
             mantissa, exponent = np.frexp(x)  # x = mantissa·2**exponent, mantissa in [0.5, 1)
             # nearest power of two, ties up: 2**(exponent − 1) unless mantissa >= 0.75
             nearest = np.where(mantissa >= 0.75, exponent, exponent - 1)
-            nearest = np.where((x > 2.0**-127) & (x < 2.0**-126), -126, np.maximum(nearest, MIN_EXPONENT))
+            nearest = np.maximum(nearest, MIN_EXPONENT)
             result = np.ldexp(1.0, np.clip(nearest, MIN_EXPONENT, MAX_EXPONENT + 1))
         no_value = ~np.isfinite(x) | (x <= 0) | (nearest > MAX_EXPONENT)
         return np.where(no_value, np.nan, result)

@@ -27,6 +27,7 @@ import numpy as np
 
 from normtheory.formats import FORMATS
 from normtheory.reference import correctly_rounded
+from normtheory.upstream.compare import observe
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -71,9 +72,11 @@ print("e4m3fn saturating", e4.round_to_float64(probe, saturate=True))
 print("e5m2             ", e5.round_to_float64(np.array([57344.0, 61439.0, 61440.0, np.inf])))
 
 # %% [markdown]
-# ## ml_dtypes rounds float64 → bf16 twice
-# Its cast goes through float32. A float64 value just above a bf16 midpoint first rounds
-# *onto* the midpoint in float32, then ties to even — the wrong way.
+# ## Does ml_dtypes round float64 → bf16 once or twice? It depends on the version
+# Up to 0.6.0 its cast went through float32: a float64 value just above a bf16 midpoint first
+# rounded *onto* the midpoint in float32, then tied to even — the wrong way. 0.7.0 rounds once.
+# A library's numerics are a fact with a version range (docs/upstream.md), so this cell probes
+# the installed version and looks it up in the table instead of asserting one answer.
 
 # %%
 rng = np.random.default_rng(0)
@@ -82,8 +85,10 @@ base = bf16.round_to_float64(rng.standard_normal(100_000))
 just_above_midpoints = np.nextafter(base + bf16.ulp(base) / 2, np.inf)
 ours = bf16.round_to_float64(just_above_midpoints)
 theirs = just_above_midpoints.astype(ml_dtypes.bfloat16).astype(np.float64)
-double_rounded = np.mean(ours != theirs)
-print(f"ml_dtypes disagrees with correct rounding on {double_rounded:.1%} of these values")
+disagreement = np.mean(ours != theirs)
+observed = observe("ml_dtypes.float64_to_bf16")
+print(f"ml_dtypes {observed.version}: {observed.probed} (the table says {observed.expected}, {observed.status}); "
+      f"it disagrees with correct rounding on {disagreement:.1%} of these values")
 
 # %% [markdown]
 # ## A correctly rounded LayerNorm vs float64-then-round
@@ -127,7 +132,10 @@ print(dict(zip(ratios, misround_fraction)))
 # %%
 assert e4.round_to_float64(np.array([464.0]))[0] == 448.0 and np.isnan(e4.round_to_float64(np.array([480.0]))[0])
 assert e4.round_to_float64(np.array([1e6]), saturate=True)[0] == 448.0
-assert double_rounded > 0.1, "ml_dtypes' float64 casts double-round"
+assert not observed.failed, "the installed ml_dtypes contradicts docs/upstream.md"
+assert (disagreement > 0.1) == (observed.probed == "double-rounds via float32"), "the probe and the sample agree"
+above = base > 0  # there nextafter(midpoint, inf) lies above the midpoint, so the correct result is the upper neighbour
+assert np.all(ours[above] == base[above] + bf16.ulp(base[above])), "ours rounds once"
 assert np.count_nonzero(error_ulps) > 0, "float64-then-round misrounds here"
 assert error_ulps.max() <= 1, "...but never by more than one ulp"
 assert misround_fraction[-1] > misround_fraction[0], "misrounding grows with the offset"
