@@ -1,6 +1,6 @@
 """Accumulation probe: how many bits do fp8 (torch._scaled_mm) and bf16/fp16 matrix products
 keep while they accumulate? Records the products, then estimates the effective accumulator
-precision per K with normtheory.precision.accumulation (which documents the estimator).
+precision per K with normtheory.precision.lowprecision.accumulation (which documents the estimator).
 
 Inputs expose truncation: positive A (M×K) and B (K×N) with significands in [1, 2) and spread
 exponents (accumulation.probe_inputs), so every product is positive and has bits far below the
@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from normtheory.formats import FORMATS
-from normtheory.precision.accumulation import analyse, probe_inputs, save_recording
+from normtheory.precision.lowprecision.accumulation import analyse, probe_inputs, save_recording
 
 K_VALUES = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 

@@ -8,7 +8,7 @@ output (so that no final low-precision rounding hides the accumulated error):
 - prob/p99.9: the probabilistic bound over the 99.9th percentile of the error, on random
   normal rows (a ratio >= 1 means the percentile is within the bound; <= 3 is the target),
   and the fraction of elements above the probabilistic bound (it targets < 1e-3 per element,
-  bounds.py). With 64 rows the percentile is nearly the largest of ~32 rows whose rsqrt errs
+  bounds/forward.py). With 64 rows the percentile is nearly the largest of ~32 rows whose rsqrt errs
   the same way, so it moves between seeds: 2.3–3.1 over eight seeds for the sequential models.
 
 Backward (second table; every model, eps outside the root against its own exact gradient), per model, op and gradient
@@ -18,7 +18,7 @@ normal rows and normal incoming gradients. It moves between seeds like the forwa
 seeds 1–8 (`--seed 0`–`7`) of the models with the largest ratios (pairwise, sequential, Welford,
 one-pass, fp16, bf16), gx 1.5–3.2 and gw 1.8–3.05, gb (whose bound is the rows' sum alone) up to 3.8
 on bf16; the default seed's column is at most 2.94. Third table: the stable Lp kernel's backward
-(precision/lp.py, worst case only) per p. The exact values are computed once per input and
+(precision/bounds/lp.py, worst case only) per p. The exact values are computed once per input and
 eps placement and shared by the models.
 
     PYTHONPATH=. python benchmarks/bound_tightness.py [--rows 16] [--prob-rows 64] [--skip-forward]
@@ -32,10 +32,10 @@ import numpy as np
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds import forward_bound
-from normtheory.precision.bounds_backward import backward_bound
-from normtheory.precision.emulate import forward
-from normtheory.precision.emulate_backward import backward
+from normtheory.precision.bounds.forward import forward_bound
+from normtheory.precision.bounds.backward import backward_bound
+from normtheory.precision.emulation.forward import forward
+from normtheory.precision.emulation.backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 
@@ -170,8 +170,8 @@ LP_P_VALUES = (1, 1.5, 2, 3, 4, float("inf"))
 def print_lp_backward_table(args):
     """Worst error / worst-case bound of the stable Lp kernel's backward (fp32 accumulation, the
     sequential order, fp32 gradients: no output rounding), over the families and widths."""
-    from normtheory.precision.lp import stable_backward_bound
-    from normtheory.precision.lp_emulate import emulate_stable_backward
+    from normtheory.precision.bounds.lp import stable_backward_bound
+    from normtheory.precision.emulation.lp import emulate_stable_backward
     from normtheory.reference import evaluate
 
     print()

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from normtheory.theory.equivalence import convert_reference  # noqa: E402
-from normtheory.theory.equivalence_models import DecoderConfig, crms_norm, random_decoder  # noqa: E402
+from normtheory.theory.equivalence.convert import convert_reference  # noqa: E402
+from normtheory.theory.equivalence.models import DecoderConfig, crms_norm, random_decoder  # noqa: E402
 
 VARIANTS = ("layernorm", "rmsnorm", "crmsnorm")
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
@@ -50,7 +50,7 @@ def reference_models(shapes, device, dtype):
 
 
 def gpt2_models(shapes, device, dtype):
-    from normtheory.theory.equivalence_gpt2 import convert_gpt2, random_gpt2
+    from normtheory.theory.equivalence.gpt2 import convert_gpt2, random_gpt2
 
     original = random_gpt2(d=shapes["d"], n_layer=shapes["layers"], n_head=shapes["heads"], vocab=shapes["vocab"],
                            n_positions=shapes["seq"], seed=0)

@@ -1,4 +1,4 @@
-"""Depth Monte Carlo of Pre-Lp Transformers against Pre-LN and Pre-RMSNorm (theory/lp_depth.py).
+"""Depth Monte Carlo of Pre-Lp Transformers against Pre-LN and Pre-RMSNorm (theory/lp/depth.py).
 
     PYTHONPATH=. python benchmarks/lp_depth.py            # CPU, xiong setup, d = 64, L up to 48
 
@@ -23,7 +23,7 @@ P_VALUES = (1.0, 1.5, 2.0, 3.0, 4.0, math.inf)
 def run(d: int, depths: tuple[int, ...], seeds: int, tokens: int, setup: str = "xiong"):
     import torch
 
-    from normtheory.theory.montecarlo import StackConfig, lp_arch, measure
+    from normtheory.theory.meanfield.montecarlo import StackConfig, lp_arch, measure
 
     torch.manual_seed(0)
     cfg = StackConfig(setup=setup, d=d, depths=depths, n_tokens=tokens)
@@ -36,10 +36,10 @@ def run(d: int, depths: tuple[int, ...], seeds: int, tokens: int, setup: str = "
 def analyse(cfg, archs, measured):
     import numpy as np
 
-    from normtheory.theory.lp_depth import (hidden_band_lp, judge_hidden, last_w2_grad_sq_lp, large_d_shape_constant,
+    from normtheory.theory.lp.depth import (hidden_band_lp, judge_hidden, last_w2_grad_sq_lp, large_d_shape_constant,
                                             shape_constants)
-    from normtheory.theory.meanfield import block_gains
-    from normtheory.theory.montecarlo import lp_exponent
+    from normtheory.theory.meanfield.predictions import block_gains
+    from normtheory.theory.meanfield.montecarlo import lp_exponent
 
     g = block_gains(cfg.setup, cfg.d, cfg.activation, 0.0)
     rows, checks = [], []

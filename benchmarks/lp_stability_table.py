@@ -33,9 +33,9 @@ def main(argv=None) -> int:
     import numpy as np
 
     from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
-    from normtheory.theory import lp
-    from normtheory.theory.lp_measure import smallest_failing_magnitude, stable_error_survey
-    from normtheory.theory.lp_thresholds import naive_safe_range
+    from normtheory.theory.lp import conditioning as lp
+    from normtheory.theory.lp.measure import smallest_failing_magnitude, stable_error_survey
+    from normtheory.theory.lp.thresholds import naive_safe_range
 
     rng = np.random.default_rng(0)
     gaussian = rng.standard_normal((256, args.d))

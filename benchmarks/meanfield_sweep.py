@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     import torch
     from tqdm import tqdm
 
-    from normtheory.theory.montecarlo import StackConfig, run_record
+    from normtheory.theory.meanfield.montecarlo import StackConfig, run_record
 
     if args.threads:
         torch.set_num_threads(args.threads)  # on a shared machine, spinning threads cost more than they give

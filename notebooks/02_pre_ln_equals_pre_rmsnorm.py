@@ -35,9 +35,9 @@ import normtheory
 from normtheory.symbolic import normalizers as norms
 from normtheory.symbolic.identities import decide, rational_points
 from normtheory.symbolic.powersums import SumAlgebra
-from normtheory.theory.equivalence_check import FP64_RELATIVE_REQUIREMENT, inference_check, make_batch
-from normtheory.theory.equivalence_gpt2 import convert_gpt2, random_gpt2
-from normtheory.theory.equivalence_subjects import gpt2_subject
+from normtheory.theory.equivalence.check import FP64_RELATIVE_REQUIREMENT, inference_check, make_batch
+from normtheory.theory.equivalence.gpt2 import convert_gpt2, random_gpt2
+from normtheory.theory.equivalence.subjects import gpt2_subject
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -166,7 +166,7 @@ crms_wrong = show("wrong: CRMSNorm dividing by d − 1",
 # converted checkpoint is deployed) in the working dtype, and compares the logits with
 # a bound on ‖Δ‖₂ derived from a rounding-error model of both runs (Monte Carlo samples of
 # the error model, a Gaussian-tail factor at failure probability 1e-6 and a χ² correction for
-# the finite number of samples — `normtheory.theory.equivalence_bound`). Nothing in the
+# the finite number of samples — `normtheory.theory.equivalence.bound`). Nothing in the
 # bound is fitted to the differences it judges; set at a failure probability of 1e-6, it sits
 # well above a typical difference, so ratios far below 1 are expected. A conversion that
 # forgets to recentre one writer (`skip_recentre`) is run through the same check.

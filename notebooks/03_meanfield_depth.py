@@ -11,11 +11,11 @@
 # # 03 — Depth at initialisation: mean-field predictions vs Monte Carlo
 #
 # How do the hidden states and the last layer's gradient of a Transformer scale with depth L,
-# for Post-LN, Pre-LN, Peri-LN and LayerNorm-Scaling (LNS)? `normtheory.theory.meanfield`
+# for Post-LN, Pre-LN, Peri-LN and LayerNorm-Scaling (LNS)? `normtheory.theory.meanfield.predictions`
 # turns the papers' statements into predictions of a declared kind — *exact* (a value),
 # *band* (an interval) or *scaling* (a law known up to a constant, fitted at one reference
 # point) — each with a tolerance of t·SE plus a stated model error, Bonferroni-corrected over
-# the whole report (family level 5%). `normtheory.theory.montecarlo` measures real PyTorch
+# the whole report (family level 5%). `normtheory.theory.meanfield.montecarlo` measures real PyTorch
 # stacks at initialisation. This notebook runs small stacks live on the CPU, then re-judges
 # the sweep recorded on an H100 (tests/data/meanfield/) with the same code.
 
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 import normtheory
-from normtheory.theory import meanfield as mf
-from normtheory.theory.meanfield_cli import plot_records, print_report
-from normtheory.theory.montecarlo import StackConfig, run_record
+from normtheory.theory.meanfield import predictions as mf
+from normtheory.cli.meanfield import plot_records, print_report
+from normtheory.theory.meanfield.montecarlo import StackConfig, run_record
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()

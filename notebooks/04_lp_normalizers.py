@@ -13,14 +13,14 @@
 # y = x / N, N = ((1/d)Σ|x_i|^p + eps^(p/2))^(1/p) (eps is an RMS floor √eps for every p;
 # p = inf is x / max(max|x|, √eps)). p = 2 is RMSNorm. Three questions, each answered with the
 # package's own code:
-# 1. How well conditioned is the map x ↦ y as p moves away from 2? (`normtheory.theory.lp`:
+# 1. How well conditioned is the map x ↦ y as p moves away from 2? (`normtheory.theory.lp.conditioning`:
 #    closed-form Jacobian, its singular values, κ_rel and its Gaussian large-d limit.)
 # 2. Where does the textbook kernel — power, sum, root — overflow, and does the one that rescales
-#    by max|x| first really never fail? (`theory.lp_thresholds` predicts, `theory.lp_measure`
+#    by max|x| first really never fail? (`theory.lp.thresholds` predicts, `theory.lp.measure`
 #    bisects the real torch kernels of `kernels.lp`, `precision.lp` bounds the stable one, and
 #    `reference.correctly_rounded` judges it.)
-# 3. What does p do to a deep Pre-Lp Transformer at initialisation? (`theory.lp_depth` and the
-#    Monte Carlo harness of `theory.montecarlo`, as in `benchmarks/lp_depth.py`.)
+# 3. What does p do to a deep Pre-Lp Transformer at initialisation? (`theory.lp.depth` and the
+#    Monte Carlo harness of `theory.meanfield.montecarlo`, as in `benchmarks/lp_depth.py`.)
 
 # %%
 import importlib.util
@@ -39,9 +39,9 @@ import torch
 import normtheory
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
-from normtheory.precision.bounds import Gammas
-from normtheory.precision.lp import stable_forward_bound
-from normtheory.precision.lp_emulate import emulate_naive
+from normtheory.precision.bounds.forward import Gammas
+from normtheory.precision.bounds.lp import stable_forward_bound
+from normtheory.precision.emulation.lp import emulate_naive
 from normtheory.precision.measure import absolute_errors
 from normtheory.precision.models import Model
 from normtheory.reference import correctly_rounded, evaluate
@@ -49,13 +49,13 @@ from normtheory.symbolic import jacobians as jac
 from normtheory.symbolic.identities import decide
 from normtheory.symbolic.spotcheck import reference_jacobian, sample_rows
 from normtheory.symbolic.spotcheck import spectral_norm as reference_spectral_norm
-from normtheory.theory import lp
-from normtheory.theory import lp_thresholds as th
-from normtheory.theory.lp_depth import hidden_band_lp, large_d_shape_constant
-from normtheory.theory.lp_measure import (TORCH_DTYPES, largest_failing_magnitude, smallest_failing_magnitude,
+from normtheory.theory.lp import conditioning as lp
+from normtheory.theory.lp import thresholds as th
+from normtheory.theory.lp.depth import hidden_band_lp, large_d_shape_constant
+from normtheory.theory.lp.measure import (TORCH_DTYPES, largest_failing_magnitude, smallest_failing_magnitude,
                                           stable_error_survey, ulp_errors)
-from normtheory.theory.meanfield import block_gains
-from normtheory.theory.montecarlo import StackConfig, lp_arch, measure
+from normtheory.theory.meanfield.predictions import block_gains
+from normtheory.theory.meanfield.montecarlo import StackConfig, lp_arch, measure
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -71,7 +71,7 @@ gamma64 = Gammas(U64, "worst")  # γ_k = ku/(1 − ku), binary64
 # %% [markdown]
 # ## 1. The Jacobian in closed form
 # J = (1/N)(I − y vᵀ) with v_j = sign(y_j)|y_j|^(p−1)/d: the identity plus a rank-one term, so
-# all singular values but two are 1/N and the other two have a closed form (σ±, `theory/lp.py`).
+# all singular values but two are 1/N and the other two have a closed form (σ±, `theory/lp/conditioning.py`).
 # First, sympy: the closed form equals the derivative of the definition for general d and
 # general p (one case per sign pattern of x_i, x_j — |x| is not differentiable at 0), the
 # statement proofs/test_claim3_jacobians.py proves.
@@ -195,7 +195,7 @@ fig.savefig(FIGURES / "04_conditioning_vs_p.png", dpi=100)
 # (F = 65504), bf16 and fp32 data accumulated in fp32. `smallest_failing_magnitude` bisects the
 # bit patterns of the format for the first constant row on which the torch kernel fails. torch's
 # CPU kernels sum fp16 in fp32 and round the total once, so the fp16 setting is also measured on
-# the white-box emulation with a truly fp16 running sum (`precision.lp_emulate`).
+# the white-box emulation with a truly fp16 running sum (`precision.emulation.lp`).
 # With fp16 accumulation the floor eps^(p/2) itself is lost for p ≥ 2·ln(η)/ln(eps) (η = half
 # fp16's smallest subnormal), and then rows below η^(1/p) give x/0: a second failure at the
 # small end, also predicted.
@@ -393,7 +393,7 @@ print(f"naive output collapses to zeros at max|x| = {collapse:.4g}; predicted {r
 # ## 4. Depth: Pre-Lp at initialisation
 # In Xiong et al.'s setup every hidden token has i.i.d. Gaussian coordinates given the scales,
 # and the Lp normaliser's output is scale invariant, so a Pre-Lp stack grows like Pre-RMSNorm
-# with every branch gain multiplied by c_p(d) = E[‖Lp(g)‖²/d] (`theory/lp_depth.py`): faster
+# with every branch gain multiplied by c_p(d) = E[‖Lp(g)‖²/d] (`theory/lp/depth.py`): faster
 # for p < 2, slower for p > 2, far slower at p = inf (c_∞(d) ≈ 1/(2 ln d)). Small stacks live on
 # the CPU (d = 64, L up to 48, 8 seeds, 16 tokens), judged by `benchmarks/lp_depth.py`'s own
 # analysis (Bonferroni-corrected bands, the c_p(d) Monte Carlo error included).

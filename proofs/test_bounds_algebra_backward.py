@@ -1,4 +1,4 @@
-"""Algebra behind the additions to normtheory/precision/bounds_backward.py: eps outside the root
+"""Algebra behind the additions to normtheory/precision/bounds/backward.py: eps outside the root
 (B8) and the probabilistic column sums (P2, P3); sympy identities, mpmath corner checks."""
 
 import itertools
@@ -110,8 +110,8 @@ def test_row_magnitude_budget_split():
     """P4: gw's own two statements (λ = 4.5, bf16's u) and ROW_STATEMENTS·R statements at
     λ_R = row_statement_lambda(R, u) fail together with probability below FAILURE_PROBABILITY,
     and λ_R is the smallest λ with that per-statement failure (checked in 60-digit arithmetic)."""
-    from normtheory.precision.bounds import LAMBDA
-    from normtheory.precision.bounds_backward import (FAILURE_PROBABILITY, ROW_MAGNITUDE_BUDGET, ROW_STATEMENTS,
+    from normtheory.precision.bounds.forward import LAMBDA
+    from normtheory.precision.bounds.backward import (FAILURE_PROBABILITY, ROW_MAGNITUDE_BUDGET, ROW_STATEMENTS,
                                                       row_statement_lambda)
 
     with mpmath.workdps(60):

@@ -1,7 +1,7 @@
 """Claim 7, wrong variants: each forward-bound step of proofs/test_bounds_algebra.py (the algebra
-behind normtheory/precision/bounds.py) fed a deliberately wrong version through the same check.
+behind normtheory/precision/bounds/forward.py) fed a deliberately wrong version through the same check.
 
-A separate file so that the steps themselves stay where bounds.py's docstring points.
+A separate file so that the steps themselves stay where bounds/forward.py's docstring points.
 """
 
 import mpmath

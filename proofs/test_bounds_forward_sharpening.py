@@ -1,5 +1,5 @@
-"""Algebra behind the sharper forward bounds of normtheory/precision/bounds.py and
-welford_bound.py: the scale's exact largest deviation, the stopped-martingale fixed point of
+"""Algebra behind the sharper forward bounds of normtheory/precision/bounds/forward.py and
+bounds/welford.py: the scale's exact largest deviation, the stopped-martingale fixed point of
 probabilistic chain sums, and the adjoint split of Welford's error. Each claim is proved with
 sympy and spot-checked in mpmath; a wrong variant of each is shown to fail."""
 
@@ -65,14 +65,14 @@ def test_chain_fixed_point_start():
         assert lhs <= mpmath.sqrt(sum(v * v for v in s)) + big_e * mpmath.sqrt(len(s))
 
 
-# ---- Welford: the adjoint split (welford_bound.py) -------------------------------------------
+# ---- Welford: the adjoint split (bounds/welford.py) -------------------------------------------
 
 
 def test_welford_lane_step_error_split():
     """A lane step from (m + ε, M + E) with roundings e1..e5:
     δ̂ = x − m̂ + e1, q̂ = δ̂/j + e2, m̂' = m̂ + q̂ + e3, â = x − m̂' + e4, M̂' = δ̂·â + M̂ + e5.
     The new mean error is linear in (ε, e), and M̂' − M' is its linear part plus exactly
-    (δ̂ − δ)(â − a): the coefficients are those of the reverse sweep in welford_bound.py."""
+    (δ̂ − δ)(â − a): the coefficients are those of the reverse sweep in bounds/welford.py."""
     x, m, big_m, j = sp.symbols("x m M j", positive=True)
     eps_m, eps_big, e1, e2, e3, e4, e5 = sp.symbols("epsilon E e1:6")
     delta = x - m
@@ -91,7 +91,7 @@ def test_welford_lane_step_error_split():
     second = (d_hat - delta) * (a_hat - a)
     assert sp.simplify(big_error - linear - second) == 0
 
-    # the reverse sweep of welford_bound.py, for the adjoint pair (ā_m, ā_M) of (m̂', M̂')
+    # the reverse sweep of bounds/welford.py, for the adjoint pair (ā_m, ā_M) of (m̂', M̂')
     def reverse(adj_m, adj_big):
         grad_after = adj_big * delta
         am_total = adj_m - grad_after
@@ -137,7 +137,7 @@ def test_welford_merge_error_split():
     assert sp.simplify(big_error - linear_hat - (w + om) * (d_hat - delta) ** 2 - systematic) == 0
     assert sp.simplify(mean_error - sum(sp.diff(mean_error, v).subs(zero) * v for v in rounding)
                        - delta * sig) == 0
-    # reverse sweep of welford_bound.py (ŝ = s + σ, ŵ = w + ω)
+    # reverse sweep of bounds/welford.py (ŝ = s + σ, ŵ = w + ω)
     for adj_m, adj_big, error in ((1, 0, mean_error), (0, 1, linear_hat)):
         grad_p10 = adj_big * (w + om)
         grad_delta = adj_m * (s + sig) + 2 * delta * grad_p10

@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
-from normtheory.precision.arith import Arith
+from normtheory.precision.emulation.arith import Arith
 
 class RecordingArith(Arith):
     """Exact binary64 arithmetic that remembers every operand sum a rounding is applied to."""

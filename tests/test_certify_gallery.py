@@ -174,7 +174,7 @@ def test_captured_activations_are_certified_with_the_families(tmp_path):
 
 
 def test_elements_the_contract_cannot_judge_are_counted_and_named():
-    # with eps = 0 nothing floors the computed variance (bounds.py, step 4): on rows of
+    # with eps = 0 nothing floors the computed variance (bounds/forward.py, step 4): on rows of
     # subnormals its error is all underflow, so `default` has no finite bound there — said, not
     # silently passed. (With eps > 0 every row gets at least the floor's bound; bf16 rows with
     # |mean|/std = 1e4, this test's former case, now have a finite Welford bound even at eps = 0.)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory.equivalence_bound import chi2_lower_quantile, gaussian_norm_factor, tail_factor
-from normtheory.theory.equivalence_noise import NoiseOps
+from normtheory.theory.equivalence.bound import chi2_lower_quantile, gaussian_norm_factor, tail_factor
+from normtheory.theory.equivalence.noise import NoiseOps
 
 
 def test_chi2_quantile_matches_the_closed_form_for_two_degrees_of_freedom():

@@ -13,7 +13,7 @@ from normtheory import cli
 
 @pytest.fixture
 def main(monkeypatch):
-    monkeypatch.setattr(cli, "SUBCOMMANDS", {"equiv": ("normtheory.theory.equiv_cli", "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm")})
+    monkeypatch.setattr(cli, "SUBCOMMANDS", {"equiv": ("normtheory.cli.equiv", "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm")})
     before = torch.get_num_threads()
     yield cli.main
     torch.set_num_threads(before)
@@ -63,6 +63,6 @@ def test_cuda_request_without_cuda_is_a_usage_error(main, capsys):
 
 
 def test_module_imports_nothing_heavy():
-    code = "import sys, normtheory.theory.equiv_cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'sympy')))"
+    code = "import sys, normtheory.cli.equiv; print(any(m in sys.modules for m in ('torch', 'transformers', 'sympy')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

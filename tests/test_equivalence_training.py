@@ -4,9 +4,9 @@ inside the forward), and the quantified failure of AdamW on the converted parame
 import pytest
 import torch
 
-from normtheory.theory.equivalence_models import DecoderConfig, random_decoder
-from normtheory.theory.equivalence_subjects import reference_subject
-from normtheory.theory.equivalence_training import training_check
+from normtheory.theory.equivalence.models import DecoderConfig, random_decoder
+from normtheory.theory.equivalence.subjects import reference_subject
+from normtheory.theory.equivalence.training import training_check
 
 CFG = DecoderConfig(vocab=32, d=16, n_layers=2, n_heads=2, max_len=8)
 
@@ -41,8 +41,8 @@ def test_wrong_conversion_inside_the_forward_is_caught(subject):
 
 def test_gpt2_training_equivalence():
     pytest.importorskip("transformers")
-    from normtheory.theory.equivalence_gpt2 import random_gpt2
-    from normtheory.theory.equivalence_subjects import gpt2_subject
+    from normtheory.theory.equivalence.gpt2 import random_gpt2
+    from normtheory.theory.equivalence.subjects import gpt2_subject
 
     subject = gpt2_subject(random_gpt2(d=16, n_layer=1, n_head=2, vocab=32, n_positions=8, seed=5))
     report = training_check(subject, "crmsnorm", "fp64", steps=2, samples=8)

@@ -1,4 +1,4 @@
-"""Accumulation analysis (precision/accumulation.py) on emulated recordings of known accumulator
+"""Accumulation analysis (precision/lowprecision/accumulation.py) on emulated recordings of known accumulator
 precision: it recovers the precision, tells truncation from rounding, says when a precision is
 beyond what the inputs can show, and reads/writes recordings safely.
 
@@ -15,7 +15,7 @@ import pytest
 
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.accumulation import analyse, estimate_bits, load_recording, probe_inputs, save_recording
+from normtheory.precision.lowprecision.accumulation import analyse, estimate_bits, load_recording, probe_inputs, save_recording
 
 FP32 = FORMATS["fp32"]
 

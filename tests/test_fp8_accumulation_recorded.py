@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from normtheory.precision.accumulation import analyse, load_recording
+from normtheory.precision.lowprecision.accumulation import analyse, load_recording
 
 RECORDING = Path(__file__).parent / "data" / "accumulation_cuda.npz"
 

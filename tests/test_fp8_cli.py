@@ -1,4 +1,4 @@
-"""`normtheory fp8` (kernels/fp8_cli.py), driven through the same parser class the console
+"""`normtheory fp8` (cli/fp8.py), driven through the same parser class the console
 script uses (the lead wires the subcommand into normtheory/cli.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from normtheory.cli import _ArgumentParser
 from normtheory.errors import UsageError
-from normtheory.kernels import fp8_cli
+from normtheory.cli import fp8 as fp8_cli
 
 
 def run(*argv):
@@ -30,7 +30,7 @@ def test_probe_prints_and_writes_json(tmp_path, capsys):
 
 def test_accumulation_reads_a_recording(tmp_path):
     from normtheory.formats import FORMATS
-    from normtheory.precision.accumulation import probe_inputs, save_recording
+    from normtheory.precision.lowprecision.accumulation import probe_inputs, save_recording
 
     a, b = probe_inputs(256, "bf16", np.random.default_rng(0), m=4, n=4)
     measured = FORMATS["fp32"].round_to_float64(a @ b)  # float64 product then fp32: a near-exact accumulator

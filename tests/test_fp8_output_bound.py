@@ -1,4 +1,4 @@
-"""The error bound of a normalizer with a scaled fp8 output (precision/scaled_bound.py) holds for
+"""The error bound of a normalizer with a scaled fp8 output (precision/lowprecision/scaled_bound.py) holds for
 the torch compositions under every recipe, and the same check flags wrong kernels."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from normtheory.formats import FORMATS  # noqa: E402
 from normtheory.kernels.fp8_output import layer_norm_fp8, rms_norm_fp8  # noqa: E402
 from normtheory.kernels.fp8_probe import probe_cast  # noqa: E402
 from normtheory.precision.measure import as_float64, exact_outputs  # noqa: E402
-from normtheory.precision.scaled_bound import scaled_output_bound  # noqa: E402
-from normtheory.precision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval  # noqa: E402
+from normtheory.precision.lowprecision.scaled_bound import scaled_output_bound  # noqa: E402
+from normtheory.precision.lowprecision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval  # noqa: E402
 
 TORCH = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2, "fp8_e4m3fnuz": torch.float8_e4m3fnuz}
 OPS = {"rmsnorm": (rms_norm_fp8, "weight"), "layernorm": (layer_norm_fp8, "weight_bias")}
@@ -114,7 +114,7 @@ def test_no_bound_where_a_non_saturating_cast_may_overflow():
 def test_mx_saturation_error_is_within_the_bound(name):
     """MX's floor-based scale puts a block's amax in [2^emax, 2^(emax+1)), above fmax for every
     element format: those entries saturate. The bound's saturation term covers them."""
-    from normtheory.precision.scaling import quantize
+    from normtheory.precision.lowprecision.scaling import quantize
 
     fmt = FORMATS[name]
     rng = np.random.default_rng(8)
@@ -131,7 +131,7 @@ def test_mx_saturation_error_is_within_the_bound(name):
 
 
 def test_judge_passes_the_torch_kernels_and_fails_wrong_ones():
-    from normtheory.precision.scaled_check import judge_scaled_output
+    from normtheory.precision.lowprecision.scaled_check import judge_scaled_output
 
     x, w, b = inputs(rows=4, seed=9)
     y = exact("layernorm", x, w, b, "weight_bias")
@@ -155,7 +155,7 @@ def test_judge_passes_the_torch_kernels_and_fails_wrong_ones():
 def test_compiled_kernels_are_within_the_bound(scaling):
     """torch.compile (inductor, CPU) fuses the composition; its output is judged by the same
     bound and scale check (not by equality with eager, which fusion need not keep)."""
-    from normtheory.precision.scaled_check import judge_scaled_output
+    from normtheory.precision.lowprecision.scaled_check import judge_scaled_output
 
     x, w, b = inputs(rows=4, seed=10)
     y = exact("rmsnorm", x, w, b, "weight")
@@ -170,7 +170,7 @@ def test_scale_check_accepts_the_fallback_of_an_all_zero_block_and_rejects_a_wro
     """A zero block's amax is 0: the recipe keeps the fallback scale 1.0 (or, were the fp32 output
     tiny instead of 0, a huge scale); both are accepted (the check is the interval hull of the
     two). A block with a real amax gets a narrow interval: a scale of 3.0 is rejected there."""
-    from normtheory.precision.scaling import scale_interval
+    from normtheory.precision.lowprecision.scaling import scale_interval
 
     y = np.zeros((1, 64))
     y[0, 32:] = np.linspace(0.5, 2.0, 32)

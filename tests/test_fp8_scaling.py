@@ -1,4 +1,4 @@
-"""Scaled quantization (precision/scaling.py): recipes, amax edge cases, MX, double rounding,
+"""Scaled quantization (precision/lowprecision/scaling.py): recipes, amax edge cases, MX, double rounding,
 and the torch compositions (kernels/fp8_output.py) against the numpy emulation."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
-from normtheory.precision.scaling import (
+from normtheory.precision.lowprecision.scaling import (
     FP32_MAX, FP32_MIN_NORMAL, DelayedScaling, cast_through, group_amax, mx_shared_exponent, parse_scaling,
     quantize, scale_from_amax,
 )

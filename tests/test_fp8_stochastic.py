@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.stochastic import sequential_sum, sr_variance_bound, stochastic_round
+from normtheory.precision.lowprecision.stochastic import sequential_sum, sr_variance_bound, stochastic_round
 
 Z = 5.0
 BF16, E4 = FORMATS["bf16"], FORMATS["fp8_e4m3fn"]

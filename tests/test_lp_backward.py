@@ -13,8 +13,8 @@ from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
 
 from normtheory.formats import FORMATS
-from normtheory.precision.lp import stable_backward_bound
-from normtheory.precision.lp_emulate import SEQUENTIAL, emulate_stable_backward
+from normtheory.precision.bounds.lp import stable_backward_bound
+from normtheory.precision.emulation.lp import SEQUENTIAL, emulate_stable_backward
 from normtheory.precision.measure import absolute_errors
 from normtheory.reference import evaluate
 from precision_cases import draw_affine, draw_input_rows

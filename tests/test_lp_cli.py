@@ -7,12 +7,12 @@ import pytest
 
 from normtheory import cli
 from normtheory.formats import FORMATS
-from normtheory.theory import lp_thresholds
+from normtheory.theory.lp import thresholds as lp_thresholds
 
 
 @pytest.fixture(autouse=True)
 def wire_lp(monkeypatch):
-    monkeypatch.setattr(cli, "SUBCOMMANDS", {"lp": ("normtheory.theory.lp_cli", "Lp normalizer stability table")})
+    monkeypatch.setattr(cli, "SUBCOMMANDS", {"lp": ("normtheory.cli.lp", "Lp normalizer stability table")})
 
 
 def _run(capsys, *argv):
@@ -73,7 +73,7 @@ def test_a_wrong_prediction_makes_the_command_fail(capsys, monkeypatch):
 
 
 def test_the_certifier_hook_is_used_when_connected(capsys, monkeypatch):
-    from normtheory.theory import lp_cli
+    from normtheory.cli import lp as lp_cli
 
     seen = []
     monkeypatch.setattr(lp_cli, "CERTIFIER", lambda name, **kw: seen.append((name, kw["p"])) or "pass")

@@ -1,4 +1,4 @@
-"""Pre-Lp stacks in the Monte Carlo harness, and the mean-field band of theory/lp_depth.py."""
+"""Pre-Lp stacks in the Monte Carlo harness, and the mean-field band of theory/lp/depth.py."""
 
 import math
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory import montecarlo as mc
-from normtheory.theory.lp_depth import hidden_band_lp, judge_hidden, large_d_shape_constant, shape_constants
-from normtheory.theory.meanfield import block_gains
+from normtheory.theory.meanfield import montecarlo as mc
+from normtheory.theory.lp.depth import hidden_band_lp, judge_hidden, large_d_shape_constant, shape_constants
+from normtheory.theory.meanfield.predictions import block_gains
 
 
 def test_lp_arch_names_round_trip_and_bad_names_are_refused():

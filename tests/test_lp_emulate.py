@@ -1,4 +1,4 @@
-"""The emulated Lp kernels (precision/lp_emulate.py): the stable one within the bound of its own
+"""The emulated Lp kernels (precision/emulation/lp.py): the stable one within the bound of its own
 accumulator, in the worst (sequential) and the warp order; the naive one overflowing where
 predicted with a truly fp16 / bf16 running sum."""
 
@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.lp import stable_forward_bound
-from normtheory.precision.lp_emulate import SEQUENTIAL, emulate_naive, emulate_stable
+from normtheory.precision.bounds.lp import stable_forward_bound
+from normtheory.precision.emulation.lp import SEQUENTIAL, emulate_naive, emulate_stable
 from normtheory.precision.measure import absolute_errors
 from normtheory.reference import evaluate
-from normtheory.theory.lp_measure import binade_rows
-from normtheory.theory.lp_thresholds import naive_failures, naive_overflow_abs
+from normtheory.theory.lp.measure import binade_rows
+from normtheory.theory.lp.thresholds import naive_failures, naive_overflow_abs
 
 EPS = 1e-6
 

@@ -1,5 +1,5 @@
 """The naive Lp kernel overflows where lp_thresholds predicts; the stable one never fails and
-stays within its a-priori bound (precision/lp.py) over the whole finite range of fp16, bf16
+stays within its a-priori bound (precision/bounds/lp.py) over the whole finite range of fp16, bf16
 and fp32, judged against the arbitrary-precision reference."""
 
 import math
@@ -11,9 +11,9 @@ import torch
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
 from normtheory.reference import correctly_rounded
-from normtheory.theory.lp_measure import (TORCH_DTYPES, fails_on_constant_row, largest_failing_magnitude,
+from normtheory.theory.lp.measure import (TORCH_DTYPES, fails_on_constant_row, largest_failing_magnitude,
                                           run_kernel, smallest_failing_magnitude, stable_error_survey)
-from normtheory.theory.lp_thresholds import (floor_is_lost, naive_failures, naive_overflow_abs,
+from normtheory.theory.lp.thresholds import (floor_is_lost, naive_failures, naive_overflow_abs,
                                              naive_overflow_prediction, overflow_margin,
                                              term_underflow_abs)
 
@@ -116,7 +116,7 @@ def test_stable_kernel_never_fails_on_constant_rows(fmt, p):
     assert not fails_on_constant_row(lp_norm_stable, FORMATS[fmt].max_finite, 4096, fmt, EPS, p)
 
 
-# The survey judges every row against the exact value: |ŷ − y| ≤ bound (precision/lp.py).
+# The survey judges every row against the exact value: |ŷ − y| ≤ bound (precision/bounds/lp.py).
 SURVEY_STEP = {"fp16": 1, "bf16": 4, "fp32": 4}  # every binade of fp16, every 4th of the others
 
 

@@ -11,10 +11,10 @@ from hypothesis.extra import numpy as hnp
 
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_stable
-from normtheory.precision.lp import stable_forward_bound
+from normtheory.precision.bounds.lp import stable_forward_bound
 from normtheory.precision.measure import absolute_errors
 from normtheory.reference import evaluate
-from normtheory.theory.lp_measure import TORCH_DTYPES
+from normtheory.theory.lp.measure import TORCH_DTYPES
 
 PS = (1.0, 1.25, 2.0, 3.0, 8.0, math.inf)
 

@@ -1,4 +1,4 @@
-"""The closed forms of theory/lp.py against independent computations: torch autograd of the
+"""The closed forms of theory/lp/conditioning.py against independent computations: torch autograd of the
 formula (float64), numpy's SVD, mpmath derivatives and integrals. Each check is also shown to
 reject a deliberately wrong variant through the same comparison."""
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory import lp
+from normtheory.theory.lp import conditioning as lp
 
 EPS = 1e-6
 F64 = 2.0**-53

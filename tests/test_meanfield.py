@@ -1,4 +1,4 @@
-"""Closed forms, statistics and the judge of normtheory.theory.meanfield (no Monte Carlo of
+"""Closed forms, statistics and the judge of normtheory.theory.meanfield.predictions (no Monte Carlo of
 whole models here; see test_meanfield_montecarlo.py)."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory import meanfield as mf
+from normtheory.theory.meanfield import predictions as mf
 
 # ---------------------------------------------------------------- statistics
 

@@ -12,7 +12,7 @@ from normtheory import cli
 def wire_meanfield(monkeypatch):
     # only this subcommand: the others may live on branches not merged here
     monkeypatch.setattr(cli, "SUBCOMMANDS",
-                        {"meanfield": ("normtheory.theory.meanfield_cli", "mean-field predictions vs measurement")})
+                        {"meanfield": ("normtheory.cli.meanfield", "mean-field predictions vs measurement")})
 
 
 def _run(capsys, *argv):
@@ -95,7 +95,7 @@ def test_help_does_not_import_torch():
     import subprocess
     import sys
 
-    probe = ("import sys; from normtheory.theory import meanfield_cli; "
+    probe = ("import sys; from normtheory.cli import meanfield; "
              "print(any(m in sys.modules for m in ('torch', 'sympy', 'matplotlib')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

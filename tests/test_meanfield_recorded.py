@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from normtheory.theory import meanfield as mf
+from normtheory.theory.meanfield import predictions as mf
 
 DATA = Path(__file__).parent / "data" / "meanfield"
 RECORD_FILES = sorted(p for p in DATA.glob("*_d*.json"))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS, round_fraction
-from normtheory.precision.arith import Arith
-from normtheory.precision.emulate import truncate
+from normtheory.precision.emulation.arith import Arith
+from normtheory.precision.emulation.forward import truncate
 
 
 def _tricky_values(fmt, rng, count=20000):

@@ -6,7 +6,7 @@ import pytest
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.bounds_backward import backward_bound
+from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.models import MODELS
 
 

@@ -8,7 +8,7 @@ import pytest
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.emulate_backward import backward
+from normtheory.precision.emulation.backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 

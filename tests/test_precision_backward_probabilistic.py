@@ -1,4 +1,4 @@
-"""The probabilistic backward bounds (bounds_backward.py, P1–P3): the rounding steps they count
+"""The probabilistic backward bounds (bounds/backward.py, P1–P3): the rounding steps they count
 are those the model's tree performs, and on random rows the fraction of gradient elements above
 them stays below what their failure probability allows."""
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds_backward import FAILURE_PROBABILITY, backward_bound, rounding_step_sums
-from normtheory.precision.emulate_backward import backward
+from normtheory.precision.bounds.backward import FAILURE_PROBABILITY, backward_bound, rounding_step_sums
+from normtheory.precision.emulation.backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
-from normtheory.precision.reductions import tree_sum, tree_sum_products
+from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from precision_cases import RecordingArith
 
 

@@ -1,5 +1,5 @@
 """Soundness of the backward bounds: no input makes an emulated backward kernel (gx, gw, gb)
-exceed its own worst-case bound (bounds_backward.py).
+exceed its own worst-case bound (bounds/backward.py).
 
 Hypothesis searches with `target(error / bound)` over the structured families of the forward
 test (|mean|/std up to 1e6, massive outliers, near overflow, subnormals, constant and
@@ -14,8 +14,8 @@ from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds_backward import backward_bound
-from normtheory.precision.emulate_backward import backward
+from normtheory.precision.bounds.backward import backward_bound
+from normtheory.precision.emulation.backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 from precision_cases import draw_affine, draw_input_rows

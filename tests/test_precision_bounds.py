@@ -6,7 +6,7 @@ import pytest
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.bounds import Gammas, forward_bound
+from normtheory.precision.bounds.forward import Gammas, forward_bound
 from normtheory.precision.models import MODELS, Model
 
 

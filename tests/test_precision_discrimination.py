@@ -7,7 +7,7 @@ import pytest
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.emulate import forward
+from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.arith import Arith
-from normtheory.precision.domains import (domain_table, eps_collapse_threshold, overflow_threshold,
+from normtheory.precision.emulation.arith import Arith
+from normtheory.precision.bounds.domains import (domain_table, eps_collapse_threshold, overflow_threshold,
                                           rounding_margin, square_underflow_threshold)
-from normtheory.precision.emulate import forward, statistic
+from normtheory.precision.emulation.forward import forward, statistic
 from normtheory.precision.models import MODELS
 
 
@@ -47,7 +47,7 @@ def test_overflow_threshold_shrinks_like_one_over_sqrt_d():
 def test_a_rounded_up_sum_of_squares_below_the_exact_overflow_point_gets_no_bound():
     """Found by the soundness search: 43 entries of 39 in fp16 have Σx² = 65403 < 65504, but
     the sequential fp16 sum rounds up to inf; the threshold must leave room for that."""
-    from normtheory.precision.bounds import forward_bound
+    from normtheory.precision.bounds.forward import forward_bound
 
     model, x = MODELS["fp16_accum"], np.full((1, 43), 39.0)
     ar = Arith(FORMATS["fp16"])

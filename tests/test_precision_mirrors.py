@@ -1,4 +1,4 @@
-"""The mirrors (precision/mirrors.py) are bit-identical to the torch CPU kernels they name, and
+"""The mirrors (precision/mirrors/cpu.py) are bit-identical to the torch CPU kernels they name, and
 their errors stay within the bound of the named model they are an instance of.
 
 Bit identity is checked on the real kernels the certifier runs (normtheory.kernels.eager), on
@@ -18,9 +18,10 @@ from hypothesis.extra.numpy import arrays
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
-from normtheory.precision import mirrors, tolerance
-from normtheory.precision.bounds import forward_bound
-from normtheory.precision.emulate import forward
+from normtheory.precision import tolerance
+from normtheory.precision.mirrors import cpu as mirrors
+from normtheory.precision.bounds.forward import forward_bound
+from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 from precision_cases import draw_affine, draw_input_rows
@@ -143,7 +144,7 @@ def test_sum_order_is_torchs(case):
 
 @same_build
 def test_the_bit_comparison_can_fail():
-    """A model of the class (emulate.forward, `two_pass_sequential`: one lane, a different order
+    """A model of the class (emulation.forward.forward, `two_pass_sequential`: one lane, a different order
     and a different rsqrt) is not the kernel: the same comparison rejects it."""
     fmt = FORMATS["fp32"]
     x = fmt.round_to_float64(np.random.default_rng(1).standard_normal((16, 33)) * 3 + 1)

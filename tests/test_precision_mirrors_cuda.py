@@ -1,4 +1,4 @@
-"""The CUDA near-mirrors (normtheory.precision.mirrors_cuda) against torch's CUDA kernels run
+"""The CUDA near-mirrors (normtheory.precision.mirrors.cuda) against torch's CUDA kernels run
 here, on inputs drawn now (`gpu`: skipped without a CUDA device). tests/test_precision_mirrors_recorded.py
 checks them on recorded d = 64 rows; this widens the claim to other widths and fresh rows: every
 row must be bit-identical for some rsqrt within CUDA's documented 2 ulps."""
@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from normtheory.formats import FORMATS  # noqa: E402
 from normtheory.kernels.dtypes import torch_dtype  # noqa: E402
-from normtheory.precision import mirrors_cuda  # noqa: E402
+from normtheory.precision.mirrors import cuda as mirrors_cuda  # noqa: E402
 
 EPS = 1e-5
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.arith import Arith
-from normtheory.precision.bounds import Gammas, _mean_error, tree_partial_sums_norm
+from normtheory.precision.emulation.arith import Arith
+from normtheory.precision.bounds.forward import Gammas, _mean_error, tree_partial_sums_norm
 from normtheory.precision.models import MODELS
-from normtheory.precision.reductions import tree_sum
+from normtheory.precision.emulation.reductions import tree_sum
 from precision_cases import RecordingArith
 
 
@@ -49,10 +49,10 @@ def test_probabilistic_mean_error_holds_on_random_rows_and_is_sharper():
 
 def _coverage(op, bound_scale=1.0):
     """Fraction of elements of random normal rows above the probabilistic bound (y and gx)."""
-    from normtheory.precision.bounds import forward_bound
-    from normtheory.precision.bounds_backward import backward_bound
-    from normtheory.precision.emulate import forward
-    from normtheory.precision.emulate_backward import backward
+    from normtheory.precision.bounds.forward import forward_bound
+    from normtheory.precision.bounds.backward import backward_bound
+    from normtheory.precision.emulation.forward import forward
+    from normtheory.precision.emulation.backward import backward
     from normtheory.precision.measure import absolute_errors, exact_outputs
 
     fmt, model = FORMATS["fp32"], MODELS["default"]
@@ -83,7 +83,7 @@ def test_probabilistic_bounds_cover_random_rows(op):
 
 # ---- the forward probabilistic bound of every model, on a few thousand random rows ----------
 
-FAILURE_PROBABILITY = 1e-3  # per element: bounds.py's docstring, "Probabilistic form"
+FAILURE_PROBABILITY = 1e-3  # per element: bounds/forward.py's docstring, "Probabilistic form"
 # binary64 reference (two-pass, rows with |mean| ≤ 3·std, d = 48): its own error is below
 # γ_{d+8}(2^-53)·(|y| + κ)·(1 + κ) < 2^-40·(|y| + 1) — a million times below the bounds here
 REFERENCE_SLACK = 2.0**-40
@@ -99,8 +99,8 @@ def _reference(op, x, eps, eps_mode):
 
 
 def _above_fraction(model_name, op, scale=1.0):
-    from normtheory.precision.bounds import forward_bound
-    from normtheory.precision.emulate import forward
+    from normtheory.precision.bounds.forward import forward_bound
+    from normtheory.precision.emulation.forward import forward
 
     model = MODELS[model_name]
     fmt = FORMATS["bf16" if model.acc == "bf16" else "fp16" if model.acc == "fp16" else "fp32"]
@@ -127,9 +127,9 @@ def test_forward_probabilistic_bound_holds_at_its_failure_probability(model_name
 
 @pytest.mark.parametrize("fmt_name", ["fp32", "fp16", "bf16"])
 def test_rounding_errs_by_at_most_u_times_the_binade(fmt_name):
-    """The Azuma coefficients of bounds.py: |RN(w) − w| ≤ u·binade(|w|) (half an ulp) in the
+    """The Azuma coefficients of bounds/forward.py: |RN(w) − w| ≤ u·binade(|w|) (half an ulp) in the
     normal range, near powers of two included; half of it is not enough (the check can fail)."""
-    from normtheory.precision.bounds import binade
+    from normtheory.precision.bounds.forward import binade
 
     fmt = FORMATS[fmt_name]
     rng = np.random.default_rng(3)
@@ -145,8 +145,8 @@ def test_rsqrt_error_per_row_bounds_the_emulated_rsqrt(model_name):
     """bounds.rsqrt_error_per_row: the emulated rsqrt (RN of 1/sqrt(v̂), moved k ulps either way)
     stays within the per-row α of z = 1/sqrt(v̂) for every v̂ within v(1 ± ρ) — a bounded error,
     measured against r's binade — which is below the relative α somewhere and reached near it."""
-    from normtheory.precision.bounds import rsqrt_error_per_row, rsqrt_relative_error
-    from normtheory.precision.emulate import inverse_scale
+    from normtheory.precision.bounds.forward import rsqrt_error_per_row, rsqrt_relative_error
+    from normtheory.precision.emulation.forward import inverse_scale
 
     model = MODELS[model_name]
     acc = FORMATS[model.acc]

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.arith import Arith
+from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.models import Model
-from normtheory.precision.reductions import tree_sum, welford
+from normtheory.precision.emulation.reductions import tree_sum, welford
 
 
 def _scalar_tree_sum(row, lanes):

@@ -12,8 +12,8 @@ from hypothesis import example, given, note, target
 from hypothesis import strategies as st
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds import forward_bound
-from normtheory.precision.emulate import forward
+from normtheory.precision.bounds.forward import forward_bound
+from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 from precision_cases import draw_affine, draw_input_rows

@@ -1,4 +1,4 @@
-"""Welford's bounds (welford_bound.py): finite and sound for fp32 rows with |mean|/std up to 1e6,
+"""Welford's bounds (bounds/welford.py): finite and sound for fp32 rows with |mean|/std up to 1e6,
 including rows built to stall the running mean (every value a few ulps above the first, so that
 (x − m̂)/j rounds away), where the old Cauchy–Schwarz analysis gave no bound at all."""
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds import forward_bound
-from normtheory.precision.emulate import forward
+from normtheory.precision.bounds.forward import forward_bound
+from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 
@@ -37,9 +37,9 @@ def test_welford_worst_case_bound_is_finite_and_holds_up_to_1e6(model_name, d):
 
 def test_welford_bound_is_sharper_than_the_cauchy_schwarz_form(monkeypatch):
     """At |mean|/std = 1e4 the statistic's error bound is a few κ·u (κ = |mean|/std); the
-    Cauchy–Schwarz form that bounds.py still computes (the other side of a minimum) is about
+    Cauchy–Schwarz form that bounds/forward.py still computes (the other side of a minimum) is about
     a hundred κ·u, so with the adjoint form switched off the same check fails."""
-    from normtheory.precision import bounds
+    from normtheory.precision.bounds import forward as bounds
 
     x = _offset_rows(1e4, 64, seed=1)[:2]
     acc = FORMATS["fp32"]

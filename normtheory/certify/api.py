@@ -120,7 +120,7 @@ def prepare(kernel, *, op: str, format: str, d: int, w_format=None, out_format=N
 
 def _fp8_scaling_checks(scaling, out_format, device) -> bool:
     """Validate --scaling; return whether the installed torch's cast to out_format saturates."""
-    from normtheory.precision.scaling import parse_scaling
+    from normtheory.precision.lowprecision.scaling import parse_scaling
 
     if scaling is None:
         raise UsageError(f"--out-format {out_format} needs --scaling tensor|row|block:N|mx[:N]")

@@ -29,7 +29,7 @@ def setting_from_meta(meta: dict, contract: str) -> Setting:
     fmt = get_format(meta["format"])
     scaling = meta.get("scaling")
     if scaling is not None:
-        from normtheory.precision.scaling import parse_scaling
+        from normtheory.precision.lowprecision.scaling import parse_scaling
 
         parse_scaling(scaling)  # UsageError on a malformed recipe
     return Setting(base_op, fmt, get_format(meta.get("w_format") or fmt.name),

@@ -122,7 +122,7 @@ def judge_scaled(batch: Batch, outputs: dict, setting: Setting, ref: dict) -> Co
     """A norm → fp8 kernel's (q, scale): the dequantized q/s against the exact y, judged by
     precision.scaling.fp8_output_bound at the kernel's own scales; scales the recipe cannot
     give (precision.scaling.scale_interval) count as failed elements of their group."""
-    from normtheory.precision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval
+    from normtheory.precision.lowprecision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval
 
     x = normalized_input(batch, setting)
     exact = ref["y"].astype(np.float64)

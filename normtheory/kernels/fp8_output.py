@@ -4,7 +4,7 @@ an fp8 output computes): normalize in fp32, take amax, form the scale, multiply,
 Signature (DESIGN.md): `fn(x, weight, bias, eps, *, scaling="tensor", out_dtype=..., margin=0,
 amax_history=None, power_of_two=False) -> (y_fp8, scale)`.
 
-Scale convention (Transformer Engine's, the same as normtheory.precision.scaling):
+Scale convention (Transformer Engine's, the same as normtheory.precision.lowprecision.scaling):
 y_fp8 = cast(fl32(y·scale)), and y ≈ y_fp8.float() / scale. `scale` is an fp32 tensor of
 shape () for "tensor"/"delayed", (rows, 1) for "row", (rows, ceil(n/N)) for "block:N" and
 "mx[:N]" (for MX, scale = 2**-E with 2**E the e8m0 shared scale; the cast saturates).

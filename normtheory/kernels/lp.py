@@ -8,10 +8,10 @@ Signature convention (DESIGN.md): fn(x, weight, bias, eps, p) -> y; weight/bias 
 Why two kernels: the naive one forms |x_i|^p directly, so its sum overflows once
 Σ|x_i|^p exceeds the accumulator's largest finite value (then N = inf and y is silently 0),
 and its floor eps^(p/2) underflows to 0 for large p (then a zero row gives 0/0).
-normtheory.theory.lp_thresholds predicts both. The stable kernel divides by
+normtheory.theory.lp.thresholds predicts both. The stable kernel divides by
 K = max(max|x_i|, √eps) first: every |x_i/K| ≤ 1, the largest term is exactly 1 (or the
 floor is exactly 1), so nothing overflows and no relevant term underflows for any finite x.
-Its a-priori error bound is normtheory.precision.lp.stable_forward_bound.
+Its a-priori error bound is normtheory.precision.bounds.lp.stable_forward_bound.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 `tolerance(...)` is the one place the rest of normtheory gets a tolerance from: it returns,
 per element, the largest |q̂ − q| (q exact) that a contract allows, for the forward output
-q = y or a gradient q = gx, gw, gb (bounds.py, bounds_backward.py).
+q = y or a gradient q = gx, gw, gb (bounds/forward.py, bounds/backward.py).
 
 Contracts:
 - "default": the kernel is a careful GPU kernel — fp32 accumulation over a warp (32 lanes)
   or more per row with a butterfly tree, two-pass or Welford statistics, rsqrt within 2 fp32
   ulps, FMA contraction allowed, one rounding at the output. The tolerance is the larger of
-  the worst-case bounds of the `default` (two-pass) and `welford` models (bounds.py).
+  the worst-case bounds of the `default` (two-pass) and `welford` models (bounds/forward.py).
 - "model:NAME": the worst-case bound of the named model (models.MODELS).
 - "ulp:K": K ulps of the output format at the exact value (`exact` must be given).
 """
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds import forward_bound
-from normtheory.precision.bounds_backward import backward_bound
+from normtheory.precision.bounds.forward import forward_bound
+from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.models import DEFAULT_FAMILY, MODELS, get_model
 
 __all__ = ["tolerance", "MODELS", "forward_bound", "backward_bound", "QUANTITIES"]
@@ -39,7 +39,7 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
     need `gy` (shaped like x, in `format`). `kind` is "worst" (a guarantee) or
     "probabilistic" (the √n form, labelled as such in reports). For "ulp:K", `exact` is the
     exact value of the same quantity. For op "lpnorm" (exponent `p`) the `default` contract is
-    the worst-case bound of the stable kernel (precision/lp.py: rescale by max|x|, fp32
+    the worst-case bound of the stable kernel (precision/bounds/lp.py: rescale by max|x|, fp32
     accumulation, pow within 4 ulps); there is no backward or model bound for Lp yet.
     """
     from normtheory.errors import UsageError
@@ -94,7 +94,7 @@ def tolerance(op: str, x, w=None, b=None, *, format, eps: float, affine: str = "
 
 def _lp_tolerance(x2, w, b, shape, *, p, eps, affine, contract, quantity, out_format):
     from normtheory.errors import UsageError
-    from normtheory.precision.lp import stable_forward_bound
+    from normtheory.precision.bounds.lp import stable_forward_bound
     from normtheory.registry import parse_p
 
     if quantity != "y":

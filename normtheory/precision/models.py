@@ -2,8 +2,8 @@
 
 A `Model` fixes every choice that changes the rounding errors of a kernel: how the row
 statistics are computed, the reduction order, the accumulator format, the rsqrt accuracy,
-FMA contraction, subnormal handling, and where the output is rounded. `emulate.py` runs a
-model exactly; `bounds.py` bounds its error. Both read the same record, so a bound is always
+FMA contraction, subnormal handling, and where the output is rounded. `emulation/forward.py` runs a
+model exactly; `bounds/forward.py` bounds its error. Both read the same record, so a bound is always
 the bound of the algorithm that was run.
 
 Reduction order (`lanes`): lane t (0 <= t < L) accumulates elements t, t + L, t + 2L, ...
@@ -13,7 +13,7 @@ t + L/2, then t + L/4, ...: the warp-shuffle pattern), L padded with zeros to a 
 The deepest path has (ceil(n/L) - 1) + ceil(log2 L) roundings: `reduction_depth`.
 
 Every named model is a model of a class of kernels, not a mirror of one kernel (bit-identical
-mirrors of real kernels live in mirrors.py; a mirror can be a member of a model's class):
+mirrors of real kernels live in mirrors/cpu.py; a mirror can be a member of a model's class):
   default              a model of a class of kernels: careful GPU kernels (32-lane tree, two-pass,
                        rsqrt within 2 ulps, FMA).
   welford              a model of a class of kernels: the same with per-lane Welford statistics.

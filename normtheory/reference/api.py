@@ -66,7 +66,7 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
     if not fmt.has_nan:
         # fp6/fp4 have no NaN: an overflowing or 0/0 output would have no value to be rounded to
         raise UsageError(f"{fmt.name} has no NaN or inf, so the reference cannot write every output in it; "
-                         "MX element formats are for scaled quantization (normtheory.precision.scaling)")
+                         "MX element formats are for scaled quantization (normtheory.precision.lowprecision.scaling)")
     x = _as_float64(x, "x", fmt)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise UsageError(f"x must have shape (rows, n) or (n,) with n >= 1, got {x.shape}")

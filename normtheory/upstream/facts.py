@@ -63,7 +63,7 @@ FACTS: tuple[Fact, ...] = (
          "2.13.0+cpu"),
     Fact("torch.cpu.norm_kernels_match_mirrors", "torch", "==2.13.0", "bit-identical",
          "torch.nn.functional.rms_norm and layer_norm on CPU (AVX2/AVX512 builds), fp32/bf16/fp16, "
-         "equal normtheory.precision.mirrors bit for bit on fixed rows of every family",
+         "equal normtheory.precision.mirrors.cpu bit for bit on fixed rows of every family",
          "2.13.0+cpu"),
     # ---- torch (CUDA) and Liger: recorded on an H200, probed only where CUDA is present -------
     Fact("torch.cuda.fp8_e4m3fn_overflow", "torch", ">=2.11,<2.12", "nan",

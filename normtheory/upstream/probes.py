@@ -128,7 +128,7 @@ def torch_cpu_norm_kernels_match_mirrors() -> str:
     torch = _torch()
     from normtheory.families import FAMILIES, draw_rows
     from normtheory.kernels import eager
-    from normtheory.precision import mirrors
+    from normtheory.precision.mirrors import cpu as mirrors
 
     if platform.machine() != "x86_64" or torch.backends.cpu.get_cpu_capability() not in mirrors.MIRRORED_CAPABILITIES:
         raise NotApplicable("the mirrors model x86-64 AVX2/AVX512 builds")

@@ -1,0 +1,76 @@
+"""The `normtheory` console script.
+
+Each subcommand lives in its own module exposing `configure(parser)` and `run(args) -> int`.
+Those modules must import nothing heavy at module level (no torch, sympy, transformers):
+`normtheory --help` has to answer in well under a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from normtheory.errors import CheckFailed, UndecidedRounding, UsageError
+
+# name -> (module, one-line help). Order is the order shown in --help.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "reference": ("normtheory.cli.reference", "correctly rounded outputs (and VJPs) of a normalizer"),
+    "certify": ("normtheory.cli.certify", "certify a normalization kernel against the correctly rounded reference"),
+    "record": ("normtheory.cli.record", "run a kernel over the input families and save a recording"),
+    "check": ("normtheory.cli.check", "judge a recording (no GPU needed)"),
+    "meanfield": ("normtheory.cli.meanfield", "mean-field predictions vs Monte Carlo measurement"),
+    "lp": ("normtheory.cli.lp", "Lp normalizers: safe input range of naive and stable kernels, conditioning, bounds"),
+    "fp8": ("normtheory.cli.fp8", "fp8 cast semantics of this torch (probe); accumulator bits from a recording"),
+    "upstream": ("normtheory.cli.upstream",
+                 "probe what the installed ml_dtypes, torch and Liger do with numbers, against docs/upstream.md"),
+    "equiv": ("normtheory.cli.equiv",
+              "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse prints usage and exits 2 on a bad flag; we want one line on stderr, exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="normtheory",
+        description="Numerics and theory checks for Transformer normalization layers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        module.configure(sub_parser)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help(sys.stderr)
+            return 2
+        return int(args._run(args))
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except CheckFailed as exc:
+        print(f"FAIL: {exc}", file=sys.stderr)
+        return 1
+    except UndecidedRounding as exc:  # the reference's precision cap (Lp exact midpoints): no verdict
+        print(f"error: the reference could not decide a rounding: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""A priori rounding-error bounds: forward, backward, Welford, Lp, overflow domains."""

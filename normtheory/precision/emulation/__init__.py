@@ -1,0 +1,1 @@
+"""White-box emulated kernels: every operation rounded in a stated order."""

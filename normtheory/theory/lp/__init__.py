@@ -1,0 +1,1 @@
+"""Lp normalizers: conditioning in closed form, overflow thresholds, measurement, depth."""

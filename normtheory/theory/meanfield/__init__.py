@@ -1,0 +1,1 @@
+"""Mean-field predictions at initialisation and their Monte Carlo measurement."""
