@@ -26,7 +26,6 @@ docs/cuda.md.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time

@@ -32,10 +32,10 @@ import numpy as np
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.bounds.backward import backward_bound
-from normtheory.precision.emulation.forward import forward
+from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.emulation.backward import backward
+from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 

@@ -20,8 +20,8 @@ from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.kernels.fp8_output import layer_norm_fp8, rms_norm_fp8
 from normtheory.kernels.fp8_probe import probe_cast
-from normtheory.precision.measure import as_float64, exact_outputs
 from normtheory.precision.lowprecision.scaled_check import judge_scaled_output
+from normtheory.precision.measure import as_float64, exact_outputs
 
 EPS = 1e-5
 KERNELS = {"rmsnorm": (rms_norm_fp8, "weight"), "layernorm": (layer_norm_fp8, "weight_bias")}

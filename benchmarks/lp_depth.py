@@ -36,10 +36,15 @@ def run(d: int, depths: tuple[int, ...], seeds: int, tokens: int, setup: str = "
 def analyse(cfg, archs, measured):
     import numpy as np
 
-    from normtheory.theory.lp.depth import (hidden_band_lp, judge_hidden, last_w2_grad_sq_lp, large_d_shape_constant,
-                                            shape_constants)
-    from normtheory.theory.meanfield.predictions import block_gains
+    from normtheory.theory.lp.depth import (
+        hidden_band_lp,
+        judge_hidden,
+        large_d_shape_constant,
+        last_w2_grad_sq_lp,
+        shape_constants,
+    )
     from normtheory.theory.meanfield.montecarlo import lp_exponent
+    from normtheory.theory.meanfield.predictions import block_gains
 
     g = block_gains(cfg.setup, cfg.d, cfg.activation, 0.0)
     rows, checks = [], []

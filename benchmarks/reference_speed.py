@@ -64,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     correctly_rounded("layernorm", np.ones((1, 8)), format="bf16")  # compile the numba kernels first
-    header = f"{'op':10} {'format':6} {'family':11} {'ours el/s':>11} {'numpy el/s':>11} {'mp el/s':>9} {'ours/numpy':>10} {'ours/mp':>9} {'escalated':>10}"
+    header = (f"{'op':10} {'format':6} {'family':11} {'ours el/s':>11} {'numpy el/s':>11} {'mp el/s':>9} "
+              f"{'ours/numpy':>10} {'ours/mp':>9} {'escalated':>10}")
     print(header)
     print("-" * len(header))
     for op in args.ops.split(","):
@@ -77,15 +78,16 @@ def main() -> None:
                 stats_holder = {}
 
                 def ours():
-                    _, stats_holder["stats"] = correctly_rounded(op, x, format=fmt_name, eps=eps, affine="none",
+                    _, stats_holder["stats"] = correctly_rounded(op, x, format=fmt_name, eps=eps, affine="none",  # noqa: B023 (called at once)
                                                                  return_stats=True)
 
                 ours_s = median_seconds(ours, args.repeats)
-                numpy_s = median_seconds(lambda: numpy_float64(op, x, eps), args.repeats)
+                numpy_s = median_seconds(lambda: numpy_float64(op, x, eps), args.repeats)  # noqa: B023
                 mp_per_element = naive_mpmath(op, x, eps, fmt, args.mp_sample)
                 escalated = stats_holder["stats"]["y"] / elements
                 print(f"{op:10} {fmt_name:6} {family:11} {elements / ours_s:11.3e} {elements / numpy_s:11.3e} "
-                      f"{1 / mp_per_element:9.3e} {numpy_s / ours_s:10.3f} {(elements / ours_s) * mp_per_element:9.0f} {escalated:10.2e}")
+                      f"{1 / mp_per_element:9.3e} {numpy_s / ours_s:10.3f} "
+                      f"{(elements / ours_s) * mp_per_element:9.0f} {escalated:10.2e}")
 
 
 if __name__ == "__main__":

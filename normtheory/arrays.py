@@ -63,7 +63,8 @@ def decode(arr: np.ndarray, fmt: FloatFormat, name: str) -> np.ndarray:
     representable = fmt.is_representable(values)
     if not representable.all():
         index = int(np.flatnonzero(~representable.ravel())[0])
-        raise UsageError(f"{name}: value {float(values.ravel()[index])!r} at flat index {index} is not representable in {fmt.name}")
+        value = float(values.ravel()[index])
+        raise UsageError(f"{name}: value {value!r} at flat index {index} is not representable in {fmt.name}")
     return values
 
 
@@ -93,7 +94,7 @@ def save_npz(path: str, arrays: dict[str, np.ndarray], fmt: FloatFormat, protect
     handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
     os.close(handle)
     try:
-        np.savez(temporary, **payload)
+        np.savez(temporary, **payload)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
         os.replace(temporary, target)
     finally:
         if os.path.exists(temporary):

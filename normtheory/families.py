@@ -8,7 +8,7 @@ and eps-domination (tiny), degenerate statistics (constant, near_constant), spar
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -40,7 +40,8 @@ FIGURES.mkdir(parents=True, exist_ok=True)
 # %%
 print(f"{'format':11} {'p':>3} {'emin':>6} {'emax':>5} {'largest finite':>15} {'u = 2^-p':>10}  inf")
 for name, fmt in FORMATS.items():
-    print(f"{name:11} {fmt.precision:3d} {fmt.emin:6d} {fmt.emax:5d} {fmt.max_finite:15.6g} {fmt.unit_roundoff:10.3g}  {fmt.has_inf}")
+    print(f"{name:11} {fmt.precision:3d} {fmt.emin:6d} {fmt.emax:5d} {fmt.max_finite:15.6g} "
+          f"{fmt.unit_roundoff:10.3g}  {fmt.has_inf}")
 
 # %% [markdown]
 # ## Relative spacing of each format across magnitudes

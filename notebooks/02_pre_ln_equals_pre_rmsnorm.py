@@ -304,7 +304,7 @@ for offset, variant in enumerate(bench.VARIANTS):
     ax.bar([i + (offset - 1) * width for i in range(len(cpu_speed))],
            [s["ratio_to_layernorm"][variant] for s in cpu_speed.values()], width, label=variant)
 ax.axhline(1.0, color="black", lw=1)
-for paper, name in ((0.9699, "paper A100 Pre-RMS"), (0.9783, "paper A100 Pre-CRMS")):
+for paper, _label in ((0.9699, "paper A100 Pre-RMS"), (0.9783, "paper A100 Pre-CRMS")):
     ax.axhline(paper, color="grey", lw=0.8, ls="--")
 ax.set_xticks(range(len(cpu_speed)), list(cpu_speed))
 ax.set_ylabel("median time / Pre-LN")

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 import normtheory
-from normtheory.theory.meanfield import predictions as mf
 from normtheory.cli.meanfield import plot_records, print_report
+from normtheory.theory.meanfield import predictions as mf
 from normtheory.theory.meanfield.montecarlo import StackConfig, run_record
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)

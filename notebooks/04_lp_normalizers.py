@@ -52,10 +52,15 @@ from normtheory.symbolic.spotcheck import spectral_norm as reference_spectral_no
 from normtheory.theory.lp import conditioning as lp
 from normtheory.theory.lp import thresholds as th
 from normtheory.theory.lp.depth import hidden_band_lp, large_d_shape_constant
-from normtheory.theory.lp.measure import (TORCH_DTYPES, largest_failing_magnitude, smallest_failing_magnitude,
-                                          stable_error_survey, ulp_errors)
-from normtheory.theory.meanfield.predictions import block_gains
+from normtheory.theory.lp.measure import (
+    TORCH_DTYPES,
+    largest_failing_magnitude,
+    smallest_failing_magnitude,
+    stable_error_survey,
+    ulp_errors,
+)
 from normtheory.theory.meanfield.montecarlo import StackConfig, lp_arch, measure
+from normtheory.theory.meanfield.predictions import block_gains
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()

@@ -110,9 +110,13 @@ def test_row_magnitude_budget_split():
     """P4: gw's own two statements (λ = 4.5, bf16's u) and ROW_STATEMENTS·R statements at
     λ_R = row_statement_lambda(R, u) fail together with probability below FAILURE_PROBABILITY,
     and λ_R is the smallest λ with that per-statement failure (checked in 60-digit arithmetic)."""
+    from normtheory.precision.bounds.backward import (
+        FAILURE_PROBABILITY,
+        ROW_MAGNITUDE_BUDGET,
+        ROW_STATEMENTS,
+        row_statement_lambda,
+    )
     from normtheory.precision.bounds.forward import LAMBDA
-    from normtheory.precision.bounds.backward import (FAILURE_PROBABILITY, ROW_MAGNITUDE_BUDGET, ROW_STATEMENTS,
-                                                      row_statement_lambda)
 
     with mpmath.workdps(60):
         for u in (mpmath.mpf(2) ** -24, mpmath.mpf(2) ** -11, mpmath.mpf(2) ** -8):

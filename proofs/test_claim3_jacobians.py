@@ -25,8 +25,18 @@ import sympy as sp
 from normtheory.symbolic import jacobians as jac
 from normtheory.symbolic import normalizers as norms
 from normtheory.symbolic.identities import decide
-from normtheory.symbolic.spotcheck import (AGREEMENT, SPOT_DIGITS, agrees, evaluate_at, mp_function, reference,
-                                           reference_jacobian, sample_rows, spectral_norm, worst_disagreement)
+from normtheory.symbolic.spotcheck import (
+    AGREEMENT,
+    SPOT_DIGITS,
+    agrees,
+    evaluate_at,
+    mp_function,
+    reference,
+    reference_jacobian,
+    sample_rows,
+    spectral_norm,
+    worst_disagreement,
+)
 
 EPS = sp.Symbol("epsilon", nonnegative=True)
 P = sp.Symbol("p", positive=True)
@@ -216,7 +226,7 @@ def test_spot_check_jacobians_against_reference(op, eps_mode):
         alg = jac.algebra_for(op)
         explicit = sp.Matrix(explicit_vector(op, xs, eps_mode, p)).jacobian(xs)
         off, diagonal = jac.closed_form_entries(alg, jac.closed_form(alg, op, EPS, eps_mode, p))
-        closed = sp.Matrix(n, n, lambda a, b: alg.explicit(diagonal if a == b else off, {"x": xs}, a, b, d=d))
+        closed = sp.Matrix(n, n, lambda a, b: alg.explicit(diagonal if a == b else off, {"x": xs}, a, b, d=d))  # noqa: B023
         explicit_fn, closed_fn = mp_function(xs + [EPS], list(explicit)), mp_function(xs + [EPS], list(closed))
         for row in sample_rows(n, count=2, seed=d):
             for eps in (1e-6, 0.25):

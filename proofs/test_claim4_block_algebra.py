@@ -15,7 +15,8 @@ The argument, for general d, in four steps (each a test below):
     is: C·(x + W h(A LN(x) + a) + b) = Cx + CW h(A RMS(Cx) + a) + Cb, since LN(x) = RMS(Cx) (claim 1).
     Proved in two parts — equal pre-activations (so equal h(pre) for every activation h) and the
     linear write — for general d over sum symbols, and again for every d from 2 to 8 with explicit
-    matrices; one composition with an undefined h (d = 3) checks that the split loses nothing. The base case is the recentred embedding (Cx₀),
+    matrices; one composition with an undefined h (d = 3) checks that the split loses nothing. The base case is the
+    recentred embedding (Cx₀),
     and the final LN(x_L) = RMS(Cx_L) is claim 1 again, so the networks compute the same function.
 (d) On a zero-mean stream x = (z, −Σz), Σ_{j≤d} a_j x_j = Σ_{j<d} (a_j − a_d) z_j and RMS's mean
     square is CRMSNorm's statistic, so A·RMS(x) = (A − a_d1ᵀ)[:, :−1]·CRMS(z) (general d).
@@ -47,7 +48,10 @@ def gelu(t):
     return t / 2 * (1 + sp.erf(t / sp.sqrt(2)))
 
 
-def with_eps(points, eps=sp.Rational(1, 10)):
+TENTH = sp.Rational(1, 10)
+
+
+def with_eps(points, eps=TENTH):
     return [{**p, EPS: eps} for p in points]
 
 

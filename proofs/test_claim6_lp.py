@@ -15,7 +15,8 @@ stability theory was found). Closed forms: normtheory/symbolic/lp.py. The claims
    with range in span{u, v}, so d − 2 eigenvalues are 1 and the other two have sum T and product
    D² (= trace and det of the restriction); the characteristic polynomial is checked symbolically
    for d = 2, 3 and at exact rational u, v for d = 4..6. The quadratic at λ = 1 equals
-   (uᵀv)² − ‖u‖²‖v‖² ≤ 0, so the largest root is ≥ 1 and no eigenvalue 1 exceeds it. At eps = 0: N‖J‖₂ = ‖u‖₂‖v‖₂ ∈ [1, d^|1/2−1/p|]: ≥ 1 by
+   (uᵀv)² − ‖u‖²‖v‖² ≤ 0, so the largest root is ≥ 1 and no eigenvalue 1 exceeds it. At eps = 0:
+   N‖J‖₂ = ‖u‖₂‖v‖₂ ∈ [1, d^|1/2−1/p|]: ≥ 1 by
    Cauchy–Schwarz (uᵀv = 1); for p ≥ 2 Hölder gives ‖u‖₂ ≤ d^(1/2−1/p)·d^(1/p) = √d and
    Σ|u|^(2p−2) ≤ ‖u‖∞^(p−2)Σ|u|^p ≤ d^((p−2)/p)·d, so ‖u‖₂‖v‖₂ ≤ √d·d^((p−1)/p)/d = d^(1/2−1/p);
    for p < 2 the substitution w = |u|^(p−1) swaps p with its conjugate q = p/(p−1) > 2.
@@ -38,8 +39,17 @@ from normtheory.symbolic import lp
 from normtheory.symbolic import normalizers as norms
 from normtheory.symbolic.identities import decide
 from normtheory.symbolic.powersums import SumAlgebra
-from normtheory.symbolic.spotcheck import (AGREEMENT, SPOT_DIGITS, agrees, evaluate_at, mp_function, reference,
-                                           reference_jacobian, sample_rows, spectral_norm)
+from normtheory.symbolic.spotcheck import (
+    AGREEMENT,
+    SPOT_DIGITS,
+    agrees,
+    evaluate_at,
+    mp_function,
+    reference,
+    reference_jacobian,
+    sample_rows,
+    spectral_norm,
+)
 
 EPS = sp.Symbol("epsilon", nonnegative=True)
 POSITIVE_EPS = sp.Symbol("epsilon", positive=True)
@@ -266,7 +276,7 @@ def test_holder_exponents():
     assert decide(sp.Rational(1, 2) - 1 / q, sp.Rational(1, 2) - 1 / P, [{P: 3}]).refuted
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def scaled_jacobian_norm_function(d, p):
     """N·‖J‖₂ at eps = 0 as an mpmath function of the row."""
     xs = norms.vector_symbols("x", d)

@@ -12,6 +12,7 @@ from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision.emulation.arith import Arith
 
+
 class RecordingArith(Arith):
     """Exact binary64 arithmetic that remembers every operand sum a rounding is applied to."""
 

@@ -18,9 +18,8 @@ from normtheory.certify import recording  # noqa: E402
 from normtheory.certify.check import check_recording  # noqa: E402
 from normtheory.cli import main  # noqa: E402
 from normtheory.errors import UsageError  # noqa: E402
-from normtheory.testing import assert_precision_safe  # noqa: E402
-
 from normtheory.kernels import defective as gallery  # noqa: E402
+from normtheory.testing import assert_precision_safe  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -91,7 +90,8 @@ def test_kernel_faults_exit_1_without_traceback():
 @pytest.mark.parametrize("args,text", [
     (("certify", "torch.nope", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "unknown kernel"),
     (("certify", "no_such_module_xyz:fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "does not import"),
-    (("certify", "normtheory.kernels.defective:no_such_fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"), "has no attribute"),
+    (("certify", "normtheory.kernels.defective:no_such_fn", "--op", "rmsnorm", "--format", "bf16", "--d", "8"),
+     "has no attribute"),
     (("certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--d", "8", "--contract", "loose"),
      "unknown contract"),
     (("certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--d", "8", "--contract", "model:zzz"),

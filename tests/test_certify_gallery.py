@@ -7,9 +7,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from normtheory.kernels import defective as gallery  # noqa: E402
-
 from normtheory.certify.api import certify_kernel, prepare  # noqa: E402
+from normtheory.kernels import defective as gallery  # noqa: E402
 
 D = 64
 BUDGET = 160

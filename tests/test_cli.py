@@ -9,6 +9,7 @@ import sys
 
 import ml_dtypes
 import numpy as np
+
 from normtheory.cli import main
 from normtheory.formats import FORMATS
 from normtheory.reference import correctly_rounded

@@ -7,10 +7,13 @@ from torch import nn
 
 transformers = pytest.importorskip("transformers")
 
-from normtheory.theory.equivalence.convert import ConversionRefused  # noqa: E402
 from normtheory.theory.equivalence.check import (  # noqa: E402
-    FP64_RELATIVE_REQUIREMENT, gradient_check, inference_check, make_batch,
+    FP64_RELATIVE_REQUIREMENT,
+    gradient_check,
+    inference_check,
+    make_batch,
 )
+from normtheory.theory.equivalence.convert import ConversionRefused  # noqa: E402
 from normtheory.theory.equivalence.gpt2 import convert_gpt2, gpt2_as_reference, random_gpt2  # noqa: E402
 from normtheory.theory.equivalence.subjects import gpt2_subject  # noqa: E402
 

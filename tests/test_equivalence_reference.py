@@ -6,8 +6,8 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from normtheory.theory.equivalence.convert import ConversionRefused, convert_reference, reference_anatomy
 from normtheory.theory.equivalence.check import FP64_RELATIVE_REQUIREMENT, gradient_check, inference_check, make_batch
+from normtheory.theory.equivalence.convert import ConversionRefused, convert_reference, reference_anatomy
 from normtheory.theory.equivalence.models import DecoderConfig, crms_norm, random_decoder
 from normtheory.theory.equivalence.subjects import reference_subject
 

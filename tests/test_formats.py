@@ -10,8 +10,8 @@ import ml_dtypes
 import mpmath
 import numpy as np
 import pytest
-
 from exact_rounding import exact_round_to_float64
+
 from normtheory.formats import FORMATS, round_dyadic
 
 FP8_FP6_FP4 = ["fp8_e4m3fn", "fp8_e5m2", "fp8_e4m3fnuz", "fp8_e5m2fnuz", "fp6_e2m3fn", "fp6_e3m2fn", "fp4_e2m1fn"]
@@ -66,7 +66,8 @@ def test_constants_match_every_bit_pattern(name):
 def test_wide_format_constants_match_numpy():
     for name, dtype in (("fp32", np.float32), ("fp64", np.float64)):
         info, fmt = np.finfo(dtype), FORMATS[name]
-        assert (fmt.max_finite, fmt.min_normal, fmt.min_subnormal) == (float(info.max), float(info.tiny), float(info.smallest_subnormal))
+        expected = (float(info.max), float(info.tiny), float(info.smallest_subnormal))
+        assert (fmt.max_finite, fmt.min_normal, fmt.min_subnormal) == expected
         assert fmt.precision == info.nmant + 1
 
 
@@ -126,7 +127,8 @@ def test_the_exact_oracle_catches_a_wrong_tie_rule():
 def test_boundaries():
     e4, e5 = FORMATS["fp8_e4m3fn"], FORMATS["fp8_e5m2"]
     assert same_values(e4.round_to_float64([464.0, 480.0, 2.0**-10, -464.0]), [448.0, np.nan, 0.0, -448.0])
-    assert same_values(e4.round_to_float64([480.0, np.inf, -np.inf, 1e30, np.nan], saturate=True), [448.0, 448.0, -448.0, 448.0, np.nan])
+    assert same_values(e4.round_to_float64([480.0, np.inf, -np.inf, 1e30, np.nan], saturate=True),
+                       [448.0, 448.0, -448.0, 448.0, np.nan])
     assert same_values(e5.round_to_float64([61440.0, 61439.0]), [np.inf, 57344.0])
     assert same_values(e5.round_to_float64([61440.0, np.inf, -np.inf], saturate=True), [57344.0, 57344.0, -57344.0])
     assert same_values(FORMATS["fp16"].round_to_float64([65520.0, 65519.0]), [np.inf, 65504.0])

@@ -15,7 +15,13 @@ import pytest
 
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.lowprecision.accumulation import analyse, estimate_bits, load_recording, probe_inputs, save_recording
+from normtheory.precision.lowprecision.accumulation import (
+    analyse,
+    estimate_bits,
+    load_recording,
+    probe_inputs,
+    save_recording,
+)
 
 FP32 = FORMATS["fp32"]
 

@@ -23,6 +23,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from exact_rounding import exact_round_to_float64  # noqa: E402
+
 from normtheory.formats import FORMATS  # noqa: E402
 from normtheory.kernels.fp8_probe import TORCH_FP8, probe_cast, torch_dtype  # noqa: E402
 
@@ -79,7 +80,8 @@ def _check(values32, name, device="cpu"):
             with np.errstate(invalid="ignore"):
                 exact = exact_round_to_float64(values32.astype(np.float64), FORMATS[name])
             fmt = FORMATS[name]
-            assert_same_bytes(ours, fmt.to_bits(fmt.from_exact_float64(exact)), name, tuple(np.unique(ours[np.isnan(exact)]).tolist()) or (0,))
+            nan_bytes = tuple(np.unique(ours[np.isnan(exact)]).tolist()) or (0,)
+            assert_same_bytes(ours, fmt.to_bits(fmt.from_exact_float64(exact)), name, nan_bytes)
 
 
 @pytest.mark.parametrize("name", FP8)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from normtheory.cli import _ArgumentParser
-from normtheory.errors import UsageError
 from normtheory.cli import fp8 as fp8_cli
+from normtheory.errors import UsageError
 
 
 def run(*argv):

@@ -16,8 +16,8 @@ from normtheory.families import FAMILIES, draw_rows  # noqa: E402
 from normtheory.formats import FORMATS  # noqa: E402
 from normtheory.kernels.fp8_output import layer_norm_fp8, rms_norm_fp8  # noqa: E402
 from normtheory.kernels.fp8_probe import probe_cast  # noqa: E402
-from normtheory.precision.measure import as_float64, exact_outputs  # noqa: E402
 from normtheory.precision.lowprecision.scaled_check import judge_scaled_output  # noqa: E402
+from normtheory.precision.measure import as_float64, exact_outputs  # noqa: E402
 
 TORCH = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2, "fp8_e4m3fnuz": torch.float8_e4m3fnuz}
 KERNELS = {"rmsnorm": (rms_norm_fp8, "weight"), "layernorm": (layer_norm_fp8, "weight_bias")}

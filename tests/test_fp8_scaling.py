@@ -11,8 +11,15 @@ import pytest
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
 from normtheory.precision.lowprecision.scaling import (
-    FP32_MAX, FP32_MIN_NORMAL, DelayedScaling, cast_through, group_amax, mx_shared_exponent, parse_scaling,
-    quantize, scale_from_amax,
+    FP32_MAX,
+    FP32_MIN_NORMAL,
+    DelayedScaling,
+    cast_through,
+    group_amax,
+    mx_shared_exponent,
+    parse_scaling,
+    quantize,
+    scale_from_amax,
 )
 
 E4, E5 = FORMATS["fp8_e4m3fn"], FORMATS["fp8_e5m2"]

@@ -11,17 +11,18 @@ import numpy as np
 import pytest
 from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
+from precision_cases import draw_affine, draw_input_rows
+from test_precision_backward_soundness import GRADIENT_SOURCES, _gradient
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.lp import stable_backward_bound
 from normtheory.precision.emulation.lp import SEQUENTIAL, emulate_stable_backward
 from normtheory.precision.measure import absolute_errors
 from normtheory.reference import evaluate
-from precision_cases import draw_affine, draw_input_rows
-from test_precision_backward_soundness import GRADIENT_SOURCES, _gradient
 
 P_VALUES = (1, 1.5, 2, 3, 4, math.inf)
-ORDERS = {"sequential": SEQUENTIAL, "warp": SEQUENTIAL.variant(lanes=32), "pairwise_no_fma": SEQUENTIAL.variant(lanes=None, fma=False)}
+ORDERS = {"sequential": SEQUENTIAL, "warp": SEQUENTIAL.variant(lanes=32),
+          "pairwise_no_fma": SEQUENTIAL.variant(lanes=None, fma=False)}
 
 
 @st.composite

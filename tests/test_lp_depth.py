@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory.meanfield import montecarlo as mc
 from normtheory.theory.lp.depth import hidden_band_lp, judge_hidden, large_d_shape_constant, shape_constants
+from normtheory.theory.meanfield import montecarlo as mc
 from normtheory.theory.meanfield.predictions import block_gains
 
 

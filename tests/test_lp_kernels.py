@@ -11,11 +11,22 @@ import torch
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
 from normtheory.reference import correctly_rounded
-from normtheory.theory.lp.measure import (TORCH_DTYPES, fails_on_constant_row, largest_failing_magnitude,
-                                          run_kernel, smallest_failing_magnitude, stable_error_survey)
-from normtheory.theory.lp.thresholds import (floor_is_lost, naive_failures, naive_overflow_abs,
-                                             naive_overflow_prediction, overflow_margin,
-                                             term_underflow_abs)
+from normtheory.theory.lp.measure import (
+    TORCH_DTYPES,
+    fails_on_constant_row,
+    largest_failing_magnitude,
+    run_kernel,
+    smallest_failing_magnitude,
+    stable_error_survey,
+)
+from normtheory.theory.lp.thresholds import (
+    floor_is_lost,
+    naive_failures,
+    naive_overflow_abs,
+    naive_overflow_prediction,
+    overflow_margin,
+    term_underflow_abs,
+)
 
 EPS = 1e-6
 FORMAT_NAMES = ("fp16", "bf16", "fp32")

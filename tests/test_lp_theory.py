@@ -95,7 +95,7 @@ def test_condition_is_the_moment_ratio_at_eps_zero_and_gaussian_moments_are_righ
     assert np.abs(lp.relative_condition(x, p, 0.0) - ratio).max() <= 1e-12 * ratio.max()
     # the Gaussian moments against mpmath's quadrature of |g|^k·φ(g)
     for k in (p, 2 * p - 2):
-        quad = 2 * mpmath.quad(lambda g: g**k * mpmath.npdf(g), [0, mpmath.inf])
+        quad = 2 * mpmath.quad(lambda g, k=k: g**k * mpmath.npdf(g), [0, mpmath.inf])
         assert lp.gaussian_abs_moment(k) == pytest.approx(float(quad), rel=1e-12)
     wrong = lp.gaussian_abs_moment(p + 1)  # a wrong order is detected by the same comparison
     assert wrong != pytest.approx(float(2 * mpmath.quad(lambda g: g**p * mpmath.npdf(g), [0, mpmath.inf])), rel=1e-6)

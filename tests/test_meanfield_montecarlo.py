@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from normtheory.theory.meanfield import predictions as mf
 from normtheory.theory.meanfield import montecarlo as mc
+from normtheory.theory.meanfield import predictions as mf
 
 
 def _stack64(cfg, seeds, dtype=torch.float64):

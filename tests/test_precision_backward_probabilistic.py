@@ -4,14 +4,14 @@ them stays below what their failure probability allows."""
 
 import numpy as np
 import pytest
+from precision_cases import RecordingArith
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.backward import FAILURE_PROBABILITY, backward_bound, rounding_step_sums
 from normtheory.precision.emulation.backward import backward
+from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
-from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
-from precision_cases import RecordingArith
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])

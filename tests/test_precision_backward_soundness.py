@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
+from precision_cases import draw_affine, draw_input_rows
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.emulation.backward import backward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
-from precision_cases import draw_affine, draw_input_rows
 
 BACKWARD_MODELS = dict(MODELS)  # eps outside the root included: judged against its own exact gradient
 GRADIENT_SOURCES = ("normal", "heavy_tail", "sparse", "tiny", "huge")

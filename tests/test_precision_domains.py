@@ -4,9 +4,14 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
+from normtheory.precision.bounds.domains import (
+    domain_table,
+    eps_collapse_threshold,
+    overflow_threshold,
+    rounding_margin,
+    square_underflow_threshold,
+)
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.bounds.domains import (domain_table, eps_collapse_threshold, overflow_threshold,
-                                          rounding_margin, square_underflow_threshold)
 from normtheory.precision.emulation.forward import forward, statistic
 from normtheory.precision.models import MODELS
 

@@ -15,16 +15,16 @@ import pytest
 from hypothesis import example, given, note, target
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from precision_cases import draw_affine, draw_input_rows
 
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.mirrors import cpu as mirrors
 from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
+from normtheory.precision.mirrors import cpu as mirrors
 from normtheory.precision.models import MODELS
-from precision_cases import draw_affine, draw_input_rows
 
 torch = pytest.importorskip("torch")
 eager = pytest.importorskip("normtheory.kernels.eager")

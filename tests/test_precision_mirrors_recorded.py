@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from normtheory.formats import FORMATS
+from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.mirrors import cpu as mirrors
 from normtheory.precision.mirrors import cuda as mirrors_cuda
-from normtheory.precision.emulation.arith import Arith
 
 DATA = Path(__file__).parent / "data" / "mirrors"
 CPU = sorted(DATA.glob("cpu_*.npz"))

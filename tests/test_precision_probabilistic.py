@@ -3,13 +3,13 @@ model's tree rounds, and it holds on random rows while being far below the γ̃�
 
 import numpy as np
 import pytest
+from precision_cases import RecordingArith
 
 from normtheory.formats import FORMATS
-from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.bounds.forward import Gammas, _mean_error, tree_partial_sums_norm
-from normtheory.precision.models import MODELS
+from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.reductions import tree_sum
-from precision_cases import RecordingArith
+from normtheory.precision.models import MODELS
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])
@@ -49,10 +49,10 @@ def test_probabilistic_mean_error_holds_on_random_rows_and_is_sharper():
 
 def _coverage(op, bound_scale=1.0):
     """Fraction of elements of random normal rows above the probabilistic bound (y and gx)."""
-    from normtheory.precision.bounds.forward import forward_bound
     from normtheory.precision.bounds.backward import backward_bound
-    from normtheory.precision.emulation.forward import forward
+    from normtheory.precision.bounds.forward import forward_bound
     from normtheory.precision.emulation.backward import backward
+    from normtheory.precision.emulation.forward import forward
     from normtheory.precision.measure import absolute_errors, exact_outputs
 
     fmt, model = FORMATS["fp32"], MODELS["default"]

@@ -5,8 +5,8 @@ import pytest
 
 from normtheory.formats import FORMATS
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.models import Model
 from normtheory.precision.emulation.reductions import tree_sum, welford
+from normtheory.precision.models import Model
 
 
 def _scalar_tree_sum(row, lanes):

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from hypothesis import example, given, note, target
 from hypothesis import strategies as st
+from precision_cases import draw_affine, draw_input_rows
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.emulation.forward import forward
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
-from precision_cases import draw_affine, draw_input_rows
+
 
 @st.composite
 def cases(draw, op):

@@ -8,8 +8,8 @@ import math
 import mpmath
 import numpy as np
 import pytest
-
 from mp_oracle import forward_row, round_oracle
+
 from normtheory.errors import UndecidedRounding, UsageError
 from normtheory.formats import FORMATS
 from normtheory.reference import correctly_rounded, evaluate
@@ -37,7 +37,8 @@ def test_fp32_layernorm_with_large_offset_where_float64_then_round_is_wrong():
     slow = FP32.to_float64(correctly_rounded("layernorm", hard, format="fp32", eps=eps, affine="none", force_slow=True)["y"])
     assert np.array_equal(fast[misrounded_rows[:2]], slow)
     sample = rng.choice(3000, size=40, replace=False)
-    oracle = forward_row("layernorm", x[misrounded_rows[0]], None, None, eps=eps, eps_mode="inside", affine="none", p=None, d=3000)
+    oracle = forward_row("layernorm", x[misrounded_rows[0]], None, None, eps=eps, eps_mode="inside", affine="none", p=None,
+                         d=3000)
     expected, ambiguous = round_oracle(np.array([oracle[j] for j in sample], dtype=object), FP32)
     assert not ambiguous.any()
     assert np.array_equal(fast[misrounded_rows[0], sample], expected)

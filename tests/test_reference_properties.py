@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from mp_oracle import forward_row, round_oracle, vjp
+
 from normtheory.errors import UndecidedRounding
 from normtheory.formats import FORMATS
 from normtheory.reference import correctly_rounded
@@ -63,7 +63,10 @@ def assert_matches(ours, oracle_values, ambiguous, label):
     checked = ~ambiguous
     same = (ours == oracle_values) | (np.isnan(ours) & np.isnan(oracle_values))
     bad = np.flatnonzero(~same & checked)
-    assert bad.size == 0, f"{label}: {bad.size} mismatches, first at {bad[0]}: ours {ours.ravel()[bad[0]]!r} vs oracle {oracle_values.ravel()[bad[0]]!r}"
+    if bad.size:
+        first = bad[0]
+        raise AssertionError(f"{label}: {bad.size} mismatches, first at {first}: ours {ours.ravel()[first]!r} "
+                             f"vs oracle {oracle_values.ravel()[first]!r}")
 
 
 @given(normalizer_cases())

@@ -65,7 +65,7 @@ def test_local_version_labels_belong_to_their_release():
 def test_the_documented_table_is_the_code_table():
     doc = Path(__file__).resolve().parents[1] / "docs" / "upstream.md"
     assert doc.read_text(encoding="utf-8") == markdown_table(), (
-        "docs/upstream.md is stale: python -m normtheory.upstream --markdown > docs/upstream.md")
+        "docs/upstream.md is stale: normtheory upstream --markdown > docs/upstream.md")
 
 
 def test_compare_reports_every_behaviour_once():

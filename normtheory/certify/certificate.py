@@ -138,7 +138,8 @@ def build(config, state, *, kernel_name: str, op: str, contract: str, compile_se
     verdict, findings = verdict_and_findings(state, contract)
     return {
         "schema": SCHEMA, "verdict": verdict, "kernel": kernel_name, "op": op,
-        **s.describe(state.out_fmt), "d": config.d, "contract": contract, "seed": config.seed, "budget": config.budget, "max_abs": config.max_abs,
+        **s.describe(state.out_fmt), "d": config.d, "contract": contract, "seed": config.seed, "budget": config.budget,
+        "max_abs": config.max_abs,
         "max_abs_hex": float(config.max_abs).hex(),
         "environment": environment(config.kernel, config.device, config.autocast),
         "inputs_tested": state.rows_tested,

@@ -6,7 +6,6 @@ reported as not applicable. The recording's own environment is carried into the 
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from normtheory.certify import certificate

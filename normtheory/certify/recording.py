@@ -145,7 +145,8 @@ def save_worst(path: str, config, state, *, op: str) -> None:
     from normtheory.certify.certificate import environment
 
     env = environment(config.kernel, config.device, config.autocast)
-    for key, target in (("forward", path), ("backward", path[:-4] + ".backward.npz" if path.endswith(".npz") else path + ".backward.npz")):
+    backward_path = path[:-4] + ".backward.npz" if path.endswith(".npz") else path + ".backward.npz"
+    for key, target in (("forward", path), ("backward", backward_path)):
         if key not in state.worst:
             continue
         ratio, batch, outputs = state.worst[key]

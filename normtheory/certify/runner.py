@@ -13,7 +13,6 @@ from normtheory.formats import FloatFormat
 from normtheory.kernels import dtypes
 
 
-
 class KernelFault(Exception):
     """The kernel under test misbehaved; the message is a finding for the certificate."""
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st, target
+from hypothesis import HealthCheck, Phase, given, seed, settings, target
+from hypothesis import strategies as st
 
 from normtheory.certify import inputs as input_gen
 from normtheory.certify.runner import Batch, KernelFault

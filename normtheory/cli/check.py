@@ -13,8 +13,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from normtheory.certify.check import check_recording
-    from normtheory.cli.certify import print_summary, protect_outputs, write_json
     from normtheory.certify.recording import load
+    from normtheory.cli.certify import print_summary, protect_outputs, write_json
 
     protect_outputs(args, "json")
     arrays, meta = load(args.recording)

@@ -82,8 +82,8 @@ def run(args) -> int:
     _validate(args)
     import torch
 
-    from normtheory.theory.equivalence.convert import ConversionRefused
     from normtheory.theory.equivalence.check import gradient_check, inference_check, make_batch
+    from normtheory.theory.equivalence.convert import ConversionRefused
     from normtheory.theory.equivalence.training import training_check
 
     if args.device == "cuda" and not torch.cuda.is_available():

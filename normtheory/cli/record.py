@@ -26,9 +26,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from normtheory.certify import inputs as input_gen
     from normtheory.certify.certificate import environment
-    from normtheory.cli.certify import config_from_args, protect_outputs
     from normtheory.certify.recording import batch_arrays, meta_for, save
     from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
+    from normtheory.cli.certify import config_from_args, protect_outputs
     from normtheory.errors import CheckFailed, UsageError
 
     protect_outputs(args, "out")

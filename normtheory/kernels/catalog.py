@@ -13,8 +13,8 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from normtheory.errors import UsageError
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.bounds.backward import backward_bound
+from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.models import DEFAULT_FAMILY, MODELS, get_model
 
 __all__ = ["tolerance", "MODELS", "forward_bound", "backward_bound", "QUANTITIES"]

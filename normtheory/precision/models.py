@@ -80,7 +80,7 @@ class Model:
         """Roundings on the deepest path of an n-term sum (the first add into a lane is exact)."""
         return self.per_lane(n) - 1 + self.tree_levels(n)
 
-    def variant(self, **changes) -> "Model":
+    def variant(self, **changes) -> Model:
         return replace(self, **changes)
 
 

@@ -20,10 +20,10 @@ import numpy as np
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
 from normtheory.reference import fastpath
-from normtheory.reference.formulas import RowMath, row_is_nan
-from normtheory.reference.rings import ArbRing
 from normtheory.reference.decide import decide_interval, forward_and_decide
+from normtheory.reference.formulas import RowMath, row_is_nan
 from normtheory.reference.fused import fused_forward
+from normtheory.reference.rings import ArbRing
 from normtheory.reference.ziv import SlowEvaluator
 from normtheory.registry import NormParams, resolve_params
 
@@ -102,7 +102,7 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
         op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p)
     outputs = _compute(params, fmt, x, w, b, gy, d, force_slow or fmt.precision > 24)
     result = {}
-    for kind, (values, escalated) in outputs.items():
+    for kind, (values, _escalated) in outputs.items():
         if kind == "gw" and not uses_weight:
             continue
         if kind == "gb" and params.affine != "weight_bias":
@@ -135,7 +135,7 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
 
     kinds = ["y"] + (["gx", "gw", "gb"] if gy is not None else [])
     rounded = {k: np.empty((rows, n)) for k in kinds if k in ("y", "gx")}
-    undecided = {k: [] for k in kinds}  # (rows, cols, float64 estimates) per block
+    undecided: dict[str, list] = {k: [] for k in kinds}  # (rows, cols, float64 estimates) per block
     gw_sum, gw_err = np.zeros(n), np.zeros(n)
     factor, factor_err = fastpath.weight_factor(params, w)
 
@@ -166,7 +166,8 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
                 stats, factor, factor_err, b, has_bias, fmt, fastpath.U, fastpath.SAFETY)
         judge("y", y, None, start, decided)
         if gy is not None:
-            judge("gx", *fastpath.backward_gx(params, stats, yn, yn_err, w, gy[block], d), start)
+            gx, gx_bound = fastpath.backward_gx(params, stats, yn, yn_err, w, gy[block], d)
+            judge("gx", gx, gx_bound, start)
             term, term_err = fastpath.gw_terms(yn, yn_err, gy[block])
             gw_sum += term.sum(axis=0)
             gw_err += term_err.sum(axis=0) + (rows + 1) * fastpath.U * np.abs(term).sum(axis=0)
@@ -268,8 +269,9 @@ def evaluate(op, x, w=None, b=None, *, eps=None, eps_mode="inside", affine=None,
 
 def _exact_sum_mpf(values):
     """Σ of binary64 values, exactly (a dyadic rational), as an mpmath.mpf."""
-    import mpmath
     from fractions import Fraction
+
+    import mpmath
 
     total = sum((Fraction(float(v)) for v in values), Fraction(0))
     if not np.isfinite(values).all():

@@ -108,13 +108,13 @@ def _centre(x: np.ndarray, d: int):
 # ---- per-row statistics ----------------------------------------------------------------
 @dataclass
 class RowStats:
-    c: np.ndarray  # centred (LayerNorm) or raw inputs, (rows, n)
-    c_err: np.ndarray  # absolute bound on |ĉ − c|, (rows, n) or scalar 0
+    c: np.ndarray | None  # centred (LayerNorm) or raw inputs, (rows, n); None from the fused pass
+    c_err: np.ndarray | None  # absolute bound on |ĉ − c|, (rows, n) or scalar 0
     r: np.ndarray  # 1/N, (rows, 1)
     r_rel: np.ndarray  # relative bound on r, (rows, 1)
     rho: np.ndarray  # backward factor ρ, (rows, 1)
     rho_rel: np.ndarray
-    degenerate: np.ndarray  # (rows,) statistic exactly 0
+    degenerate: np.ndarray | None  # (rows,) statistic exactly 0; None from the fused pass
     argmax_phi: np.ndarray | None = None  # p = inf: φ (exact up to u), (rows, n)
 
 
@@ -180,6 +180,7 @@ def _pow_rel(q):
 def _lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats:
     """Lp power mean computed on x / K with K = max(max|x|, √eps) so that nothing overflows."""
     p, eps = params.p, params.eps
+    assert p is not None  # resolve_params gives lpnorm a p
     n = x.shape[1]
     magnitudes = np.abs(x)
     top = magnitudes.max(axis=1)

@@ -116,10 +116,10 @@ class Surd:
         self.R = R if self.b != 0 else None
 
     @staticmethod
-    def lift(value) -> "Surd":
+    def lift(value) -> Surd:
         return value if isinstance(value, Surd) else Surd(value)
 
-    def _common_R(self, other: "Surd"):
+    def _common_R(self, other: Surd):
         if self.R is None:
             return other.R
         if other.R is None or other.R == self.R:
@@ -149,7 +149,7 @@ class Surd:
 
     __rmul__ = __mul__
 
-    def inverse(self) -> "Surd":
+    def inverse(self) -> Surd:
         if self.b == 0:
             if self.a == 0:
                 raise ZeroDivisionError("exact division by zero")

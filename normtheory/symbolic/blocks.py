@@ -20,8 +20,8 @@ keyword switches build the deliberately wrong conversions the proofs must reject
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import sympy as sp
 

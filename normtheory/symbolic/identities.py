@@ -8,8 +8,8 @@ difference is far from zero at 110 digits (and agrees at 150 digits) counts as a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import sympy as sp
 

@@ -22,7 +22,7 @@ Never imports torch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import mpmath
 import sympy as sp

@@ -17,7 +17,7 @@ Never imports torch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import mpmath
 import sympy as sp

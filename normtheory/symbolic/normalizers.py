@@ -11,7 +11,7 @@ Keyword variants exist only to build the deliberately wrong versions that proofs
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import sympy as sp
 

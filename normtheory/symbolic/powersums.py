@@ -12,7 +12,7 @@ Degenerate rows (a statistic that is 0) are outside these proofs: the formulas d
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import sympy as sp
 
@@ -71,7 +71,7 @@ class SumAlgebra:
         own is the direct dependence on field_i (a function of index i); through_sums collects
         the dependence through every sum symbol (a function of indices i and j).
         """
-        xi, xj = self.i[field], self.j[field]
+        xi = self.i[field]
         own = sp.diff(expr, xi)
         to_j = {self.i[f]: self.j[f] for f in self.fields}
         through = sp.Integer(0)

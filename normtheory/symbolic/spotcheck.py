@@ -7,7 +7,7 @@ by relative difference. Inputs are binary64 values, which both sides take exactl
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import mpmath
 import numpy as np

@@ -6,7 +6,7 @@ package keeps them as a versioned table (`facts.FACTS`), probes the installed ve
 (`probes.PROBES`) and compares the two (`compare.observe_all`):
 - a covered version whose probed behaviour contradicts the table is a failure;
 - an uncovered version is reported with what it does, never failed.
-`docs/upstream.md` is rendered from the table (`python -m normtheory.upstream --markdown`).
+`docs/upstream.md` is rendered from the table (`normtheory upstream --markdown`).
 """
 
 from normtheory.upstream.compare import Observation, observe_all

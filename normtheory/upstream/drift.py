@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 
 from normtheory.upstream.compare import covering_row, observe_all
@@ -35,7 +36,7 @@ def installed_versions() -> dict[str, str]:
     return {_canonical(dist.metadata["Name"]): dist.version for dist in metadata.distributions()}
 
 
-def _table(rows: list[tuple[str, ...]]) -> str:
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n" for row in rows)
 

@@ -113,7 +113,8 @@ def torch_cpu_fnuz_conventions() -> str:
     from normtheory.kernels.fp8_probe import probe_cast
 
     b = probe_cast("fp8_e4m3fnuz", "cpu")
-    return f"overflow {b.finite_overflow}, NaN bytes {b.nan_bytes[0]:#04x}/{b.nan_bytes[1]:#04x}, -0 -> {b.negative_zero_byte:#04x}"
+    nan_bytes = f"{b.nan_bytes[0]:#04x}/{b.nan_bytes[1]:#04x}"
+    return f"overflow {b.finite_overflow}, NaN bytes {nan_bytes}, -0 -> {b.negative_zero_byte:#04x}"
 
 
 def torch_cpu_e8m0_zero_and_negative() -> str:
@@ -141,8 +142,10 @@ def torch_cpu_norm_kernels_match_mirrors() -> str:
                 x = draw_rows(family, rng, 2, width, fmt)
                 w = fmt.round_to_float64(1 + 0.1 * rng.standard_normal(width))
                 xt, wt = torch.tensor(x, dtype=dtype), torch.tensor(w, dtype=dtype)
-                pairs = (("rms_norm", eager.torch_rms_norm(xt, wt, None, 1e-6), mirrors.torch_rms_norm(x, w, eps=1e-6, format=name)),
-                         ("layer_norm", eager.torch_layer_norm(xt, wt, None, 1e-5), mirrors.torch_layer_norm(x, w, eps=1e-5, format=name)))
+                pairs = (("rms_norm", eager.torch_rms_norm(xt, wt, None, 1e-6),
+                          mirrors.torch_rms_norm(x, w, eps=1e-6, format=name)),
+                         ("layer_norm", eager.torch_layer_norm(xt, wt, None, 1e-5),
+                          mirrors.torch_layer_norm(x, w, eps=1e-5, format=name)))
                 for what, kernel, mirror in pairs:
                     got = kernel.to(torch.float32).numpy().view(np.int32)
                     if not np.array_equal(got, np.asarray(mirror, np.float32).view(np.int32)):

@@ -116,9 +116,17 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds.forward import (LAMBDA, SAFETY, Gammas, _scale_roundings, _stat_error, binade,
-                                         normalized_error,
-                                         rsqrt_error_per_row, tree_partial_sums_norm)
+from normtheory.precision.bounds.forward import (
+    LAMBDA,
+    SAFETY,
+    Gammas,
+    _scale_roundings,
+    _stat_error,
+    binade,
+    normalized_error,
+    rsqrt_error_per_row,
+    tree_partial_sums_norm,
+)
 from normtheory.precision.models import Model
 
 FAILURE_PROBABILITY = 1e-3  # per element, for kind="probabilistic" (module docstring)
@@ -296,7 +304,7 @@ def _gw_probabilistic(op, model, gy, norm, scales, out, E_n, magnitudes):
     u_o each. The magnitudes that bound increments — (1 + ρ_R), |n| + E_n, Δ — are
     `row_magnitudes` (P4: the smaller of the worst-case and the row-budgeted probabilistic
     bounds; on long bf16 sums the worst-case E_n is finite but as large as n itself)."""
-    acc, u, eta, r = norm.acc, norm.acc.unit_roundoff, norm.eta, norm.r[:, None]
+    acc, eta, r = norm.acc, norm.eta, norm.r[:, None]
     rho = magnitudes.rho_R[:, None]
     delta = magnitudes.mean_err[:, None]
     E_n = np.where(np.isfinite(E_n), magnitudes.err_n, np.inf)  # unsafe rows: no bound
@@ -417,7 +425,7 @@ def _outside_factor_bound(op, x, norm, model, eps):
     u(den + E_σ + e_ε) + η, e_ε = u·eps + η; ρ̂ = fl(den̂/σ̂) lies in
     [(den − E_den)/(σ + E_σ), (den + E_den)/(σ − E_σ)]·(1 ± u) ± η — no bound unless σ > E_σ
     (a row whose σ may be 0: there y is not differentiable, and the kernel's ρ̂ is arbitrary)."""
-    acc, u, eta = norm.acc, norm.acc.unit_roundoff, norm.eta
+    u, eta = norm.acc.unit_roundoff, norm.eta
     _, stat, err_stat = _stat_error(op, model, x, norm.d, norm.gammas, u, eta)
     err_stat = err_stat + 4 * norm.eta_in * np.sqrt(stat) + 4 * norm.eta_in**2  # DAZ (bounds/forward.py)
     sigma = np.sqrt(stat)

@@ -28,6 +28,7 @@ import math
 from normtheory.formats import FORMATS
 from normtheory.precision.models import Model
 
+
 def rounding_margin(model: Model, n: int) -> float:
     """(1 + u)^m: how far above its exact value a computed sum of n nonnegative terms can be."""
     depth = model.reduction_depth(n) + model.tree_levels(n) + 4

@@ -51,7 +51,8 @@ j|ε_j| ≤ (j − 1)|ε_{j−1}| + (2u + u²)R + j(uX/(1 − u) + η) and, with
 m̂ − m = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + η + α(m̂a + p̂), so each level adds at most
 γ₃R + uX/(1 − u) + η: e ≤ R(2u + u² + tγ₃) + (uX/(1 − u) + η)((k + 1)/2 + t) — the part
 proportional to X (what an offset row |mean| ≫ std makes large) is 5× below the former
-uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
+uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is
+c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
 Σ_i |δ_i|·(weights) ≤ sqrt(S)·(sqrt(2n) + 2·sqrt(n·t/4)); the nonnegative updates are summed
 with depth k + 2t + 3. That form charges every update the final, largest mean error e and
 the Cauchy–Schwarz spread: at k = 8, t = 5 it is ≈ 70·κ∞·u relative, no bound at all from
@@ -60,7 +61,8 @@ recurrence instead (each rounding weighted by how much the exact M and μ depend
 with the running-mean error bounds e_j of each step); both forms are sound and the smaller is
 used. Its relative error is a few κ·u at κ = 10⁴ (tests/test_precision_welford.py). At
 κ ≈ 10⁶ in fp32 no bound can promise relative accuracy of the variance (a running mean can
-stall k/2 ulps from the data, which is σ there): the floor of step 4 applies. One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
+stall k/2 ulps from the data, which is σ there): the floor of step 4 applies. One-pass: var̂ = fl(q̂ − μ̂²):
+|var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) +
 (1 + γ₂)·Δ(2|μ| + Δ) — relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|).
 
@@ -114,8 +116,8 @@ import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.precision.bounds.domains import overflow_threshold, rounding_margin
-from normtheory.precision.models import Model
 from normtheory.precision.bounds.welford import welford_errors
+from normtheory.precision.models import Model
 
 SAFETY = 1.0 + 2.0**-20
 LAMBDA = 4.5
@@ -492,7 +494,7 @@ class Normalized:
     acc: FloatFormat
     eta: float  # one rounding's absolute underflow error in the accumulator
     eta_in: float  # DAZ: how far a loaded input may move (0 without DAZ)
-    gammas: "Gammas"
+    gammas: Gammas
     d: int
 
 

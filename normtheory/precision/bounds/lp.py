@@ -265,7 +265,10 @@ def _stable_backward(x, gy, w, p, eps, affine, grad, w_out, acc, pow_ulps, fma, 
     overflow |= (product.max(axis=1) > top) | (reach.max(axis=1) > top)
     overflow |= (reach.max(axis=1) * np.maximum(1 / N, K / N) > top)
     gx_pre = np.where((overflow | ambiguous)[:, None], np.inf, gx_pre)
-    gx = gx_pre if grad.precision >= acc.precision else gx_pre + grad.unit_roundoff * (aT * inv_N + gx_pre) + grad.min_subnormal / 2
+    if grad.precision >= acc.precision:
+        gx = gx_pre
+    else:
+        gx = gx_pre + grad.unit_roundoff * (aT * inv_N + gx_pre) + grad.min_subnormal / 2
     gx = np.where(aT * inv_N + gx > grad.max_finite, np.inf, gx)
     out = {"gx": gx}
     if affine in ("weight", "weight_bias"):

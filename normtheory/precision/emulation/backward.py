@@ -34,8 +34,8 @@ import numpy as np
 
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.forward import SUPPORTED_OPS, _fmt, normalize, statistic, truncate
-from normtheory.precision.models import Model
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
+from normtheory.precision.models import Model
 
 
 def backward(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine: str = "none",

@@ -4,7 +4,8 @@ These are models of classes of kernels, not bit-for-bit copies of any particular
 kernel: every named model run here (models.MODELS) is a model of a class of kernels, and no
 output of this module is claimed bit-identical to a real kernel's. The kernels that are
 mirrored bit for bit (torch 2.13 CPU rms_norm and layer_norm, HF Llama RMSNorm) are in
-mirrors/cpu.py, with the exact order of their reductions. Operation order (per row; every step rounded in the model's accumulator format):
+mirrors/cpu.py, with the exact order of their reductions. Operation order (per row; every step rounded in the model's
+accumulator format):
 
     x is loaded into the accumulator (exact; DAZ may flush subnormals)
     statistics      two_pass : s = Σx; μ = s·fl(1/d); c = x − μ; S = Σc²; var = S·fl(1/d)
@@ -29,8 +30,8 @@ import numpy as np
 
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.models import Model
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_squares, welford
+from normtheory.precision.models import Model
 
 SUPPORTED_OPS = ("layernorm", "rmsnorm", "crmsnorm")
 

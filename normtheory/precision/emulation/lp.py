@@ -36,8 +36,8 @@ import numpy as np
 
 from normtheory.formats import FORMATS
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.models import Model
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
+from normtheory.precision.models import Model
 
 SEQUENTIAL = Model("lp_sequential", lanes=1)
 

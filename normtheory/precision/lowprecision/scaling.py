@@ -168,7 +168,7 @@ class ScaledTensor:
 
 
 def quantize(y, fmt, scaling: str = "tensor", *, margin: int = 0, saturate: bool = True,
-             power_of_two: bool = False, delayed: "DelayedScaling | None" = None) -> ScaledTensor:
+             power_of_two: bool = False, delayed: DelayedScaling | None = None) -> ScaledTensor:
     """Scaled cast of fp32 values y (2-D: rows × n) to `fmt` under a recipe (module doc)."""
     fmt = _fmt(fmt)
     kind, block = parse_scaling(scaling)

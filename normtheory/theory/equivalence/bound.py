@@ -27,13 +27,13 @@ import mpmath
 FAILURE_PROBABILITY = 1e-6
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def gaussian_norm_factor(beta: float = FAILURE_PROBABILITY) -> float:
     """t with P(χ²₁ > t²) = P(|Z| > t) = β."""
     return float(mpmath.sqrt(2) * mpmath.erfinv(1 - mpmath.mpf(beta)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def chi2_lower_quantile(dof: int, alpha: float = FAILURE_PROBABILITY) -> float:
     """x with P(χ²_dof ≤ x) = α (regularised lower incomplete gamma, solved by bisection)."""
     k = mpmath.mpf(dof) / 2

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from normtheory.theory.equivalence.convert import convert_state, converted_reference_config
 from normtheory.theory.equivalence.bound import tail_factor
+from normtheory.theory.equivalence.convert import convert_state, converted_reference_config
 from normtheory.theory.equivalence.models import ExactOps, PreNormDecoder
 from normtheory.theory.equivalence.noise import NoiseOps
 from normtheory.theory.equivalence.subjects import Params, Subject

@@ -74,9 +74,11 @@ def gpt2_anatomy(model, *, inference_only: bool = False) -> Anatomy:
     norms = []
     for i in range(cfg.n_layer):
         p = f"{t}h.{i}."
-        writers += [Writer(p + "attn.c_proj.weight", 1, p + "attn.c_proj.bias"), Writer(p + "mlp.c_proj.weight", 1, p + "mlp.c_proj.bias")]
+        writers += [Writer(p + "attn.c_proj.weight", 1, p + "attn.c_proj.bias"),
+                    Writer(p + "mlp.c_proj.weight", 1, p + "mlp.c_proj.bias")]
         for norm, reader in (("ln_1", "attn.c_attn"), ("ln_2", "mlp.c_fc")):
-            norms.append(NormSite(*ln(p + norm), (Reader(p + reader + ".weight", p + reader + ".weight", 0, p + reader + ".bias", p + reader + ".bias"),)))
+            weight, bias = p + reader + ".weight", p + reader + ".bias"
+            norms.append(NormSite(*ln(p + norm), (Reader(weight, weight, 0, bias, bias),)))
     head_src = t + "wte.weight" if tied else "lm_head.weight"
     head_bias = "lm_head.bias" if "lm_head.bias" in params else None
     norms.append(NormSite(*ln(t + "ln_f"), (Reader(head_src, "lm_head.weight", 1, head_bias, "lm_head.bias"),)))

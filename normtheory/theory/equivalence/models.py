@@ -73,7 +73,7 @@ class DecoderConfig:
     def has_norm_params(self) -> bool:
         return self.norm == "layernorm" and self.norm_affine
 
-    def replace(self, **changes) -> "DecoderConfig":
+    def replace(self, **changes) -> DecoderConfig:
         return dataclasses.replace(self, **changes)
 
 

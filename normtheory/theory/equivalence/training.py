@@ -26,11 +26,18 @@ import copy
 
 import torch
 
-from normtheory.theory.equivalence.convert import convert_state
 from normtheory.theory.equivalence.bound import tail_factor
 from normtheory.theory.equivalence.check import (
-    DTYPES, Report, _cast, _module_in, _NoisyReference, compare, loss_of, make_batch,
+    DTYPES,
+    Report,
+    _cast,
+    _module_in,
+    _NoisyReference,
+    compare,
+    loss_of,
+    make_batch,
 )
+from normtheory.theory.equivalence.convert import convert_state
 from normtheory.theory.equivalence.subjects import Subject
 
 ADAMW = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
@@ -84,7 +91,8 @@ def training_check(subject: Subject, target: str, fmt: str, *, steps: int = 5, b
     length = subject.reference.cfg.max_len
     batches = [make_batch(vocab, batch, length, seed + 1 + s) for s in range(steps)]
     held_out, _ = make_batch(vocab, batch, length, seed + 10_000)
-    theta_orig, theta_paper, theta_direct = trajectories(subject, target, fmt, batches, skip_recentre=skip_recentre, device=device)
+    theta_orig, theta_paper, theta_direct = trajectories(subject, target, fmt, batches, skip_recentre=skip_recentre,
+                                                         device=device)
 
     model = _NoisyReference(subject, target, fmt, seed)
     to_orig = subject.to_original_name

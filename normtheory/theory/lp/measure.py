@@ -17,7 +17,6 @@ from normtheory.kernels.dtypes import TORCH_DTYPES
 from normtheory.theory.lp.thresholds import naive_failures
 
 
-
 def _fmt(fmt) -> FloatFormat:
     return FORMATS[fmt] if isinstance(fmt, str) else fmt
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 import platform
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch

@@ -22,9 +22,9 @@ Theorem 1; Kedia et al. 2024 (DeepScaleLM) variance rules; Sun et al. 2025 (arXi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
 
 import mpmath
 import numpy as np
@@ -434,7 +434,8 @@ SCALING_LAWS = (
                           "Pre-LN: E||h_L||^2 / d ~ 1 + c L, c in [ffn_gain, ffn_gain + attn_max]",
                           ("pre_ln", "pre_rms"), ("xiong", "standard")),
                "final_hidden_ms", lambda a, g, d, L, k=None: hidden_band(a, g, L), lambda d: 0.0),
-    ScalingLaw(Prediction("sun.lns.recursion", "scaling", SUN + " LNS recursion sigma_{l+1}^2 = sigma_l^2 (1 + 1/(sqrt(l) sigma_l))",
+    ScalingLaw(Prediction("sun.lns.recursion", "scaling",
+                          SUN + " LNS recursion sigma_{l+1}^2 = sigma_l^2 (1 + 1/(sqrt(l) sigma_l))",
                           "LNS: E||h_L||^2 / d = L (linear growth)", ("lns",), ("xiong", "standard")),
                "final_hidden_ms", lambda a, g, d, L, k=None: (float(L), float(L)), lambda d: 0.0),
     ScalingLaw(Prediction("lns.homogeneity.scaling", "scaling", HOMOG,
