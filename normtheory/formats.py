@@ -327,6 +327,12 @@ def _make_formats() -> dict[str, FloatFormat]:
 FORMATS: dict[str, FloatFormat] = _make_formats()
 
 
+def as_format(fmt: str | FloatFormat) -> FloatFormat:
+    """The edge between names and values: a `FloatFormat` passes through, a name is looked up
+    (UsageError for unknown names). Inner layers take `FloatFormat` values only."""
+    return fmt if isinstance(fmt, FloatFormat) else get_format(fmt)
+
+
 def get_format(name: str) -> FloatFormat:
     """Look a format up by name; unknown names raise UsageError (exit 2 on the CLI)."""
     from normtheory.errors import UsageError

@@ -32,6 +32,15 @@ class ErrorInput:
     message_contains: str
 
 
+# What the normalizer divides by, before eps: code branches on this, never on the op's name.
+STATISTICS = (
+    "variance",  # mean((x - mean x)^2): LayerNorm
+    "mean_square",  # mean(x^2): RMSNorm
+    "crms",  # (sum z^2 + (sum z)^2) / d over the d - 1 stored coordinates: CRMSNorm
+    "power_mean",  # mean(|x|^p), then the 1/p root: Lp
+)
+
+
 @dataclass(frozen=True)
 class NormSpec:
     name: str
@@ -42,7 +51,9 @@ class NormSpec:
     drops_last_coordinate: bool  # kernel sees d - 1 entries (CRMSNorm)
     takes_p: bool
     families: tuple[str, ...]
+    statistic: str  # one of STATISTICS
     error_inputs: tuple[ErrorInput, ...] = field(default=())
+    gradients: tuple[str, ...] = ("gx", "gw", "gb")  # the VJP outputs the reference and bounds give
 
     def input_width(self, d: int) -> int:
         """Entries per row the kernel receives for model width d."""
@@ -77,6 +88,7 @@ REGISTRY: dict[str, NormSpec] = {
             drops_last_coordinate=False,
             takes_p=False,
             families=_ALL_FAMILIES,
+            statistic="variance",
             error_inputs=_COMMON_ERRORS + (ErrorInput("p given", {"p": 3.0}, "p"),),
         ),
         NormSpec(
@@ -88,6 +100,7 @@ REGISTRY: dict[str, NormSpec] = {
             drops_last_coordinate=False,
             takes_p=False,
             families=_ALL_FAMILIES,
+            statistic="mean_square",
             error_inputs=_COMMON_ERRORS + (ErrorInput("p given", {"p": 3.0}, "p"),),
         ),
         NormSpec(
@@ -99,6 +112,7 @@ REGISTRY: dict[str, NormSpec] = {
             drops_last_coordinate=True,
             takes_p=False,
             families=_ALL_FAMILIES,
+            statistic="crms",
             error_inputs=_COMMON_ERRORS + (ErrorInput("p given", {"p": 3.0}, "p"),),
         ),
         NormSpec(
@@ -110,6 +124,7 @@ REGISTRY: dict[str, NormSpec] = {
             drops_last_coordinate=False,
             takes_p=True,
             families=_ALL_FAMILIES,
+            statistic="power_mean",
             error_inputs=_COMMON_ERRORS
             + (
                 ErrorInput("p missing", {"p": None}, "p"),

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,18 +60,31 @@ def _fmt(fmt) -> FloatFormat:
     return FORMATS[fmt] if isinstance(fmt, str) else fmt
 
 
-def parse_scaling(text: str) -> tuple[str, int | None]:
-    """'tensor' | 'delayed' | 'row' | 'block:N' | 'mx' | 'mx:N' -> (kind, block size or None)."""
+class ScalingRecipe(NamedTuple):
+    """Which entries share an fp8 scale: kind tensor | delayed | row | block | mx, and the
+    block size for block and mx. A NamedTuple so `kind, block = recipe` still reads naturally."""
+
+    kind: str
+    block: int | None
+
+    def __str__(self) -> str:
+        return self.kind if self.block is None else f"{self.kind}:{self.block}"
+
+
+def parse_scaling(text: str | ScalingRecipe) -> ScalingRecipe:
+    """'tensor' | 'delayed' | 'row' | 'block:N' | 'mx' | 'mx:N' -> ScalingRecipe; UsageError otherwise."""
     from normtheory.errors import UsageError
 
+    if isinstance(text, ScalingRecipe):
+        return text
     kind, _, size = text.partition(":")
     if kind in ("tensor", "delayed", "row") and not size:
-        return kind, None
+        return ScalingRecipe(kind, None)
     if kind in ("block", "mx"):
         if not size and kind == "mx":
-            return "mx", MX_BLOCK
+            return ScalingRecipe("mx", MX_BLOCK)
         if size.isdigit() and int(size) >= 1:
-            return kind, int(size)
+            return ScalingRecipe(kind, int(size))
     raise UsageError(f"unknown scaling {text!r}; known: tensor, delayed, row, block:N, mx, mx:N (N >= 1)")
 
 
