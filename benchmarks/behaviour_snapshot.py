@@ -1,0 +1,140 @@
+"""A fingerprint of what normtheory decides, to show a refactor changed nothing.
+
+    python benchmarks/behaviour_snapshot.py OUT_DIR [--quick]
+    diff -r BEFORE_DIR AFTER_DIR        # empty output: the same behaviour
+
+Writes, with every volatile field (timings, environment, paths) removed:
+- bounds.json: a SHA-256 of every bound the public `precision.tolerance` gives, per model
+  contract (and default, ulp:2), op, format, family, quantity (y, gx, gw, gb) and kind (worst,
+  probabilistic), on fixed seeded rows; the Lp worst-case bound per p;
+- checks/*.json: `normtheory check` of every committed recording (tests/data/certify/{cpu,cuda});
+- certify/*.json: a few small seeded certifications (careful, defective, fp8, Lp kernels).
+Bit-identical bounds are the strong claim: a sum reordered or a constant rounded differently
+changes a hash. `--quick` skips the recordings and certifications (bounds only, ~1 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from normtheory.families import FAMILIES, draw_rows
+from normtheory.formats import FORMATS
+from normtheory.precision import MODELS, tolerance
+
+ROOT = Path(__file__).resolve().parents[1]
+VOLATILE = {"environment", "elapsed_s", "compile_s", "seconds", "timing", "recording", "worst_inputs_file",
+            "kernel_source_hash", "created"}
+
+
+def _digest(values) -> str:
+    array = np.ascontiguousarray(np.asarray(values, dtype=np.float64))
+    return hashlib.sha256(array.tobytes()).hexdigest()[:16]
+
+
+def _affine_for(op):
+    return "weight_bias" if op == "layernorm" else "weight"
+
+
+def bound_fingerprints() -> dict[str, str]:
+    out: dict[str, str] = {}
+    contracts = ["default", "ulp:2"] + [f"model:{name}" for name in MODELS]
+    for fmt_name in ("fp32", "bf16", "fp16"):
+        fmt = FORMATS[fmt_name]
+        for family in sorted(FAMILIES):
+            rng = np.random.default_rng(7)
+            n = 48
+            x = draw_rows(family, rng, 4, n, fmt)
+            w = fmt.round_to_float64(1 + 0.25 * rng.standard_normal(n))
+            b = fmt.round_to_float64(0.5 * rng.standard_normal(n))
+            gy = fmt.round_to_float64(rng.standard_normal(x.shape))
+            for op in ("layernorm", "rmsnorm", "crmsnorm"):
+                eps = 1e-5 if op == "layernorm" else 1e-6
+                affine = _affine_for(op)
+                bias = b if affine == "weight_bias" else None
+                for contract in contracts:
+                    for quantity in ("y", "gx", "gw", "gb"):
+                        if quantity == "gb" and bias is None:
+                            continue
+                        for kind in ("worst", "probabilistic"):
+                            key = f"{fmt_name}/{family}/{op}/{contract}/{quantity}/{kind}"
+                            try:
+                                exact = (np.abs(x) if quantity in ("y", "gx") else np.abs(x[0])) if contract.startswith("ulp") else None
+                                bound = tolerance(op, x, w, bias, format=fmt_name, eps=eps, affine=affine,
+                                                  contract=contract, kind=kind, quantity=quantity,
+                                                  gy=None if quantity == "y" else gy, exact=exact)
+                                out[key] = _digest(bound)
+                            except Exception as exc:  # a refusal is behaviour too
+                                out[key] = f"{type(exc).__name__}: {exc}"
+            for p in (1.0, 1.5, 2.0, 3.0, float("inf")):
+                key = f"{fmt_name}/{family}/lpnorm/p={p}/y/worst"
+                try:
+                    out[key] = _digest(tolerance("lpnorm", x, w, None, format=fmt_name, eps=1e-6, affine="weight", p=p))
+                except Exception as exc:
+                    out[key] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def _scrub(value):
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _cli_json(args: list[str], json_path: Path) -> dict:
+    result = subprocess.run([sys.executable, "-m", "normtheory", *args, "--json", str(json_path)],
+                            capture_output=True, text=True, cwd=ROOT)
+    data = json.loads(json_path.read_text()) if json_path.exists() else {}
+    return {"exit": result.returncode, "stderr_last_line": (result.stderr.strip().splitlines() or [""])[-1],
+            "certificate": _scrub(data)}
+
+
+CERTIFICATIONS = {
+    "torch_rms_norm_bf16": ["certify", "torch.rms_norm", "--op", "rmsnorm", "--format", "bf16"],
+    "torch_layer_norm_fp16": ["certify", "torch.layer_norm", "--op", "layernorm", "--format", "fp16"],
+    "one_pass_layer_norm_bf16": ["certify", "normtheory.kernels.defective:one_pass_layer_norm", "--op", "layernorm",
+                                 "--format", "bf16"],
+    "llama_model_contract": ["certify", "hf.llama_rms_norm", "--op", "rmsnorm", "--format", "bf16",
+                             "--contract", "model:llama"],
+    "fp8_rms_norm_row": ["certify", "fp8.rms_norm", "--op", "rmsnorm", "--format", "bf16", "--out-format",
+                         "fp8_e4m3fn", "--scaling", "row", "--no-backward"],
+    "lp_stable_p3": ["certify", "lp.stable", "--op", "lpnorm", "--p", "3", "--format", "bf16", "--no-backward"],
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bounds.json").write_text(json.dumps(bound_fingerprints(), indent=0, sort_keys=True) + "\n")
+    if args.quick:
+        return 0
+    for device in ("cpu", "cuda"):
+        target = args.out / "checks" / device
+        target.mkdir(parents=True, exist_ok=True)
+        for recording in sorted((ROOT / "tests" / "data" / "certify" / device).glob("*.npz")):
+            data = _cli_json(["check", str(recording)], target / (recording.stem + ".raw.json"))
+            (target / (recording.stem + ".json")).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            (target / (recording.stem + ".raw.json")).unlink(missing_ok=True)
+    target = args.out / "certify"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, command in CERTIFICATIONS.items():
+        common = ["--d", "64", "--budget", "48", "--seed", "3"]
+        data = _cli_json(command + common, target / (name + ".raw.json"))
+        (target / (name + ".json")).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+        (target / (name + ".raw.json")).unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
