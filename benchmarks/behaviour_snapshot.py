@@ -65,7 +65,9 @@ def bound_fingerprints() -> dict[str, str]:
                         for kind in ("worst", "probabilistic"):
                             key = f"{fmt_name}/{family}/{op}/{contract}/{quantity}/{kind}"
                             try:
-                                exact = (np.abs(x) if quantity in ("y", "gx") else np.abs(x[0])) if contract.startswith("ulp") else None
+                                exact = None
+                                if contract.startswith("ulp"):  # any values shaped like the quantity
+                                    exact = np.abs(x) if quantity in ("y", "gx") else np.abs(x[0])
                                 bound = tolerance(op, x, w, bias, format=fmt_name, eps=eps, affine=affine,
                                                   contract=contract, kind=kind, quantity=quantity,
                                                   gy=None if quantity == "y" else gy, exact=exact)
