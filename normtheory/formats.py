@@ -41,6 +41,8 @@ from functools import cached_property
 import ml_dtypes
 import numpy as np
 
+from normtheory.errors import UsageError
+
 
 @dataclass(frozen=True)
 class FloatFormat:
@@ -335,8 +337,6 @@ def as_format(fmt: str | FloatFormat) -> FloatFormat:
 
 def get_format(name: str) -> FloatFormat:
     """Look a format up by name; unknown names raise UsageError (exit 2 on the CLI)."""
-    from normtheory.errors import UsageError
-
     try:
         return FORMATS[name]
     except KeyError:

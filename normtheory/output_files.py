@@ -22,7 +22,7 @@ def check_writable(path: str | None, *, flag: str, inputs: tuple[str | None, ...
         return
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UsageError(f"{flag} {path}: directory {directory} does not exist")
+        raise UsageError(f"cannot write {flag} {path}: directory {directory} does not exist")
     if os.path.isdir(path):
         raise UsageError(f"{flag} {path} is a directory; give a file name")
     given = {os.path.realpath(p) for p in inputs if p}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from normtheory.errors import UsageError
+
 EPS_MODES = ("inside", "outside")
 AFFINE_MODES = ("none", "weight", "weight_bias", "offset_weight")
 
@@ -137,8 +139,6 @@ REGISTRY: dict[str, NormSpec] = {
 
 
 def get_spec(op: str) -> NormSpec:
-    from normtheory.errors import UsageError
-
     try:
         return REGISTRY[op]
     except KeyError:
@@ -162,8 +162,6 @@ class NormParams:
 
 def resolve_params(op: str, *, eps=None, eps_mode="inside", affine=None, p=None) -> NormParams:
     """Fill defaults from the registry and validate; UsageError on anything invalid."""
-    from normtheory.errors import UsageError
-
     spec = get_spec(op)
     eps = spec.default_eps if eps is None else eps
     try:
@@ -185,8 +183,6 @@ def resolve_params(op: str, *, eps=None, eps_mode="inside", affine=None, p=None)
 
 
 def parse_p(p) -> float:
-    from normtheory.errors import UsageError
-
     if p is None:
         raise UsageError("lpnorm needs p (a number >= 1, or inf)")
     try:

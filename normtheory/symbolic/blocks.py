@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from normtheory.symbolic.normalizers import divide_by_normalizer
 from normtheory.symbolic.powersums import SumAlgebra
 
 Activation = Callable[[sp.Expr], sp.Expr]
@@ -136,8 +137,6 @@ def compressed_pre_activation_entry(alg: SumAlgebra, eps, eps_mode="inside", sub
     alg: fields ("x", "a") with width d − 1 (x holds z, a the first d − 1 weights of the unit);
     returns (the compressed pre-activation, the symbol a_d), both over sum symbols.
     """
-    from normtheory.symbolic.normalizers import divide_by_normalizer
-
     a_last = sp.Symbol("a_d", real=True)
     z, a = alg.i["x"], alg.i["a"]
     weight = a - a_last if subtract_last_column else a
@@ -147,8 +146,6 @@ def compressed_pre_activation_entry(alg: SumAlgebra, eps, eps_mode="inside", sub
 
 def full_pre_activation_entry(alg: SumAlgebra, a_last, eps, eps_mode="inside"):
     """Σ_{j≤d} a_j x_j / N_RMS(x) with x = (z, −Σz): the Pre-RMSNorm reader on the full stream."""
-    from normtheory.symbolic.normalizers import divide_by_normalizer
-
     z, a = alg.i["x"], alg.i["a"]
     x_last = -alg.total(z)
     mean_square = (alg.total(z**2) + x_last**2) / alg.d

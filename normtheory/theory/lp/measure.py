@@ -14,6 +14,9 @@ import torch
 
 from normtheory.formats import FORMATS, FloatFormat
 from normtheory.kernels.dtypes import TORCH_DTYPES
+from normtheory.precision.bounds.lp import stable_forward_bound
+from normtheory.precision.measure import absolute_errors
+from normtheory.reference import correctly_rounded, evaluate
 from normtheory.theory.lp.thresholds import naive_failures
 
 
@@ -117,10 +120,6 @@ def stable_error_survey(kernel, fmt, p: float, d: int, eps: float, *, seed: int 
     """Run `kernel` on rows spread over the whole finite range of `fmt` (binade_rows) and judge
     it: worst |ŷ − y| / bound (y exact, from the arbitrary-precision reference), worst ulps
     against the correctly rounded result, and the rows whose output is not finite."""
-    from normtheory.precision.bounds.lp import stable_forward_bound
-    from normtheory.precision.measure import absolute_errors
-    from normtheory.reference import correctly_rounded, evaluate
-
     fmt = _fmt(fmt)
     x = binade_rows(fmt, d, rows_per_binade, step, seed)
     rng = np.random.default_rng(seed + 1)
