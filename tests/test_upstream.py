@@ -72,3 +72,18 @@ def test_compare_reports_every_behaviour_once():
     observations = observe_all()
     assert [o.behaviour for o in observations] == BEHAVIOURS
     assert {o.status for o in observations} <= {AGREES, CONTRADICTS, UNCOVERED, NOT_PROBED}
+
+
+def test_drift_report_shows_a_behaviour_that_changed_since_the_lock(tmp_path):
+    """A lock made when ml_dtypes 0.6.0 was current: the report must show old -> new."""
+    from normtheory.upstream.drift import report
+
+    lock = tmp_path / "old.lock"
+    lock.write_text("ml-dtypes==0.6.0 \\\n    --hash=sha256:00\nnumpy==1.26.0\n")
+    text, failed = report(str(lock))
+    row = next(line for line in text.splitlines() if "ml_dtypes.float64_to_bf16" in line)
+    installed = observe("ml_dtypes.float64_to_bf16").probed
+    if installed == "rounds once":
+        assert "double-rounds via float32 -> rounds once" in row
+    assert "packages that moved since" in text and "ml-dtypes" in text
+    assert failed == any(o.failed for o in observe_all())
