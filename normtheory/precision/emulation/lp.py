@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from normtheory.formats import FORMATS
+from normtheory.formats import as_format
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.models import Model
@@ -52,7 +52,7 @@ def _finish(y, w, b, affine, ar, out_format):
         y = ar.mul(y, np.asarray(w, dtype=np.float64))
     if affine == "weight_bias":
         y = ar.add(y, np.asarray(b, dtype=np.float64))
-    out = FORMATS[out_format] if isinstance(out_format, str) else out_format
+    out = as_format(out_format)
     return out.round_to_float64(y)
 
 
@@ -101,8 +101,8 @@ def emulate_stable_backward(x, gy, w=None, *, p, eps: float, affine="none", grad
     """{"gx": (rows, n), "gw": (n,), "gb": (n,)} of the stable kernel's backward (module docstring),
     as float64 values of their formats (gw for weight modes, gb for weight_bias)."""
     ar = Arith(model.acc)
-    grad = FORMATS[grad_format] if isinstance(grad_format, str) else grad_format
-    w_out = FORMATS[w_format or grad.name] if isinstance(w_format or grad.name, str) else w_format
+    grad = as_format(grad_format)
+    w_out = as_format(w_format or grad)
     with np.errstate(all="ignore"):
         x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
         gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
