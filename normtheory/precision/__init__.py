@@ -16,6 +16,7 @@ Contracts:
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from normtheory.errors import UsageError
 from normtheory.formats import FloatFormat, as_format
@@ -32,10 +33,11 @@ __all__ = ["tolerance", "MODELS", "forward_bound", "backward_bound", "QUANTITIES
 QUANTITIES = ("y", "gx", "gw", "gb")
 
 
-def tolerance(op: str, x, w=None, b=None, *, format: str | FloatFormat, eps: float, affine: str = "none",
-              contract: str | Contract = "default", out_format: str | FloatFormat | None = None, exact=None,
-              kind: str = "worst", quantity: str = "y", gy=None, w_format: str | FloatFormat | None = None,
-              p=None) -> np.ndarray:
+def tolerance(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *,
+              format: str | FloatFormat, eps: float, affine: str = "none", contract: str | Contract = "default",
+              out_format: str | FloatFormat | None = None, exact: ArrayLike | None = None, kind: str = "worst",
+              quantity: str = "y", gy: ArrayLike | None = None, w_format: str | FloatFormat | None = None,
+              p: float | str | None = None) -> np.ndarray:
     """Per-element allowed |q̂ − q| for quantity q (inf where no bound holds).
 
     quantity "y" (forward output, in `out_format`, default `format`) and "gx" (in `format`,
@@ -80,8 +82,8 @@ def tolerance(op: str, x, w=None, b=None, *, format: str | FloatFormat, eps: flo
     return bound.reshape(shape)
 
 
-def _forward_tolerance(spec: NormSpec, x2, w, b, *, models: list[Model], eps: float, affine: str, kind: str,
-                       out_format: FloatFormat) -> np.ndarray:
+def _forward_tolerance(spec: NormSpec, x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, *,
+                       models: list[Model], eps: float, affine: str, kind: str, out_format: FloatFormat) -> np.ndarray:
     """The largest of the models' forward bounds, per element."""
     bound = np.zeros(x2.shape)
     for model in models:
@@ -90,8 +92,9 @@ def _forward_tolerance(spec: NormSpec, x2, w, b, *, models: list[Model], eps: fl
     return bound
 
 
-def _backward_tolerance(spec: NormSpec, x2, gy2, w, b, *, models: list[Model], eps: float, affine: str, kind: str,
-                        quantity: str, grad_format: FloatFormat, w_format: FloatFormat) -> np.ndarray:
+def _backward_tolerance(spec: NormSpec, x2: np.ndarray, gy2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, *,
+                        models: list[Model], eps: float, affine: str, kind: str, quantity: str, grad_format: FloatFormat,
+                        w_format: FloatFormat) -> np.ndarray:
     """The largest of the models' bounds on one gradient, per element."""
     bound = np.zeros(x2.shape if quantity == "gx" else x2.shape[1:])
     for model in models:
@@ -103,7 +106,8 @@ def _backward_tolerance(spec: NormSpec, x2, gy2, w, b, *, models: list[Model], e
     return bound
 
 
-def _lp_tolerance(x2, w, b, shape, *, p, eps: float, affine: str, contract: Contract, quantity: str,
+def _lp_tolerance(x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, shape: tuple[int, ...], *,
+                  p: float | str | None, eps: float, affine: str, contract: Contract, quantity: str,
                   out_format: FloatFormat) -> np.ndarray:
     if quantity != "y":
         raise UsageError("lpnorm has no backward bound yet (only the forward output y)")

@@ -19,7 +19,8 @@ import numpy as np
 from normtheory.formats import FloatFormat
 
 
-def affine_error(affine: str, n_abs, err_n, w, b, *, u: float, eta: float, offset_u: float):
+def affine_error(affine: str, n_abs: np.ndarray, err_n: np.ndarray, w: np.ndarray, b: np.ndarray, *, u: float, eta: float,
+                 offset_u: float) -> tuple[np.ndarray, np.ndarray]:
     """(|z|, bound on |ẑ − z|) for the affine step done in a format of unit roundoff u (step 6)."""
     if affine == "none":
         return n_abs, err_n
@@ -38,7 +39,8 @@ def affine_error(affine: str, n_abs, err_n, w, b, *, u: float, eta: float, offse
     raise ValueError(f"unknown affine mode {affine!r}")
 
 
-def output_rounding_error(pre, magnitude, *, out: FloatFormat, acc: FloatFormat, truncate: bool = False):
+def output_rounding_error(pre: np.ndarray, magnitude: np.ndarray, *, out: FloatFormat, acc: FloatFormat,
+                          truncate: bool = False) -> np.ndarray:
     """Step 7: the bound after rounding a result of at most `magnitude` (before its error `pre`)
     once to `out` (to nearest, or toward zero: twice the terms); none when `out` is at least as
     precise as the accumulator `acc` the result was computed in."""
@@ -49,7 +51,8 @@ def output_rounding_error(pre, magnitude, *, out: FloatFormat, acc: FloatFormat,
     return pre + out.unit_roundoff * (magnitude + pre) + out.min_subnormal / 2
 
 
-def gradient_rounding_error(pre, magnitude, *, out: FloatFormat, acc: FloatFormat, truncate: bool = False):
+def gradient_rounding_error(pre: np.ndarray, magnitude: np.ndarray, *, out: FloatFormat, acc: FloatFormat,
+                            truncate: bool = False) -> np.ndarray:
     """The backward's output rounding (B6, bounds/backward_gx.py): + u_o(|q| + E) + η_o, twice
     that for truncation, none when `out` is at least as precise as `acc`. The same terms as
     `output_rounding_error`, summed as pre + (terms) — kept in the order the proven bounds were

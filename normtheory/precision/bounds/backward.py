@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.backward_gx import gx_bound
@@ -48,9 +49,10 @@ class BackwardBound:
     gb_pre: np.ndarray | None
 
 
-def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine: str = "none",
-                   grad_format: str | FloatFormat = "fp32", w_format: str | FloatFormat | None = None,
-                   kind: str = "worst", quantities=("gx", "gw", "gb")) -> BackwardBound:
+def backward_bound(op: str, x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *,
+                   model: Model, eps: float, affine: str = "none", grad_format: str | FloatFormat = "fp32",
+                   w_format: str | FloatFormat | None = None, kind: str = "worst",
+                   quantities: tuple[str, ...] = ("gx", "gw", "gb")) -> BackwardBound:
     """Componentwise bounds on gx (rows, n), gw and gb (n,) for `model`; inf where none holds.
 
     Only the `quantities` asked for are computed (the others are None): gx costs most.
@@ -64,7 +66,7 @@ def backward_bound(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, 
     parts: dict[str, np.ndarray | None] = dict.fromkeys(("gx", "gw", "gb", "gx_pre", "gw_pre", "gb_pre"))
     with np.errstate(all="ignore"):
         norm = normalized_error(spec, x, ctx, eps=eps)
-        gy_not_exact = ~ctx.acc.is_representable(gy).all(axis=1)  # gy must load exactly into the accumulator
+        gy_not_exact = np.asarray(~ctx.acc.is_representable(gy).all(axis=1))  # gy must load exactly into the accumulator
         unsafe = norm.unsafe | gy_not_exact
         product_format = out if model.output == "llama" else ctx.acc
         if affine != "none" and not product_format.is_representable(w).all():

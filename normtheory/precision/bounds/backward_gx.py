@@ -103,12 +103,12 @@ class RowSum:
     err: np.ndarray
 
 
-def _identity(magnitude):
+def _identity(magnitude: np.ndarray) -> np.ndarray:
     return magnitude
 
 
-def gx_bound(spec: NormSpec, norm: Normalized, *, x, gy, w, affine: str, eps: float, out: FloatFormat, E_n,
-             unsafe) -> tuple[np.ndarray, np.ndarray]:
+def gx_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, gy: np.ndarray, w: np.ndarray, affine: str, eps: float,
+             out: FloatFormat, E_n: np.ndarray, unsafe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Steps B1–B6: (bound before the output rounding, bound in the gradient format)."""
     ctx = norm.ctx
     u, eta, acc, model = ctx.u, ctx.eta, ctx.acc, ctx.model
@@ -150,7 +150,7 @@ def gx_bound(spec: NormSpec, norm: Normalized, *, x, gy, w, affine: str, eps: fl
     return gx_pre, np.where(r * aT + gx > out.max_finite, np.inf, gx)
 
 
-def weight_factor(affine: str, norm: Normalized, *, w, gy, out: FloatFormat) -> WeightFactor:
+def weight_factor(affine: str, norm: Normalized, *, w: np.ndarray, gy: np.ndarray, out: FloatFormat) -> WeightFactor:
     """(w̃, bound on |ĝ − g|, the part of it that is ĝ's own rounding) for step B1. Probabilistic
     kind: that rounding is bounded by half an ulp of its result, u_g·binade (toolkit/rounding.binade)."""
     ctx = norm.ctx
@@ -181,8 +181,8 @@ def _scaling_gamma(norm: Normalized) -> float:
     return scaling_gamma(norm.d, ctx.u) if ctx.probabilistic else ctx.gamma(2)
 
 
-def product_mean(spec: NormSpec, norm: Normalized, *, x, g, factor: WeightFactor, eps: float,
-                 E_n) -> tuple[RowSum, np.ndarray]:
+def product_mean(spec: NormSpec, norm: Normalized, *, x: np.ndarray, g: np.ndarray, factor: WeightFactor, eps: float,
+                 E_n: np.ndarray) -> tuple[RowSum, np.ndarray]:
     """Steps B2–B3 (and B8) for K = Σg·n/d: (K with its bound, rows whose products may overflow)."""
     ctx = norm.ctx
     u, eta, d, model = ctx.u, ctx.eta, norm.d, ctx.model
@@ -205,7 +205,7 @@ def product_mean(spec: NormSpec, norm: Normalized, *, x, g, factor: WeightFactor
     return RowSum(K, aK, E_K), overflow
 
 
-def gradient_mean(spec: NormSpec, norm: Normalized, *, g, factor: WeightFactor) -> tuple[RowSum, np.ndarray]:
+def gradient_mean(spec: NormSpec, norm: Normalized, *, g: np.ndarray, factor: WeightFactor) -> tuple[RowSum, np.ndarray]:
     """Steps B2–B3 for m = Σg/d (a centred op; 0 otherwise): (m with its bound, rows that may overflow)."""
     ctx = norm.ctx
     rows, n = g.shape
@@ -225,7 +225,7 @@ def gradient_mean(spec: NormSpec, norm: Normalized, *, g, factor: WeightFactor) 
     return RowSum(m, am, E_m), overflow
 
 
-def direction(spec: NormSpec, norm: Normalized, *, E_n):
+def direction(spec: NormSpec, norm: Normalized, *, E_n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(φ, |φ| widened, E_φ): n, or n + Σn when the statistic adds the row sum (B3, CRMSNorm's S)."""
     if not rule_for(spec).direction_adds_row_sum:
         return norm.n, np.abs(norm.n), E_n
@@ -243,7 +243,7 @@ def direction(spec: NormSpec, norm: Normalized, *, E_n):
     return phi, aphi, E_phi
 
 
-def outside_factor_bound(spec: NormSpec, norm: Normalized, *, x, eps: float):
+def outside_factor_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """(ρ = (σ + eps)/σ, bound on |ρ̂ − ρ|) per row for eps outside the root (step B8).
 
     σ̂ = fl(sqrt(stat̂)) errs by E_σ = e_r + u(σ + e_r) + η, e_r = min(E_stat/σ, sqrt(E_stat))
@@ -270,7 +270,7 @@ def outside_factor_bound(spec: NormSpec, norm: Normalized, *, x, eps: float):
     return rho, np.where(ok, E_rho, np.inf)
 
 
-def weighted_n_error(a, norm: Normalized, *, spec: NormSpec):
+def weighted_n_error(a: np.ndarray, norm: Normalized, *, spec: NormSpec) -> np.ndarray:
     """Bound on |Σ_i a_i(n̂_i − n_i)| per row, keeping what a row shares (step B2').
 
     n̂_i = r(1 + θ)·(c_i + δμ + f_i)(1 + ε_i) + e_i with one θ (|θ| ≤ ρ_R) and one δμ
@@ -294,7 +294,8 @@ def weighted_n_error(a, norm: Normalized, *, spec: NormSpec):
             + (1 + rho) * (abs_a * per_element).sum(axis=1) + ctx.eta * abs_a.sum(axis=1))
 
 
-def product_sum_subgaussian(spec: NormSpec, norm: Normalized, *, g, factor: WeightFactor, E_n):
+def product_sum_subgaussian(spec: NormSpec, norm: Normalized, *, g: np.ndarray, factor: WeightFactor,
+                            E_n: np.ndarray) -> np.ndarray:
     """Probabilistic bound on |B̂ − Σg·n| per row (step B2, probabilistic): with n̂_i =
     r(1 + θ)(c_i + δμ + f_i + s_i) + e'_i + e_i (s_i the subtraction's rounding, |s_i| ≤
     u·binade(|c_i| + Δ + |f_i|); e'_i the product's, |e'_i| ≤ u·binade(|n_i| + E_n,i); f_i, e_i the
@@ -327,7 +328,7 @@ def product_sum_subgaussian(spec: NormSpec, norm: Normalized, *, g, factor: Weig
                                  phases=2 if spec.centred else 1)
 
 
-def tree_error(values, errors, *, ctx: BoundContext, extra_roundings: int):
+def tree_error(values: np.ndarray, errors: np.ndarray, *, ctx: BoundContext, extra_roundings: int) -> np.ndarray:
     """Worst-case form of the rounding error of the model's tree sum of computed terms t̂_i,
     |t̂_i − v_i| ≤ errors_i, v the exact (signed) values, per row: γ_{h+e}·Σ(|v| + errors)
     (e extra roundings per term: 1 for a rounded or fused product; γ̃ in the probabilistic kind).

@@ -62,8 +62,8 @@ ROW_STATEMENTS = 6  # bounds/forward.py: an element's forward bound uses at most
 ROW_MAGNITUDE_BUDGET = 8e-4
 
 
-def gw_bound(spec: NormSpec, norm: Normalized, *, x, gy, eps: float, out: FloatFormat, w_out: FloatFormat,
-             E_n) -> tuple[np.ndarray, np.ndarray]:
+def gw_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, gy: np.ndarray, eps: float, out: FloatFormat,
+             w_out: FloatFormat, E_n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step B7 for gw (with P1–P4 in the probabilistic kind): (bound before the rounding to the
     weight format, bound in it)."""
     ctx = norm.ctx
@@ -95,7 +95,7 @@ def gw_bound(spec: NormSpec, norm: Normalized, *, x, gy, eps: float, out: FloatF
     return gw_pre, np.where(gw_mag + gw > w_out.max_finite, np.inf, gw)
 
 
-def gb_bound(norm: Normalized, *, gy, w_out: FloatFormat, gy_not_exact) -> tuple[np.ndarray, np.ndarray]:
+def gb_bound(norm: Normalized, *, gy: np.ndarray, w_out: FloatFormat, gy_not_exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Step B7 for gb = Σ_rows gy (P3 with exact terms in the probabilistic kind)."""
     ctx = norm.ctx
     model, acc = ctx.model, ctx.acc
@@ -115,7 +115,7 @@ def gb_bound(norm: Normalized, *, gy, w_out: FloatFormat, gy_not_exact) -> tuple
     return gb_pre, np.where(gb_mag + gb > w_out.max_finite, np.inf, gb)
 
 
-def row_shared_scales(spec: NormSpec, x, norm: Normalized, *, eps: float):
+def row_shared_scales(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """(scale of θ_r, scale of δμ_r) per row: the sub-Gaussian scales of the row-shared errors
     (module docstring, P2). θ_r = α_r + θ'_r, α_r the rsqrt's own error (|α_r| ≤ α) and θ'_r
     what the statistic's roundings make of r (first order, a martingale of those roundings);
@@ -144,7 +144,7 @@ def row_statement_lambda(rows: int, u: float) -> float:
     return math.sqrt(2 * math.log(2 / per_statement)) / (1 - u)
 
 
-def row_magnitudes(spec: NormSpec, x, norm: Normalized, *, eps: float) -> Normalized:
+def row_magnitudes(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float) -> Normalized:
     """The magnitudes that bound gw's increments (P4): per element the smaller of the worst-case
     bound (always true) and the probabilistic one at `row_statement_lambda` (true except on the
     row's budgeted failure events) — both are fixed by the data, so the smaller holds whenever
@@ -156,7 +156,8 @@ def row_magnitudes(spec: NormSpec, x, norm: Normalized, *, eps: float) -> Normal
                    mean_err=np.minimum(worst.mean_err, prob.mean_err))
 
 
-def gw_probabilistic(spec: NormSpec, norm: Normalized, *, gy, scales, out: FloatFormat, E_n, magnitudes: Normalized):
+def gw_probabilistic(spec: NormSpec, norm: Normalized, *, gy: np.ndarray, scales: tuple[np.ndarray, np.ndarray],
+                     out: FloatFormat, E_n: np.ndarray, magnitudes: Normalized) -> np.ndarray:
     """Step B7, probabilistic: gw_j = Σ_rows gy·n̂ as one martingale per column (module docstring,
     P1–P3). Row r's term error gy(n̂ − n) = θ_r·gy·n + (1 + θ_r)r·δμ_r·gy (shared by the row: one
     increment of scale s_θ|gy·n| + (1 + ρ_R)r·s_μ|gy|, independent of the other rows')

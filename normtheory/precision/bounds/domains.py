@@ -24,6 +24,7 @@ Underflow and eps collapse:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.statistic_rules import rule_for
@@ -57,7 +58,7 @@ def eps_collapse_threshold(model: Model, eps: float) -> float:
     return math.sqrt(FORMATS[model.acc].unit_roundoff * eps)
 
 
-def domain_table(op: str, model: Model, widths, eps: float) -> list[dict]:
+def domain_table(op: str, model: Model, widths: Iterable[int], eps: float) -> list[dict]:
     """One row per width: the overflow threshold and the two underflow thresholds."""
     spec = get_spec(op)
     return [

@@ -48,6 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from normtheory.formats import FORMATS, FloatFormat, as_format
 from normtheory.precision.bounds.affine import affine_error, output_rounding_error
@@ -64,8 +65,9 @@ class ForwardBound:
     total: np.ndarray  # bound on |ŷ − y| for the output in the output format
 
 
-def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str = "none",
-                  out_format: str | FloatFormat = "fp32", kind: str = "worst") -> ForwardBound:
+def forward_bound(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *, model: Model,
+                  eps: float, affine: str = "none", out_format: str | FloatFormat = "fp32",
+                  kind: str = "worst") -> ForwardBound:
     """Componentwise bound on |ŷ − y| for `model` against the exact op with the model's eps_mode.
 
     An infinite element means no bound holds there (an infinite γ_k, ρ ≥ 1, possible overflow).
@@ -88,7 +90,8 @@ def forward_bound(op: str, x, w=None, b=None, *, model: Model, eps: float, affin
     return ForwardBound(pre_rounding=np.where(np.isnan(pre), np.inf, pre), total=np.where(np.isnan(total), np.inf, total))
 
 
-def _output_error(n_abs, err_n, *, w, b, affine: str, ctx: BoundContext, out: FloatFormat):
+def _output_error(n_abs: np.ndarray, err_n: np.ndarray, *, w: np.ndarray, b: np.ndarray, affine: str, ctx: BoundContext,
+                  out: FloatFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 6–7: (|z|, bound before the output rounding, bound in the output format). llama: n̂
     is rounded to the output format first (E_n + u_o(|n| + E_n) + η_o) and the affine step is
     done there, so the chain ends in the output format."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.affine import affine_error, output_rounding_error
@@ -41,13 +42,14 @@ from normtheory.precision.toolkit.rounding import F64_SLOP, HEADROOM, SAFETY, Ga
 DEFAULT_POW_ULPS = 4
 
 
-def _interval_pow(lo, hi, p, rel, absolute):
+def _interval_pow(lo: np.ndarray, hi: np.ndarray, p: float, rel: float,
+                  absolute: float) -> tuple[np.ndarray, np.ndarray]:
     """Bounds on pow(v, p) for v in [lo, hi] (lo ≥ 0) with relative error rel and absolute error `absolute`."""
     lo = np.maximum(lo, 0.0)
     return np.maximum(lo**p * (1 - rel) - absolute, 0.0), hi**p * (1 + rel) + absolute
 
 
-def _deviation(lo, hi, exact):
+def _deviation(lo: np.ndarray, hi: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.maximum(hi - exact, exact - lo)
 
 
@@ -55,13 +57,14 @@ def rounded_sqrt_eps(eps: float, acc: FloatFormat) -> float:
     return float(acc.round_to_float64(math.sqrt(eps)))
 
 
-def _normalized_bound(x, p, eps, acc, pow_ulps):
+def _normalized_bound(x: np.ndarray, p: float, eps: float, acc: FloatFormat,
+                      pow_ulps: int) -> tuple[np.ndarray, np.ndarray]:
     """(|y|: exact normalized magnitudes, bound on |ŷ − y|) before the affine step, per element."""
     parts = _normalized_parts(x, p, eps, acc, pow_ulps)
     return parts["y"], parts["err"]
 
 
-def _normalized_parts(x, p, eps, acc, pow_ulps):
+def _normalized_parts(x: np.ndarray, p: float, eps: float, acc: FloatFormat, pow_ulps: int) -> dict[str, np.ndarray]:
     """The forward's intervals, for the backward bound too: |y| and its error bound, the kernel's K
     and the exact N per row, and (finite p) the exact R = N/K with the interval [R_lo, R_hi] that
     holds the computed R̂ — the same derivation as the module docstring."""
@@ -114,8 +117,9 @@ def _normalized_parts(x, p, eps, acc, pow_ulps):
     return {"y": y, "err": _deviation(y_lo, y_hi, y), "K": K, "N": K * R, "R": R, "R_lo": R_lo, "R_hi": R_hi}
 
 
-def stable_forward_bound(x, w=None, b=None, *, p, eps: float, affine: str = "none", out_format="fp32",
-                         acc: str = "fp32", pow_ulps: int = DEFAULT_POW_ULPS) -> ForwardBound:
+def stable_forward_bound(x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *, p: float, eps: float,
+                         affine: str = "none", out_format: str | FloatFormat = "fp32", acc: str | FloatFormat = "fp32",
+                         pow_ulps: int = DEFAULT_POW_ULPS) -> ForwardBound:
     """Componentwise bound on |ŷ − y| of the stable Lp kernel (y exact, eps inside).
 
     Infinite where no bound holds: a zero row with eps = 0 (the exact value is NaN), inputs
@@ -145,9 +149,10 @@ def stable_forward_bound(x, w=None, b=None, *, p, eps: float, affine: str = "non
 
 # ---- backward -------------------------------------------------------------------------------
 
-def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none", grad_format="fp32",
-                          w_format=None, acc: str = "fp32", pow_ulps: int = DEFAULT_POW_ULPS,
-                          fma: bool = True) -> dict:
+def stable_backward_bound(x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = None, *, p: float, eps: float,
+                          affine: str = "none", grad_format: str | FloatFormat = "fp32",
+                          w_format: str | FloatFormat | None = None, acc: str | FloatFormat = "fp32",
+                          pow_ulps: int = DEFAULT_POW_ULPS, fma: bool = True) -> dict[str, np.ndarray]:
     """Worst-case componentwise bounds on gx (rows, n), gw and gb (n,) of the stable kernel's
     backward (lp_emulate.emulate_stable_backward), any summation order; inf where none holds.
 
@@ -194,8 +199,9 @@ def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none",
     return out
 
 
-def _stable_backward(x, gy, w, *, p: float, eps: float, affine: str, grad: FloatFormat, w_out: FloatFormat,
-                     acc: FloatFormat, pow_ulps: int, fma: bool, parts: dict) -> dict:
+def _stable_backward(x: np.ndarray, gy: np.ndarray, w: ArrayLike | None, *, p: float, eps: float, affine: str,
+                     grad: FloatFormat, w_out: FloatFormat, acc: FloatFormat, pow_ulps: int, fma: bool,
+                     parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Steps L1–L6 and the column sums, before the unsafe rows and SAFETY."""
     u, eta = acc.unit_roundoff, acc.min_subnormal / 2
     top = acc.max_finite / HEADROOM
@@ -226,7 +232,8 @@ def _stable_backward(x, gy, w, *, p: float, eps: float, affine: str, grad: Float
     return out
 
 
-def _weighted_gradient(gy, w, *, affine: str, u: float, eta: float):
+def _weighted_gradient(gy: np.ndarray, w: ArrayLike | None, *, affine: str, u: float,
+                       eta: float) -> tuple[np.ndarray, np.ndarray]:
     """L1: (g = gy·w exactly, bound on |ĝ − g|)."""
     if affine == "none":
         return gy, np.zeros_like(gy)
@@ -234,7 +241,8 @@ def _weighted_gradient(gy, w, *, affine: str, u: float, eta: float):
     return gy * w, u * np.abs(gy) * np.abs(w) + eta
 
 
-def _row_product_sum(g, E_g, y, parts: dict, *, acc: FloatFormat):
+def _row_product_sum(g: np.ndarray, E_g: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *,
+                     acc: FloatFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """L2: (K_b = Σg·y/d exactly, its magnitude, the bound E_K on |K̂_b − K_b|, rows that may overflow)."""
     u, eta = acc.unit_roundoff, acc.min_subnormal / 2
     gamma = Gammas(u, "worst")
@@ -251,7 +259,8 @@ def _row_product_sum(g, E_g, y, parts: dict, *, acc: FloatFormat):
     return K_b, aK, E_K, overflow
 
 
-def _direction(x, y, parts: dict, *, p: float, eps: float, acc: FloatFormat, pow_ulps: int):
+def _direction(x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *, p: float, eps: float, acc: FloatFormat,
+               pow_ulps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
     """L3 and L5's ρ: (φ exactly, bound E_φ on |φ̂ − φ|, ρ, the divisions by the scale, rows where
     the kernel's floor and the exact one disagree about the maximum)."""
     u, eta = acc.unit_roundoff, acc.min_subnormal / 2
@@ -282,7 +291,8 @@ def _direction(x, y, parts: dict, *, p: float, eps: float, acc: FloatFormat, pow
     return phi, E_phi, np.maximum(R / R_lo - 1, 1 - R / R_hi), 2, np.zeros(rows, dtype=bool)
 
 
-def _column_sums(gy, y, parts: dict, *, affine: str, acc: FloatFormat, w_out: FloatFormat) -> dict:
+def _column_sums(gy: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *, affine: str, acc: FloatFormat,
+                 w_out: FloatFormat) -> dict[str, np.ndarray]:
     """gw_j = Σ_rows gy·ŷ and gb_j = Σ_rows gy (module docstring's last line), rounded to w_out."""
     u, eta = acc.unit_roundoff, acc.min_subnormal / 2
     gamma = Gammas(u, "worst")

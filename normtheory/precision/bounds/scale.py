@@ -55,7 +55,7 @@ def rsqrt_relative_error(model: Model, u: float) -> float:
     return (1 + u + 2.0**-51) * (1 + 2 * model.rsqrt_ulps * u) * (1 + model.rsqrt_rel) * (1 + u) - 1
 
 
-def rsqrt_error_per_row(model: Model, acc: FloatFormat, r, rho_r) -> np.ndarray:
+def rsqrt_error_per_row(model: Model, acc: FloatFormat, r: np.ndarray, rho_r: np.ndarray) -> np.ndarray:
     """α per row, ≤ rsqrt_relative_error: the rsqrt returns RN(z') moved k ulps, z' = z(1 ± 2^-52)
     and z = 1/scalê within r(1 ± ρ_r) (ρ_r: a bound on the statistic's part, |z/r − 1| ≤ ρ_r), so
     |r̂ − z| ≤ ½ulp(Z) + k·ulp(Z(1 + u)) with Z = r(1 + ρ_r)(1 + 2^-51), and relative to
@@ -75,7 +75,7 @@ def rsqrt_error_per_row(model: Model, acc: FloatFormat, r, rho_r) -> np.ndarray:
     return np.where(ok, np.minimum(per_row, alpha), alpha)
 
 
-def scale_error(stat, err_stat, *, ctx: BoundContext, eps: float, scale_only: bool = False) -> ScaleError:
+def scale_error(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, scale_only: bool = False) -> ScaleError:
     """(r = exact 1/scale, bound ρ_R on |r̂/r − 1|, its statistic's part ρ_r) per row (steps 3–4).
 
     Probabilistic kind (the worst-case bound keeps its relative forms): two single roundings are
@@ -89,7 +89,6 @@ def scale_error(stat, err_stat, *, ctx: BoundContext, eps: float, scale_only: bo
     scales of the backward (P2, bounds/backward_weights.py), where every increment is weighted by
     λ = LAMBDA > 1 later."""
     model, u, eta = ctx.model, ctx.u, ctx.eta
-    alpha = rsqrt_relative_error(model, u)
     # v̂ ≥ fl(eps) ≥ eps_low: every statistic the models compute is ≥ 0 (sums of squares;
     # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
     # computed scale never falls below the rounded eps, however large the statistic's error
@@ -97,12 +96,12 @@ def scale_error(stat, err_stat, *, ctx: BoundContext, eps: float, scale_only: bo
     placement = _eps_inside_root if model.eps_mode == "inside" else _eps_outside_root
     with np.errstate(divide="ignore", invalid="ignore"):
         r, rho_r = placement(stat, err_stat, ctx=ctx, eps=eps, eps_low=eps_low, scale_only=scale_only)
-    if ctx.probabilistic:
-        alpha = rsqrt_error_per_row(model, ctx.acc, r, rho_r)
+    alpha = rsqrt_error_per_row(model, ctx.acc, r, rho_r) if ctx.probabilistic else rsqrt_relative_error(model, u)
     return ScaleError(r, (1 + rho_r) * (1 + alpha) - 1, rho_r)
 
 
-def _eps_inside_root(stat, err_stat, *, ctx: BoundContext, eps: float, eps_low: float, scale_only: bool):
+def _eps_inside_root(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, eps_low: float,
+                     scale_only: bool) -> tuple[np.ndarray, np.ndarray]:
     """r = 1/sqrt(stat + eps) and ρ_r (step 3 and the convexity of step 4)."""
     u, eta = ctx.u, ctx.eta
     v = stat + eps
@@ -115,7 +114,8 @@ def _eps_inside_root(stat, err_stat, *, ctx: BoundContext, eps: float, eps_low: 
     return 1 / np.sqrt(v), rho_r
 
 
-def _eps_outside_root(stat, err_stat, *, ctx: BoundContext, eps: float, eps_low: float, scale_only: bool):
+def _eps_outside_root(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, eps_low: float,
+                      scale_only: bool) -> tuple[np.ndarray, np.ndarray]:
     """r = 1/(sqrt(stat) + eps) and ρ_r: |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|)."""
     u, eta = ctx.u, ctx.eta
     root = np.sqrt(stat)

@@ -103,7 +103,8 @@ def welford_variance_error(x: np.ndarray, ctx: BoundContext, d: int) -> Statisti
     return StatisticError(mean_err, var, err_var + statistic_underflow(x, ctx))
 
 
-def recursion_form(ctx: BoundContext, *, n: int, d: int, var, x_range, x_max):
+def recursion_form(ctx: BoundContext, *, n: int, d: int, var: np.ndarray, x_range: np.ndarray,
+                   x_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean error e, variance error) of the running-mean recursion and Cauchy–Schwarz (module docstring)."""
     u, eta, g = ctx.u, ctx.eta, ctx.gammas
     k, t = ctx.model.per_lane(n), ctx.model.tree_levels(n)
@@ -134,23 +135,30 @@ class _Running:
 
 
 @dataclass(frozen=True)
-class _Step:
-    """One lane step or merge level, as the reverse sweep needs it."""
+class _LaneStep:
+    """One step of every lane, as the reverse sweep needs it."""
 
-    kind: str  # "lane" or "merge"
-    width: int  # lanes it touches (lane) or the merged half width (merge)
-    delta: np.ndarray  # the exact δ of the step
-    mags: tuple  # bounds on the exact results of its roundings e1..e5 (lane) or e6..e12 (merge)
-    j: np.ndarray | None = None  # lane: the count after the step
-    after: np.ndarray | None = None  # lane: the exact x − m'
-    extra: np.ndarray | None = None  # lane without FMA: the product's own rounding
-    share_hat: np.ndarray | None = None  # merge: fl(nb/n)
-    weight_hat: np.ndarray | None = None  # merge: fl(na·nb/n)
-    active: np.ndarray | None = None  # merge: both sides nonempty (an empty side is exact)
-    systematic: tuple = ()  # merge: (|δ|+|δ̂−δ| bound, |ŝ − s|, |ŵt − wt|) for the merge constants
+    width: int  # the lanes it touches
+    delta: np.ndarray  # the exact δ = x − m
+    mags: tuple  # bounds on the exact results of its roundings e1..e5
+    j: np.ndarray  # the count after the step
+    after: np.ndarray  # the exact x − m'
+    extra: np.ndarray | None  # without FMA: the product's own rounding
 
 
-def welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range, x_scale) -> WelfordErrors:
+@dataclass(frozen=True)
+class _MergeStep:
+    """One merge level, as the reverse sweep needs it."""
+
+    delta: np.ndarray  # the exact δ = mb − ma
+    mags: tuple  # bounds on the exact results of its roundings e6..e12
+    share_hat: np.ndarray  # fl(nb/n)
+    weight_hat: np.ndarray  # fl(na·nb/n)
+    active: np.ndarray  # both sides nonempty (a merge with an empty side is exact)
+    systematic: tuple  # (|δ|+|δ̂−δ| bound, |ŝ − s|, |ŵt − wt|) for the merge constants
+
+
+def welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range: np.ndarray, x_scale: np.ndarray) -> WelfordErrors:
     """Per row: (worst |μ̂ − μ|, probabilistic |μ̂ − μ|, worst |M̂ − M|, probabilistic |M̂ − M|)
     for the model's Welford over rows x (the values the kernel loads).
 
@@ -170,7 +178,8 @@ def welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range, x_scale) -> Wel
     return WelfordErrors(worst[0], prob[0], worst[1], prob[1])
 
 
-def _lane_steps(x, ctx: BoundContext, *, head, per_mean_step) -> tuple[_Running, list[_Step]]:
+def _lane_steps(x: np.ndarray, ctx: BoundContext, *, head: np.ndarray,
+                per_mean_step: np.ndarray) -> tuple[_Running, list[_LaneStep | _MergeStep]]:
     """The forward sweep through the lanes: exact running values, worst-case error bounds, and
     what the reverse sweep needs of every step."""
     u, eta = ctx.u, ctx.eta
@@ -178,7 +187,7 @@ def _lane_steps(x, ctx: BoundContext, *, head, per_mean_step) -> tuple[_Running,
     lanes = ctx.model.lane_count(n)
     state = _Running(count=np.zeros(lanes), mean=np.zeros((rows, lanes)), m2=np.zeros((rows, lanes)),
                      m2_top=np.zeros((rows, lanes)), err=np.zeros((rows, lanes)), second=np.zeros(rows))
-    steps = []
+    steps: list[_LaneStep | _MergeStep] = []
     for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
         state.count[:width] += 1
@@ -199,19 +208,20 @@ def _lane_steps(x, ctx: BoundContext, *, head, per_mean_step) -> tuple[_Running,
                 np.abs(after) + e_new,  # e4: fl(x − m̂')
                 product_top * (1 + u) + state.m2_top[:, :width])  # e5: fl(δ̂·â + M̂) (FMA, or the sum)
         extra = product_top if not ctx.model.fma else None  # the product's own rounding
-        steps.append(_Step("lane", width, delta, mags, j=j.copy(), after=after, extra=extra))
+        steps.append(_LaneStep(width, delta, mags, j=j.copy(), after=after, extra=extra))
         state.m2_top[:, :width] = (state.m2_top[:, :width] + product_top * (1 + u)) * (1 + u) + eta
         state.mean[:, :width], state.m2[:, :width], state.err[:, :width] = m_new, state.m2[:, :width] + delta * after, e_new
     return state, steps
 
 
-def _merge_levels(state: _Running, ctx: BoundContext, *, x_range, per_mean_step) -> list[_Step]:
+def _merge_levels(state: _Running, ctx: BoundContext, *, x_range: np.ndarray,
+                  per_mean_step: np.ndarray) -> list[_LaneStep | _MergeStep]:
     """The forward sweep through Chan's merges (lanes padded to a power of two)."""
     u, eta, acc = ctx.u, ctx.eta, ctx.acc
     count = pad_lanes(state.count)
     mean, m2, m2_top, err = (pad_lanes(v) for v in (state.mean, state.m2, state.m2_top, state.err))
     gamma3 = 3 * u / (1 - 3 * u)
-    steps = []
+    steps: list[_LaneStep | _MergeStep] = []
     while mean.shape[1] > 1:
         half = mean.shape[1] // 2
         na, nb = count[:half], count[half:]
@@ -237,14 +247,15 @@ def _merge_levels(state: _Running, ctx: BoundContext, *, x_range, per_mean_step)
                 dq_top * (1 + u) * weight_hat,  # e11: fl(p·ŵt)
                 m2_top[:, :half] + m2_top[:, half:] + dq_top * (1 + u) ** 2 * weight_hat)  # e12
         active = (na > 0) & (nb > 0)  # a merge with an empty side is exact (δ·0, M + 0)
-        steps.append(_Step("merge", half, delta, mags, share_hat=share_hat, weight_hat=weight_hat, active=active,
-                           systematic=(np.abs(delta) + d_err, np.abs(share_hat - share), np.abs(weight_hat - weight))))
+        steps.append(_MergeStep(delta, mags, share_hat=share_hat, weight_hat=weight_hat, active=active,
+                                systematic=(np.abs(delta) + d_err, np.abs(share_hat - share), np.abs(weight_hat - weight))))
         m2_top = (mags[6] * (1 + u) + 2 * eta) * (1 + u)
         mean, m2, err, count = m_new, m2[:, :half] + m2[:, half:] + delta**2 * weight, e_new, total
     return steps
 
 
-def _reverse_sweep(steps: list[_Step], ctx: BoundContext, *, rows: int):
+def _reverse_sweep(steps: list[_LaneStep | _MergeStep], ctx: BoundContext, *,
+                   rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Adjoints of μ (index 0) and M (index 1) along the same steps, last first: (Σ|coefficient|·h,
     Σ(coefficient·(h − η))² — the Azuma norms, η stays worst-case —, Σ|coefficient|·η, the merge
     constants' systematic part), each (2, rows)."""
@@ -257,7 +268,7 @@ def _reverse_sweep(steps: list[_Step], ctx: BoundContext, *, rows: int):
     squares = np.zeros((2, rows))  # Σ(coefficient·(h − η))², the Azuma norms (η stays worst-case)
     flush = np.zeros((2, rows))  # Σ|coefficient|·η
 
-    def charge(coef, magnitude):
+    def charge(coef: np.ndarray, magnitude: np.ndarray) -> None:
         bound = u * binade(magnitude)
         linear[:] += (np.abs(coef) * bound).sum(axis=2)
         squares[:] += ((coef * bound) ** 2).sum(axis=2)
@@ -265,14 +276,15 @@ def _reverse_sweep(steps: list[_Step], ctx: BoundContext, *, rows: int):
 
     deterministic = np.zeros((2, rows))
     for step in reversed(steps):
-        if step.kind == "merge":
+        if isinstance(step, _MergeStep):
             adj_m, adj_big = _reverse_merge(step, adj_m, adj_big, charge, deterministic)
         else:
             adj_m = _reverse_lane(step, adj_m, adj_big, charge)
     return linear, squares, flush, deterministic
 
 
-def _reverse_merge(step: _Step, adj_m, adj_big, charge: Callable, deterministic):
+def _reverse_merge(step: _MergeStep, adj_m: np.ndarray, adj_big: np.ndarray, charge: Callable[[np.ndarray, np.ndarray], None],
+                   deterministic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One merge level backwards: charge its roundings e6..e12 and its constants' systematic errors."""
     am, aM = adj_m, adj_big
     mags = step.mags
@@ -287,7 +299,8 @@ def _reverse_merge(step: _Step, adj_m, adj_big, charge: Callable, deterministic)
     return np.concatenate([am - grad_delta, grad_delta], axis=2), np.concatenate([aM, aM], axis=2)
 
 
-def _reverse_lane(step: _Step, adj_m, adj_big, charge: Callable):
+def _reverse_lane(step: _LaneStep, adj_m: np.ndarray, adj_big: np.ndarray,
+                  charge: Callable[[np.ndarray, np.ndarray], None]) -> np.ndarray:
     """One lane step backwards: charge its roundings e1..e5 (and the unfused product's)."""
     j, width, mags = step.j, step.width, step.mags
     live = (j > 1).astype(float)  # a lane's first step (m̂ = x, â = 0, M̂ = 0) rounds nothing

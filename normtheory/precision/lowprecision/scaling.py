@@ -86,7 +86,7 @@ def parse_scaling(text: str | ScalingRecipe) -> ScalingRecipe:
 
 
 # ---- groups: which entries share a scale -------------------------------------------------
-def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray:
+def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray | np.float64:
     """amax(|y|) per scale group: shape () for tensor/delayed, (rows, 1) for row, (rows, blocks)
     for block/mx. NaN if a group holds a NaN, inf if it holds an inf."""
     a = np.abs(np.atleast_2d(np.asarray(y, dtype=np.float64)))
@@ -94,6 +94,7 @@ def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray:
         return np.max(a) if a.size else np.float64(0.0)
     if kind == "row":
         return np.max(a, axis=1, keepdims=True)
+    assert block is not None, "block and mx scaling have a block size (parse_scaling)"
     rows, n = a.shape
     blocks = math.ceil(n / block)
     padded = np.zeros((rows, blocks * block))
@@ -106,6 +107,7 @@ def expand_scale(scale, shape: tuple[int, ...], kind: str, block: int | None) ->
     scale = np.asarray(scale, dtype=np.float64)
     if kind in ("tensor", "delayed", "row"):
         return np.broadcast_to(scale, shape)
+    assert block is not None, "block and mx scaling have a block size (parse_scaling)"
     return np.repeat(scale, block, axis=1)[:, : shape[1]]
 
 
@@ -213,7 +215,7 @@ class DelayedScaling:
             raise ValueError("history_len must be >= 1")
         self.fmt, self.algo, self.margin = as_format(fmt), algo, margin
         self.history = np.zeros(history_len)
-        self.scale = np.float64(1.0)
+        self.scale: np.ndarray | np.float64 = np.float64(1.0)
 
     def quantize(self, y, *, saturate: bool = True) -> ScaledTensor:
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))

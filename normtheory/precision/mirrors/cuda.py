@@ -114,7 +114,7 @@ def torch_cuda_stats(x, op: str):
             mean = np.where(reads, new_mean, mean)
             m2 = np.where(reads, new_m2, m2)
             count = count + reads
-    state = (mean, m2, count)
+    state: tuple[np.ndarray, ...] = (mean, m2, count)
     for width, offsets in ((WARP, (16, 8, 4, 2, 1)), (WARPS, (2, 1))):
         if width == WARPS:  # lane 0 of every warp holds its warp's result
             state = tuple(s.reshape(rows, WARPS, WARP)[:, :, 0] for s in state)

@@ -22,7 +22,7 @@ class BoundContext:
     kind: str = "worst"  # one of rounding.KINDS
     lam: float = LAMBDA  # λ of every probabilistic statement of this evaluation
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
@@ -50,7 +50,7 @@ class BoundContext:
         """The absolute error of a result flushed to zero (FTZ: η), added linearly per rounding."""
         return self.eta if self.model.ftz else 0.0
 
-    def loaded(self, x):
+    def loaded(self, x: np.ndarray) -> np.ndarray:
         """The inputs as the kernel loads them: under DAZ, |x| < η (the smallest normal) becomes 0."""
         return np.where(np.abs(x) < self.eta, 0.0, x) if self.model.ftz else x
 

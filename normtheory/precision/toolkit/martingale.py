@@ -34,7 +34,7 @@ FIXED_POINT_ITERATIONS = 8  # two left the chain's bound ≈ 2% above the fixed 
 WIDEN = 1 + 2.0**-8  # the upward search's last step: from just below a fixed point to above it
 
 
-def azuma_radius(sum_of_squares, lam: float):
+def azuma_radius(sum_of_squares: np.ndarray, lam: float) -> np.ndarray:
     """λ·sqrt(Σ c_k²): |M| stays below it except with probability 2·exp(−λ²/2)."""
     return lam * np.sqrt(sum_of_squares)
 

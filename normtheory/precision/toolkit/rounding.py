@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from normtheory.formats import FloatFormat
 
@@ -57,7 +58,7 @@ class Gammas:
         return math.expm1(self.lam * math.sqrt(k) * self.u + k * self.u**2 / (1.0 - self.u))
 
 
-def binade(magnitude) -> np.ndarray:
+def binade(magnitude: ArrayLike) -> np.ndarray:
     """2^⌊log2 m⌋ (0 at m = 0): a rounding to nearest of w with |w| ≤ m errs by at most u·binade(m),
     half an ulp of w — not u·|w|, which is up to twice as large (Hallman and Ipsen 2023 call such
     bounds precision-aware)."""
@@ -87,7 +88,7 @@ def scaling_gamma(d: int, u: float) -> float:
     return 0.0 if d & (d - 1) == 0 else Gammas(u, "worst")(2)
 
 
-def scaled_sum_error(err_sum, total, d: int, u: float):
+def scaled_sum_error(err_sum: np.ndarray, total: np.ndarray, d: int, u: float) -> np.ndarray:
     """Error of fl(Ŝ·fl(1/d)) given |Ŝ − S| ≤ err_sum, S = total ≥ 0 (two worst-case roundings)."""
     gamma2 = scaling_gamma(d, u)
     return ((1 + gamma2) * err_sum + gamma2 * total) / d

@@ -47,7 +47,8 @@ def positive_sum_error(terms: np.ndarray, ctx: BoundContext) -> np.ndarray:
     return _exact_terms_martingale(s, a, own=terms, n=terms.shape[1], ctx=ctx)
 
 
-def _exact_terms_martingale(s_abs, a, *, own, n: int, ctx: BoundContext) -> np.ndarray:
+def _exact_terms_martingale(s_abs: np.ndarray, a: np.ndarray, *, own: np.ndarray | None, n: int,
+                            ctx: BoundContext) -> np.ndarray:
     """λ·sqrt(Σ_k c_k²): Azuma–Hoeffding for the error Σ_k e_k of a tree sum, e_k = fl(ŵ_k) − ŵ_k.
 
     Under the model of Higham and Mary (each rounding's relative error mean zero given the
@@ -72,7 +73,7 @@ def _exact_terms_martingale(s_abs, a, *, own, n: int, ctx: BoundContext) -> np.n
     own_sq = 0.0 if own is None else ((u * binade(own)) ** 2).sum(axis=1)
     drift = worst_h * a
 
-    def radius(shift):
+    def radius(shift: np.ndarray) -> np.ndarray:
         return azuma_radius(((u * binade(s_abs + shift)) ** 2).sum(axis=1) + own_sq, lam)
 
     bound = radius(drift)
@@ -85,8 +86,9 @@ def _exact_terms_martingale(s_abs, a, *, own, n: int, ctx: BoundContext) -> np.n
     return bound
 
 
-def subgaussian_sum_error(values: np.ndarray, *, ctx: BoundContext, proxy_sq, linear, first_step_rounds: bool,
-                          rounded_terms: bool = False, linear_total=None, phases: int = 1) -> np.ndarray:
+def subgaussian_sum_error(values: np.ndarray, *, ctx: BoundContext, proxy_sq: np.ndarray, linear: np.ndarray,
+                          first_step_rounds: bool, rounded_terms: bool = False, linear_total: np.ndarray | None = None,
+                          phases: int = 1) -> np.ndarray:
     """Probabilistic bound on |ŝ − Σ values| per sum (row) of the model's tree sum of computed terms
     t̂_i = v_i + (martingale part) + (linear part, |·| ≤ linear_i); inf where it is not verified.
 
@@ -120,7 +122,7 @@ def subgaussian_sum_error(values: np.ndarray, *, ctx: BoundContext, proxy_sq, li
     base = np.abs(steps_v) + steps_lin + roundings * flush
     term_base = np.abs(values) + linear
 
-    def radius(level):
+    def radius(level: np.ndarray) -> np.ndarray:
         total = proxy_sq + (half_ulp(acc, base + 2 * phases * level[:, None]) ** 2).sum(axis=1)
         if rounded_terms:
             total = total + (half_ulp(acc, term_base + 2 * phases * level[:, None]) ** 2).sum(axis=1)
