@@ -170,3 +170,46 @@ def test_rsqrt_error_per_row_bounds_the_emulated_rsqrt(model_name):
     assert (alpha <= rsqrt_relative_error(model, acc.unit_roundoff)).all()
     assert (alpha < rsqrt_relative_error(model, acc.unit_roundoff)).any()
     assert worst_seen > 0.5
+
+
+def _binade_as_before(magnitude):
+    """toolkit/rounding.binade before the fix: an infinite magnitude gave 0 (an invalid cast)."""
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+        return np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
+
+
+def _long_chain_fraction_above(op):
+    from normtheory.precision.bounds.forward import forward_bound
+    from normtheory.precision.emulation.forward import forward
+
+    model = MODELS["bf16_accum"]
+    x = FORMATS["bf16"].round_to_float64(np.random.default_rng(1).standard_normal((8, 300)) + (3.0 if op == "layernorm" else 0))
+    y = forward(op, x, model=model, eps=1e-5, out_format="fp32")
+    bound = forward_bound(op, x, model=model, eps=1e-5, out_format="fp32", kind="probabilistic").pre_rounding
+    exact = _reference(op, x, 1e-5, "inside")  # binary64, d = 300: its error is still far below 2^-40·(|y| + 1)
+    assert np.isfinite(bound).all()
+    return float(np.mean(np.abs(y - exact) + REFERENCE_SLACK * (np.abs(exact) + 1) > bound))
+
+
+@pytest.mark.parametrize("op", ["layernorm", "rmsnorm", "crmsnorm"])
+def test_long_bf16_chains_keep_their_probabilistic_bound(op, monkeypatch):
+    """A sequential bf16 sum of n ≥ 257 terms has γ_h = inf (h·u ≥ 1): the partial-sum drift
+    γ_h·a_k is unbounded there, and so must be its Azuma increment (toolkit/rounding.binade(inf) =
+    inf), so that the stopped chain form carries the bound. The expected fraction of elements above
+    it is < FAILURE_PROBABILITY. With binade(inf) = 0, as before the fix, the tree form was 0 and
+    20–100% of these elements were above the bound (up to 7.9×): the check fails on that variant."""
+    from normtheory.precision.toolkit import sums
+
+    assert _long_chain_fraction_above(op) <= FAILURE_PROBABILITY
+    monkeypatch.setattr(sums, "binade", _binade_as_before)
+    assert _long_chain_fraction_above(op) > 0.1
+
+
+def test_binade_of_an_unbounded_magnitude_is_unbounded():
+    from normtheory.precision.toolkit.rounding import binade
+
+    finite = np.array([0.0, 5e-324, 1.0, 3.0, 1e308])
+    np.testing.assert_array_equal(binade(finite), [0.0, 5e-324, 1.0, 2.0, 2.0**1023])
+    assert np.isinf(binade(np.array([np.inf])))[0] and np.isnan(binade(np.array([np.nan])))[0]

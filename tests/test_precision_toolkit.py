@@ -65,7 +65,7 @@ def _unverified_chain_bound(values, model, u, lam):
     s, a = tree_partial_sums(values, model)
     s = np.abs(s)
     h = model.reduction_depth(values.shape[1])
-    drift = h * u / (1 - h * u) * a
+    drift = (h * u / (1 - h * u) if h * u < 1 else np.inf) * a  # γ_h, infinite from h·u ≥ 1
 
     def radius(shift):
         return lam * np.sqrt(((u * binade(s + shift)) ** 2).sum(axis=1))

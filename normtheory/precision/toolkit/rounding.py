@@ -61,11 +61,13 @@ class Gammas:
 def binade(magnitude: ArrayLike) -> np.ndarray:
     """2^⌊log2 m⌋ (0 at m = 0): a rounding to nearest of w with |w| ≤ m errs by at most u·binade(m),
     half an ulp of w — not u·|w|, which is up to twice as large (Hallman and Ipsen 2023 call such
-    bounds precision-aware)."""
+    bounds precision-aware). An infinite m (no bound on w, e.g. a drift γ_h·a with h·u ≥ 1) gives
+    inf and NaN gives NaN: no bound on the rounding either."""
     magnitude = np.asarray(magnitude, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
-    return np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
+    finite = np.isfinite(magnitude)
+    exponent = np.floor(np.log2(np.where(finite & (magnitude > 0), magnitude, 1.0)))
+    powers = np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
+    return np.where(finite, powers, np.abs(magnitude))
 
 
 def half_ulp(fmt: FloatFormat, magnitude: np.ndarray) -> np.ndarray:
