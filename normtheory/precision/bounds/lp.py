@@ -57,14 +57,14 @@ def rounded_sqrt_eps(eps: float, acc: FloatFormat) -> float:
     return float(acc.round_to_float64(math.sqrt(eps)))
 
 
-def _normalized_bound(x: np.ndarray, p: float, eps: float, acc: FloatFormat,
+def _normalized_bound(x: np.ndarray, *, p: float, eps: float, acc: FloatFormat,
                       pow_ulps: int) -> tuple[np.ndarray, np.ndarray]:
     """(|y|: exact normalized magnitudes, bound on |ŷ − y|) before the affine step, per element."""
-    parts = _normalized_parts(x, p, eps, acc, pow_ulps)
+    parts = _normalized_parts(x, p=p, eps=eps, acc=acc, pow_ulps=pow_ulps)
     return parts["y"], parts["err"]
 
 
-def _normalized_parts(x: np.ndarray, p: float, eps: float, acc: FloatFormat, pow_ulps: int) -> dict[str, np.ndarray]:
+def _normalized_parts(x: np.ndarray, *, p: float, eps: float, acc: FloatFormat, pow_ulps: int) -> dict[str, np.ndarray]:
     """The forward's intervals, for the backward bound too: |y| and its error bound, the kernel's K
     and the exact N per row, and (finite p) the exact R = N/K with the interval [R_lo, R_hi] that
     holds the computed R̂ — the same derivation as the module docstring."""
@@ -133,7 +133,7 @@ def stable_forward_bound(x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike 
     b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
     u, eta = acc_fmt.unit_roundoff, acc_fmt.min_subnormal / 2
     with np.errstate(all="ignore"):
-        y_abs, err_n = _normalized_bound(x, float(p), eps, acc_fmt, pow_ulps)
+        y_abs, err_n = _normalized_bound(x, p=float(p), eps=eps, acc=acc_fmt, pow_ulps=pow_ulps)
         z_abs, pre = affine_error(affine, y_abs, err_n, w, b, u=u, eta=eta, offset_u=u)
         total = output_rounding_error(pre, z_abs, out=out, acc=acc_fmt)
     unsafe = ~acc_fmt.is_representable(x).all(axis=1)
@@ -185,7 +185,7 @@ def stable_backward_bound(x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = Non
     gy = np.asarray(gy, dtype=np.float64).reshape(x.shape)
     p = float(p)
     with np.errstate(all="ignore"):
-        parts = _normalized_parts(x, p, eps, acc_fmt, pow_ulps)
+        parts = _normalized_parts(x, p=p, eps=eps, acc=acc_fmt, pow_ulps=pow_ulps)
         result = _stable_backward(x, gy, w, p=p, eps=eps, affine=affine, grad=grad, w_out=w_out, acc=acc_fmt,
                                   pow_ulps=pow_ulps, fma=fma, parts=parts)
     unsafe = ~acc_fmt.is_representable(x).all(axis=1) | ~np.isfinite(x).all(axis=1)

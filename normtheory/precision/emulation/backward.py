@@ -52,7 +52,7 @@ def backward(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine
                          w_out=as_format(w_format or grad_format))
 
 
-def _outside_factor(op, x, ar, model, eps, d):
+def _outside_factor(op: str, x: np.ndarray, *, ar: Arith, model: Model, eps: float, d: int) -> np.ndarray:
     """ρ̂ = fl(fl(σ̂ + fl(eps))/σ̂) per row from the forward's own statistic (recomputed: the
     same loops, the same values), 0 where σ̂ = 0."""
     _, stat = statistic(op, x, ar, model, d)
@@ -86,7 +86,7 @@ def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, ou
     inv_d = ar.round(1.0 / d)
     k = ar.mul(tree_sum_products(g, normalized, ar, model), inv_d)
     if model.eps_mode == "outside":
-        k = ar.mul(k, _outside_factor(op, x, ar, model, eps, d))
+        k = ar.mul(k, _outside_factor(op, x, ar=ar, model=model, eps=eps, d=d))
     spec = emulated_spec(op)
     if spec.statistic == "crms":  # CRMSNorm's direction n + Σn (bounds/statistic_rules.py)
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])

@@ -135,14 +135,14 @@ def _forward(op: str, x, w, b, *, model: Model, eps: float, affine: str, out_for
     w = None if w is None else np.asarray(w, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
     if model.output == "llama":
-        return _affine(affine, out.round_to_float64(normalized), w, b, Arith(out), model)
-    z = _affine(affine, normalized, w, b, ar, model)
+        return _affine(affine, out.round_to_float64(normalized), w=w, b=b, ar=Arith(out), model=model)
+    z = _affine(affine, normalized, w=w, b=b, ar=ar, model=model)
     if model.output == "truncate":
         return truncate(z, out)
     return out.round_to_float64(z)
 
 
-def _affine(affine, normalized, w, b, ar: Arith, model: Model):
+def _affine(affine: str, normalized: np.ndarray, *, w, b, ar: Arith, model: Model) -> np.ndarray:
     if affine == "none":
         return normalized
     if affine == "weight":
