@@ -40,13 +40,13 @@ class Normalized:
     mean_err: np.ndarray  # bound Δ on |μ̂ − μ| per row (0 without a mean), DAZ's shift included
     unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
     ctx: BoundContext  # the model, kind and λ these bounds are of
-    d: int  # the statistic's divisor: the model width (registry NormSpec.model_width)
+    d: int  # the statistic's divisor (StatisticRule.divisor: the model width for the mean statistics)
 
 
 def statistic_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext) -> StatisticError:
     """Steps 1–2 for the op's statistic, with DAZ's shift of the inputs added (mean and statistic)."""
-    d = spec.model_width(x.shape[1])
-    stat = rule_for(spec).error(x, ctx, d)
+    rule = rule_for(spec)
+    stat = rule.error(x, ctx, rule.divisor(spec, x.shape[1]))
     # DAZ moves each input by at most η_in: the mean by η_in, the root of the statistic by
     # 2η_in (it is a Euclidean norm of the centred row over sqrt(d)), each n_i by η_in·r.
     eta_in = ctx.eta_in
@@ -80,7 +80,7 @@ def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: 
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (stat.mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     return Normalized(n_values, err_n, r, rho_R, scale.rho_stat, stat.mean_err, unsafe_rows(spec, x, ctx), ctx,
-                      spec.model_width(x.shape[1]))
+                      rule_for(spec).divisor(spec, x.shape[1]))
 
 
 def unsafe_rows(spec: NormSpec, x: np.ndarray, ctx: BoundContext) -> np.ndarray:

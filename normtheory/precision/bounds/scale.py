@@ -93,7 +93,7 @@ def scale_error(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, ep
     # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
     # computed scale never falls below the rounded eps, however large the statistic's error
     eps_low = max(eps * (1 - u) - eta, 0.0)
-    placement = _eps_inside_root if model.eps_mode == "inside" else _eps_outside_root
+    placement = EPS_PLACEMENTS[model.eps_mode]
     with np.errstate(divide="ignore", invalid="ignore"):
         r, rho_r = placement(stat, err_stat, ctx=ctx, eps=eps, eps_low=eps_low, scale_only=scale_only)
     alpha = rsqrt_error_per_row(model, ctx.acc, r, rho_r) if ctx.probabilistic else rsqrt_relative_error(model, u)
@@ -125,3 +125,7 @@ def _eps_outside_root(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundConte
     low = np.maximum(den - err_den, eps_low)
     rho_r = np.maximum(np.where(low > 0, den / low, np.inf) - 1, 1 - den / (den + err_den))
     return 1 / den, rho_r
+
+
+# where the kernel puts eps (models.Model.eps_mode): (stat, err_stat, ...) -> (r, ρ_r)
+EPS_PLACEMENTS = {"inside": _eps_inside_root, "outside": _eps_outside_root}

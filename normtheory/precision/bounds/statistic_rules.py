@@ -1,10 +1,12 @@
 """Everything the bounds know about one statistic (registry.STATISTICS), in one table.
 
 The forward, backward and domain bounds take nothing op-specific from the op's name: whether
-the op subtracts a mean is `NormSpec.centred`, its divisor is `NormSpec.model_width`, and the
-rest is the statistic's `StatisticRule` here. A new statistic (registry.STATISTICS) gets its
-bound by one entry in RULES (its error function, steps 1–2, and its largest intermediate); the
-Lp normalizers' power mean has its own kernel and bound (bounds/lp.py) and no entry.
+the op subtracts a mean is `NormSpec.centred`, and the rest is the statistic's `StatisticRule`
+here (its divisor is the model width, `NormSpec.model_width`, for the mean statistics). A new
+statistic (registry.STATISTICS) gets its bound by one entry in RULES (its error function, steps
+1–2, its largest intermediate, and where they differ from the defaults its divisor and backward
+direction); where the kernel puts eps is `models.Model.eps_mode` (bounds/scale.EPS_PLACEMENTS).
+The Lp normalizers' power mean has its own kernel and bound (bounds/lp.py) and no entry.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ from normtheory.registry import NormSpec
 StatisticBound = Callable[[np.ndarray, BoundContext, int], StatisticError]
 
 
+def model_width(spec: NormSpec, n: int) -> int:
+    """The mean statistics' divisor: the model width d (d − 1 stored entries for CRMSNorm)."""
+    return spec.model_width(n)
+
+
 @dataclass(frozen=True)
 class StatisticRule:
     """One statistic's part of the bounds."""
@@ -43,9 +50,12 @@ class StatisticRule:
     # rows where an intermediate may overflow, from the row's own sums (sharper than the
     # width-only threshold); None: the threshold of `squares_per_x2`
     row_overflow: Callable[[np.ndarray, BoundContext], np.ndarray] | None = None
-    # the backward's direction φ (bounds/backward.py): n + Σn when the statistic has a Σz² + (Σz)²
+    # the backward's direction φ (bounds/backward_gx.py): n + Σn when the statistic has a Σz² + (Σz)²
     # form (CRMSNorm), n otherwise
     direction_adds_row_sum: bool = False
+    # d of the statistic Ŝ·fl(1/d) (1: a plain sum, no scaling) and of the backward's K = Σg·n/d,
+    # for a row of n stored entries
+    divisor: Callable[[NormSpec, int], int] = model_width
 
 
 VARIANCE_ALGORITHMS: dict[str, StatisticBound] = {

@@ -144,6 +144,7 @@ def two_pass_variance_error(x: np.ndarray, ctx: BoundContext, d: int) -> Statist
         mu_l, var_l = row_stats(loaded)
         dev = np.abs(loaded - mu_l[:, None]) + delta[:, None]
         terms = dev**2 * (1 + u) ** 2
+        # the subtractions' Azuma radius λ·sqrt(Σ(2u·dev²)²), written as λ·2u·sqrt(Σdev⁴)
         subtraction = ctx.lam * u * 2 * np.sqrt((dev**4).sum(axis=1))
         tree = positive_sum_error(terms, ctx)
         err_sum = n * delta**2 + u * u * (dev**2).sum(axis=1) + np.hypot(subtraction, tree)
