@@ -39,11 +39,11 @@ import torch
 import normtheory
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
-from normtheory.precision.bounds.forward import Gammas
 from normtheory.precision.bounds.lp import stable_forward_bound
 from normtheory.precision.emulation.lp import emulate_naive
 from normtheory.precision.measure import absolute_errors
 from normtheory.precision.models import Model
+from normtheory.precision.toolkit.rounding import Gammas
 from normtheory.reference import correctly_rounded, evaluate
 from normtheory.symbolic import jacobians as jac
 from normtheory.symbolic.identities import decide

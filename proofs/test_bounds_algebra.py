@@ -1,4 +1,5 @@
-"""Algebra behind normtheory/precision/bounds/forward.py, proved with sympy and spot-checked in mpmath."""
+"""Algebra behind the forward bounds (normtheory/precision/bounds/forward.py and the step modules it
+names: statistics.py, welford.py, scale.py, normalized.py, affine.py), proved with sympy and spot-checked in mpmath."""
 
 import mpmath
 import sympy as sp
@@ -71,7 +72,7 @@ def test_gamma_composition():
     assert difference.subs(spot) > 0
 
 
-# ---- backward (normtheory/precision/bounds/backward.py, steps B2–B5) ------------------------
+# ---- backward (normtheory/precision/bounds/backward_gx.py, steps B2–B5) ---------------------
 
 def _is_identity(lhs, rhs) -> bool:
     return sp.expand(lhs - rhs) == 0
@@ -96,7 +97,7 @@ def test_backward_t_error_decomposition():
 
 
 def _e_t_bound(values, u, fma, cross_term=True):
-    """E_T of step B4 from magnitudes (the formula in bounds/backward.py)."""
+    """E_T of step B4 from magnitudes (the formula in bounds/backward_gx.py)."""
     g, m, phi, K, E_g, E_m, E_phi, E_K = (abs(v) for v in values)
     u_product = 0 if fma else u
     cross = E_phi * E_K if cross_term else 0
@@ -170,7 +171,7 @@ def test_product_error_of_two_perturbed_factors():
 
 
 def test_row_shared_error_decomposition():
-    """B2' (bounds_backward._weighted_n_error): with n̂_i = r(1 + θ)(c_i + δμ + f_i)(1 + ε_i) + e_i
+    """B2' (bounds/backward_gx.weighted_n_error): with n̂_i = r(1 + θ)(c_i + δμ + f_i)(1 + ε_i) + e_i
     and n_i = r·c_i, Σa_i(n̂_i − n_i) = θΣa_i n_i + (1 + θ)rδμΣa_i + (1 + θ)rΣa_i f_i
     + (1 + θ)Σa_i(n_i + r(δμ + f_i))ε_i + Σa_i e_i — so the row's shared θ and δμ meet |Σa·n|
     and |Σa|, not Σ|a·n| and Σ|a|."""
@@ -210,7 +211,7 @@ def test_summation_error_is_a_sum_of_roundings_times_operand_sums():
 
 
 def test_welford_running_mean_error_identities():
-    """bounds/forward.py (Welford): the lane step m̂_j = (m̂ + (x − m̂)(1 + θ₂)/j)(1 + α) and the merge
+    """bounds/welford.py (recursion form): the lane step m̂_j = (m̂ + (x − m̂)(1 + θ₂)/j)(1 + α) and the merge
     m̂ = (m̂a + (m̂b − m̂a)·s·(1 + θ₃))(1 + α) have the exact error identities
     ε_j = ε_{j−1}(j − 1)/j + (x − m̂)θ₂/j + α(m̂ + q̂) and
     ε = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + α(m̂a + p̂); a variant that scales the carried
@@ -231,7 +232,7 @@ def test_welford_running_mean_error_identities():
 
 
 def test_welford_lane_recursion_closed_form():
-    """j·e_j ≤ (j − 1)·e_{j−1} + a + j·b, e_1 = 0 ⇒ e_k ≤ a + b(k + 1)/2 (bounds/forward.py, Welford)."""
+    """j·e_j ≤ (j − 1)·e_{j−1} + a + j·b, e_1 = 0 ⇒ e_k ≤ a + b(k + 1)/2 (bounds/welford.py, recursion form)."""
     i, k, a, b = sp.symbols("i k a b", positive=True)
     bound_times_k = sp.summation(a + i * b, (i, 2, k))  # k·e_k at most this
     gap = sp.simplify(k * (a + b * (k + 1) / 2) - bound_times_k)

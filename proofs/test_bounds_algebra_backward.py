@@ -1,4 +1,5 @@
-"""Algebra behind the additions to normtheory/precision/bounds/backward.py: eps outside the root
+"""Algebra behind the additions to the backward bounds (normtheory/precision/bounds/backward_gx.py,
+backward_weights.py): eps outside the root
 (B8) and the probabilistic column sums (P2, P3); sympy identities, mpmath corner checks."""
 
 import itertools
@@ -91,7 +92,7 @@ def test_gx_probabilistic_final_roundings():
 
 
 def test_product_sum_decomposition():
-    """B2, probabilistic (`_product_sum_subgaussian`): with n = r·c, n̂ = r(1 + θ)(c + δμ + f + s) + e' + e
+    """B2, probabilistic (bounds/backward_gx.product_sum_subgaussian): with n = r·c, n̂ = r(1 + θ)(c + δμ + f + s) + e' + e
     and ĝ = g + ρ + l, per term ĝn̂ − gn = θ·gn + (1 + θ)rδμ·g + [r·g·s + g·e' + ρ·n̂]
     + [(1 + θ)r·g·f + θ·r·g·s + g·e + l·n̂]: the shared errors, the three martingale increments and
     the linear rest. Without the second-order θ·r·g·s the split is wrong."""
@@ -110,13 +111,9 @@ def test_row_magnitude_budget_split():
     """P4: gw's own two statements (λ = 4.5, bf16's u) and ROW_STATEMENTS·R statements at
     λ_R = row_statement_lambda(R, u) fail together with probability below FAILURE_PROBABILITY,
     and λ_R is the smallest λ with that per-statement failure (checked in 60-digit arithmetic)."""
-    from normtheory.precision.bounds.backward import (
-        FAILURE_PROBABILITY,
-        ROW_MAGNITUDE_BUDGET,
-        ROW_STATEMENTS,
-        row_statement_lambda,
-    )
-    from normtheory.precision.bounds.forward import LAMBDA
+    from normtheory.precision.bounds.backward import FAILURE_PROBABILITY
+    from normtheory.precision.bounds.backward_weights import ROW_MAGNITUDE_BUDGET, ROW_STATEMENTS, row_statement_lambda
+    from normtheory.precision.toolkit.rounding import LAMBDA
 
     with mpmath.workdps(60):
         for u in (mpmath.mpf(2) ** -24, mpmath.mpf(2) ** -11, mpmath.mpf(2) ** -8):
@@ -132,7 +129,7 @@ def test_row_magnitude_budget_split():
 
 
 def test_rounding_added_in_quadrature_only_pays_below_a_threshold():
-    """bounds._scale_error: one more bounded increment c added to a martingale bound λS in
+    """bounds/scale.scale_error: one more bounded increment c added to a martingale bound λS in
     quadrature, λ·sqrt(S² + c²), is below λS + c exactly when (λ² − 1)c ≤ 2λS (so at λ = 4.5 when
     c ≤ 0.47·S); at λ = 1 (the row scales) always."""
     lam, S, c = sp.symbols("lambda S c", positive=True)

@@ -26,13 +26,13 @@ def _largest_deviation_is_at_minus_rho(f):
 
 
 def test_inverse_square_root_deviates_most_below():
-    """bounds._scale_error (eps inside): ρ_r = (1 − ρ_v)^(−1/2) − 1 exactly bounds |(v̂/v)^(−1/2) − 1|."""
+    """bounds/scale.scale_error (eps inside): ρ_r = (1 − ρ_v)^(−1/2) − 1 exactly bounds |(v̂/v)^(−1/2) − 1|."""
     _largest_deviation_is_at_minus_rho(lambda s: (1 + s) ** sp.Rational(-1, 2) if isinstance(s, sp.Basic)
                                        else (1 + s) ** mpmath.mpf(-0.5))
 
 
 def test_reciprocal_deviates_most_below():
-    """bounds._scale_error (eps outside): 1/(1 − ρ_d) − 1 bounds |den/dên − 1|."""
+    """bounds/scale.scale_error (eps outside): 1/(1 − ρ_d) − 1 bounds |den/dên − 1|."""
     _largest_deviation_is_at_minus_rho(lambda s: 1 / (1 + s))
 
 
@@ -49,7 +49,7 @@ def test_the_old_mean_value_bound_is_larger_and_the_symmetric_guess_is_wrong():
 
 
 def test_chain_fixed_point_start():
-    """bounds._azuma_sum_error: E₀ = λu‖s‖/(1 − λu√K) solves E = λu(‖s‖ + E√K), the Minkowski
+    """toolkit/sums.py (the exact-terms chain): E₀ = λu‖s‖/(1 − λu√K) solves E = λu(‖s‖ + E√K), the Minkowski
     bound of λ‖u(|s| + E)‖, so E₀ ≥ λ‖c(E₀)‖ whenever λu√K < 1."""
     lam, u, norm_s, k, e = sp.symbols("lambda u S K E", positive=True)
     e0 = lam * u * norm_s / (1 - lam * u * sp.sqrt(k))

@@ -2,7 +2,8 @@
 soundness tests: the structured families (|mean|/std up to 1e6, massive outliers, near overflow,
 subnormals, constant and near-constant rows, heavy tails, sparse) and raw arrays with subnormals,
 rescaled by powers of two and shifted; weights up to |w| = 64. And RecordingArith, which lists
-the operand sums a reduction rounds (for the probabilistic bounds' partial-sum tests)."""
+the operand sums a reduction rounds (for the probabilistic bounds' partial-sum tests), and
+draw_gradient, incoming gradients gy of the GRADIENT_SOURCES (the backward soundness tests)."""
 
 import numpy as np
 from hypothesis import strategies as st
@@ -59,3 +60,21 @@ def draw_affine(draw, op, rng, fmt, n):
     eps = draw(st.sampled_from([1e-5, 1e-6, 1e-12, 0.25]))
     affine = draw(st.sampled_from(AFFINES[op]))
     return w, b, eps, affine
+
+
+GRADIENT_SOURCES = ("normal", "heavy_tail", "sparse", "tiny", "huge")
+
+
+def draw_gradient(source, rng, shape, fmt):
+    """Incoming gradients gy of one source (GRADIENT_SOURCES), values of `fmt`."""
+    if source == "normal":
+        raw = rng.standard_normal(shape)
+    elif source == "heavy_tail":
+        raw = rng.standard_t(2.0, size=shape)
+    elif source == "sparse":
+        raw = np.where(rng.random(shape) < 0.9, 0.0, rng.standard_normal(shape))
+    elif source == "tiny":
+        raw = 2.0 ** rng.uniform(fmt.emin - fmt.precision + 1, fmt.emin + 2, size=shape) * rng.choice([-1.0, 1.0], shape)
+    else:  # large gradients: products with |w| up to 64 and sums over the row stay finite in fp32
+        raw = rng.standard_normal(shape) * min(fmt.max_finite / 2**12, 2.0**20)
+    return fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
-from precision_cases import draw_affine, draw_input_rows
-from test_precision_backward_soundness import GRADIENT_SOURCES, _gradient
+from precision_cases import GRADIENT_SOURCES, draw_affine, draw_gradient, draw_input_rows
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.lp import stable_backward_bound
@@ -29,7 +28,7 @@ ORDERS = {"sequential": SEQUENTIAL, "warp": SEQUENTIAL.variant(lanes=32),
 def lp_cases(draw):
     fmt, rng, source, x = draw_input_rows(draw, "lpnorm", max_n=24, max_rows=4)
     gy_source = draw(st.sampled_from(GRADIENT_SOURCES))
-    gy = _gradient(gy_source, rng, x.shape, fmt)
+    gy = draw_gradient(gy_source, rng, x.shape, fmt)
     w, b, eps, _ = draw_affine(draw, "rmsnorm", rng, fmt, x.shape[1])
     affine = draw(st.sampled_from(["none", "weight", "weight_bias"]))
     p = draw(st.sampled_from(P_VALUES))

@@ -7,11 +7,12 @@ import pytest
 from precision_cases import RecordingArith
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds.backward import FAILURE_PROBABILITY, backward_bound, rounding_step_sums
+from normtheory.precision.bounds.backward import FAILURE_PROBABILITY, backward_bound
 from normtheory.precision.emulation.backward import backward
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
+from normtheory.precision.toolkit.tree import operand_sums
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])
@@ -28,7 +29,7 @@ def test_rounding_steps_are_those_the_tree_rounds(model_name, n, fused):
         tree_sum(x, ar, model)
         rounded = ar.sums[1:]  # 0 + x: exact
     recorded = sorted(np.concatenate([np.zeros((3, 0))] + rounded, axis=1)[0].tolist())
-    counted = rounding_step_sums(x, model, first_step_rounds=fused)[0]
+    counted = operand_sums(x, model, first_step_rounds=fused)[0]
     lanes = model.lane_count(n)
     if n % lanes == 0 and lanes & (lanes - 1) == 0:
         assert sorted(counted.tolist()) == recorded

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import currently_in_test_context, example, given, note, target
 from hypothesis import strategies as st
-from precision_cases import draw_affine, draw_input_rows
+from precision_cases import GRADIENT_SOURCES, draw_affine, draw_gradient, draw_input_rows
 
 from normtheory.formats import FORMATS
 from normtheory.precision.bounds.backward import backward_bound
@@ -21,28 +21,11 @@ from normtheory.precision.measure import absolute_errors, exact_outputs
 from normtheory.precision.models import MODELS
 
 BACKWARD_MODELS = dict(MODELS)  # eps outside the root included: judged against its own exact gradient
-GRADIENT_SOURCES = ("normal", "heavy_tail", "sparse", "tiny", "huge")
-
-
-def _gradient(source, rng, shape, fmt):
-    if source == "normal":
-        raw = rng.standard_normal(shape)
-    elif source == "heavy_tail":
-        raw = rng.standard_t(2.0, size=shape)
-    elif source == "sparse":
-        raw = np.where(rng.random(shape) < 0.9, 0.0, rng.standard_normal(shape))
-    elif source == "tiny":
-        raw = 2.0 ** rng.uniform(fmt.emin - fmt.precision + 1, fmt.emin + 2, size=shape) * rng.choice([-1.0, 1.0], shape)
-    else:  # large gradients: products with |w| up to 64 and sums over the row stay finite in fp32
-        raw = rng.standard_normal(shape) * min(fmt.max_finite / 2**12, 2.0**20)
-    return fmt.round_to_float64(np.clip(raw, -fmt.max_finite, fmt.max_finite), saturate=True)
-
-
 @st.composite
 def cases(draw, op):
     fmt, rng, source, x = draw_input_rows(draw, op, max_n=48, max_rows=5)
     gy_source = draw(st.sampled_from(GRADIENT_SOURCES))
-    gy = _gradient(gy_source, rng, x.shape, fmt)
+    gy = draw_gradient(gy_source, rng, x.shape, fmt)
     w, b, eps, affine = draw_affine(draw, op, rng, fmt, x.shape[1])
     note(f"format={fmt.name} source={source} gy={gy_source} rows={x.shape[0]} n={x.shape[1]} eps={eps} "
          f"affine={affine}")

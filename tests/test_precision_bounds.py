@@ -6,8 +6,9 @@ import pytest
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
 from normtheory.precision import tolerance
-from normtheory.precision.bounds.forward import Gammas, forward_bound
+from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.models import MODELS, Model
+from normtheory.precision.toolkit.rounding import Gammas
 
 
 def _rows(seed=0, n=128):

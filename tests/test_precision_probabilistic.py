@@ -1,4 +1,4 @@
-"""The probabilistic mean-error bound (bounds._mean_error): its partial sums are the ones the
+"""The probabilistic mean-error bound (bounds/statistics.mean_error): its partial sums are the ones the
 model's tree rounds, and it holds on random rows while being far below the γ̃·Σ|x| form."""
 
 import numpy as np
@@ -6,10 +6,12 @@ import pytest
 from precision_cases import RecordingArith
 
 from normtheory.formats import FORMATS
-from normtheory.precision.bounds.forward import Gammas, _mean_error, tree_partial_sums_norm
+from normtheory.precision.bounds.statistics import mean_error
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.reductions import tree_sum
 from normtheory.precision.models import MODELS
+from normtheory.precision.toolkit.context import BoundContext
+from normtheory.precision.toolkit.tree import partial_sums_norm
 
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_sequential", "two_pass_pairwise"])
@@ -21,7 +23,7 @@ def test_partial_sums_are_those_the_tree_rounds(model_name, n):
     tree_sum(x, ar, model)
     first_lane_step, *rounded = ar.sums  # 0 + x: exact, no rounding
     recorded = np.sqrt(sum((s**2).sum(axis=1) for s in rounded))
-    computed = tree_partial_sums_norm(x, model)
+    computed = partial_sums_norm(x, model)
     lanes = model.lane_count(n)
     if n % lanes == 0 and lanes & (lanes - 1) == 0:
         np.testing.assert_array_equal(computed, recorded)
@@ -34,14 +36,13 @@ def test_partial_sums_are_those_the_tree_rounds(model_name, n):
 
 def test_probabilistic_mean_error_holds_on_random_rows_and_is_sharper():
     fmt, model = FORMATS["fp32"], MODELS["default"]
-    u = fmt.unit_roundoff
     ar = Arith("fp32")
     rng = np.random.default_rng(11)
     x = fmt.round_to_float64(rng.standard_normal((2000, 256)) + rng.choice([0.0, 3.0], (2000, 1)))
     mean = ar.mul(tree_sum(x, ar, model), ar.round(1.0 / 256))
     err = np.abs(mean - x.mean(axis=1))  # binary64 mean of fp32 data over 256 terms: exact enough
-    prob = _mean_error(x, model, Gammas(u, "probabilistic"), u, 0.0)
-    worst = _mean_error(x, model, Gammas(u, "worst"), u, 0.0)
+    prob = mean_error(x, BoundContext(model, "probabilistic"))
+    worst = mean_error(x, BoundContext(model, "worst"))
     assert (err <= prob).all()
     assert (prob < worst).all()
     assert np.median(prob / worst) < 0.5  # the point of the partial sums on cancelling rows
@@ -127,9 +128,9 @@ def test_forward_probabilistic_bound_holds_at_its_failure_probability(model_name
 
 @pytest.mark.parametrize("fmt_name", ["fp32", "fp16", "bf16"])
 def test_rounding_errs_by_at_most_u_times_the_binade(fmt_name):
-    """The Azuma coefficients of bounds/forward.py: |RN(w) − w| ≤ u·binade(|w|) (half an ulp) in the
+    """The Azuma coefficients of toolkit/sums.py: |RN(w) − w| ≤ u·binade(|w|) (half an ulp) in the
     normal range, near powers of two included; half of it is not enough (the check can fail)."""
-    from normtheory.precision.bounds.forward import binade
+    from normtheory.precision.toolkit.rounding import binade
 
     fmt = FORMATS[fmt_name]
     rng = np.random.default_rng(3)
@@ -142,10 +143,10 @@ def test_rounding_errs_by_at_most_u_times_the_binade(fmt_name):
 
 @pytest.mark.parametrize("model_name", ["default", "two_pass_pairwise", "fp16_accum", "bf16_accum", "eps_outside"])
 def test_rsqrt_error_per_row_bounds_the_emulated_rsqrt(model_name):
-    """bounds.rsqrt_error_per_row: the emulated rsqrt (RN of 1/sqrt(v̂), moved k ulps either way)
+    """bounds/scale.rsqrt_error_per_row: the emulated rsqrt (RN of 1/sqrt(v̂), moved k ulps either way)
     stays within the per-row α of z = 1/sqrt(v̂) for every v̂ within v(1 ± ρ) — a bounded error,
     measured against r's binade — which is below the relative α somewhere and reached near it."""
-    from normtheory.precision.bounds.forward import rsqrt_error_per_row, rsqrt_relative_error
+    from normtheory.precision.bounds.scale import rsqrt_error_per_row, rsqrt_relative_error
     from normtheory.precision.emulation.forward import inverse_scale
 
     model = MODELS[model_name]
@@ -169,3 +170,46 @@ def test_rsqrt_error_per_row_bounds_the_emulated_rsqrt(model_name):
     assert (alpha <= rsqrt_relative_error(model, acc.unit_roundoff)).all()
     assert (alpha < rsqrt_relative_error(model, acc.unit_roundoff)).any()
     assert worst_seen > 0.5
+
+
+def _binade_as_before(magnitude):
+    """toolkit/rounding.binade before the fix: an infinite magnitude gave 0 (an invalid cast)."""
+    magnitude = np.asarray(magnitude, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exponent = np.floor(np.log2(np.where(magnitude > 0, magnitude, 1.0)))
+        return np.where(magnitude > 0, np.ldexp(1.0, exponent.astype(int)), 0.0)
+
+
+def _long_chain_fraction_above(op):
+    from normtheory.precision.bounds.forward import forward_bound
+    from normtheory.precision.emulation.forward import forward
+
+    model = MODELS["bf16_accum"]
+    x = FORMATS["bf16"].round_to_float64(np.random.default_rng(1).standard_normal((8, 300)) + (3.0 if op == "layernorm" else 0))
+    y = forward(op, x, model=model, eps=1e-5, out_format="fp32")
+    bound = forward_bound(op, x, model=model, eps=1e-5, out_format="fp32", kind="probabilistic").pre_rounding
+    exact = _reference(op, x, 1e-5, "inside")  # binary64, d = 300: its error is still far below 2^-40·(|y| + 1)
+    assert np.isfinite(bound).all()
+    return float(np.mean(np.abs(y - exact) + REFERENCE_SLACK * (np.abs(exact) + 1) > bound))
+
+
+@pytest.mark.parametrize("op", ["layernorm", "rmsnorm", "crmsnorm"])
+def test_long_bf16_chains_keep_their_probabilistic_bound(op, monkeypatch):
+    """A sequential bf16 sum of n ≥ 257 terms has γ_h = inf (h·u ≥ 1): the partial-sum drift
+    γ_h·a_k is unbounded there, and so must be its Azuma increment (toolkit/rounding.binade(inf) =
+    inf), so that the stopped chain form carries the bound. The expected fraction of elements above
+    it is < FAILURE_PROBABILITY. With binade(inf) = 0, as before the fix, the tree form was 0 and
+    20–100% of these elements were above the bound (up to 7.9×): the check fails on that variant."""
+    from normtheory.precision.toolkit import sums
+
+    assert _long_chain_fraction_above(op) <= FAILURE_PROBABILITY
+    monkeypatch.setattr(sums, "binade", _binade_as_before)
+    assert _long_chain_fraction_above(op) > 0.1
+
+
+def test_binade_of_an_unbounded_magnitude_is_unbounded():
+    from normtheory.precision.toolkit.rounding import binade
+
+    finite = np.array([0.0, 5e-324, 1.0, 3.0, 1e308])
+    np.testing.assert_array_equal(binade(finite), [0.0, 5e-324, 1.0, 2.0, 2.0**1023])
+    assert np.isinf(binade(np.array([np.inf])))[0] and np.isnan(binade(np.array([np.nan])))[0]

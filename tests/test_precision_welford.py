@@ -37,9 +37,10 @@ def test_welford_worst_case_bound_is_finite_and_holds_up_to_1e6(model_name, d):
 
 def test_welford_bound_is_sharper_than_the_cauchy_schwarz_form(monkeypatch):
     """At |mean|/std = 1e4 the statistic's error bound is a few κ·u (κ = |mean|/std); the
-    Cauchy–Schwarz form that bounds/forward.py still computes (the other side of a minimum) is about
+    Cauchy–Schwarz form that bounds/welford.py still computes (the other side of a minimum) is about
     a hundred κ·u, so with the adjoint form switched off the same check fails."""
-    from normtheory.precision.bounds import forward as bounds
+    from normtheory.precision.bounds import welford
+    from normtheory.precision.toolkit.context import BoundContext
 
     x = _offset_rows(1e4, 64, seed=1)[:2]
     acc = FORMATS["fp32"]
@@ -48,10 +49,9 @@ def test_welford_bound_is_sharper_than_the_cauchy_schwarz_form(monkeypatch):
     kappa = np.abs(x.mean(axis=1)) / np.sqrt(var)
 
     def relative_error():
-        g = bounds.Gammas(u, "worst")
-        _, _, err = bounds._stat_error("layernorm", MODELS["welford"], x, 64, g, u, acc.min_subnormal / 2)
-        return err / var
+        return welford.welford_variance_error(x, BoundContext(MODELS["welford"]), 64).err / var
 
     assert (relative_error() < 20 * kappa * u).all()
-    monkeypatch.setattr(bounds, "welford_errors", lambda x, *args: (np.inf,) * 4)
+    infinite = np.full(len(x), np.inf)
+    monkeypatch.setattr(welford, "welford_errors", lambda x, ctx, **kw: welford.WelfordErrors(*(infinite,) * 4))
     assert not (relative_error() < 20 * kappa * u).any()

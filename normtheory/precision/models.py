@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from normtheory.errors import UsageError
+
 STATS = ("two_pass", "welford", "one_pass")
 OUTPUTS = ("once", "llama", "truncate")
 
@@ -111,8 +113,6 @@ DEFAULT_FAMILY = ("default", "welford")
 
 
 def get_model(name: str) -> Model:
-    from normtheory.errors import UsageError
-
     try:
         return MODELS[name]
     except KeyError:

@@ -9,7 +9,7 @@ intermediate of the model can exceed the accumulator's largest finite value F:
   most (2X)²·n/4 per level, the total at most n·(2X)².
 A margin of (1 + u)^m absorbs the rounding of the partial sums: a computed sum of
 nonnegative terms is at most its exact value times (1 + u)^m, m the roundings on its deepest
-path (`rounding_margin`: the square or product, the lane steps, two per merge level, the
+path (`rounding_margin`, toolkit/tree.py: the square or product, the lane steps, two per merge level, the
 scaling; m = h + t + 4 with h the reduction depth and t the merge levels). A fixed
 1 + 2^-10 was used before; it assumed n·u ≤ 2^-10, which fp16 and bf16 accumulators break
 (43 entries of 39 in fp16: Σx² = 65403 is finite, the sequential fp16 sum rounds up to inf).
@@ -24,25 +24,27 @@ Underflow and eps collapse:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from normtheory.formats import FORMATS
+from normtheory.precision.bounds.statistic_rules import rule_for
 from normtheory.precision.models import Model
+from normtheory.precision.toolkit.tree import rounding_margin
+from normtheory.registry import NormSpec, get_spec
 
-
-def rounding_margin(model: Model, n: int) -> float:
-    """(1 + u)^m: how far above its exact value a computed sum of n nonnegative terms can be."""
-    depth = model.reduction_depth(n) + model.tree_levels(n) + 4
-    return (1.0 + FORMATS[model.acc].unit_roundoff) ** depth
+__all__ = ["rounding_margin", "overflow_threshold", "spec_overflow_threshold", "square_underflow_threshold",
+           "eps_collapse_threshold", "domain_table"]
 
 
 def overflow_threshold(op: str, model: Model, n: int) -> float:
     """Largest |x| for which no intermediate of `model` overflows on a row of n entries."""
+    return spec_overflow_threshold(get_spec(op), model, n)
+
+
+def spec_overflow_threshold(spec: NormSpec, model: Model, n: int) -> float:
+    """`overflow_threshold` for a parsed op (its statistic's largest intermediate: bounds/statistic_rules.py)."""
     top = FORMATS[model.acc].max_finite / rounding_margin(model, n)
-    if op == "crmsnorm":
-        return math.sqrt(top / (n * (1.0 + n)))
-    if op == "layernorm" and model.stats != "one_pass":
-        return math.sqrt(top / (4.0 * n))
-    return math.sqrt(top / n)
+    return math.sqrt(top / rule_for(spec).squares_per_x2(model, n))
 
 
 def square_underflow_threshold(model: Model) -> float:
@@ -56,12 +58,13 @@ def eps_collapse_threshold(model: Model, eps: float) -> float:
     return math.sqrt(FORMATS[model.acc].unit_roundoff * eps)
 
 
-def domain_table(op: str, model: Model, widths, eps: float) -> list[dict]:
+def domain_table(op: str, model: Model, widths: Iterable[int], eps: float) -> list[dict]:
     """One row per width: the overflow threshold and the two underflow thresholds."""
+    spec = get_spec(op)
     return [
         {
             "d": d,
-            "overflow_abs": overflow_threshold(op, model, d - 1 if op == "crmsnorm" else d),
+            "overflow_abs": spec_overflow_threshold(spec, model, spec.input_width(d)),
             "square_underflow_abs": square_underflow_threshold(model),
             "eps_collapse_rms": eps_collapse_threshold(model, eps),
         }

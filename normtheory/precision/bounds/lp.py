@@ -32,20 +32,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds.forward import SAFETY, ForwardBound, Gammas, _affine_error
+from normtheory.formats import FloatFormat, as_format
+from normtheory.precision.bounds.affine import affine_error, output_rounding_error
+from normtheory.precision.bounds.forward import ForwardBound
+from normtheory.precision.toolkit.rounding import F64_SLOP, HEADROOM, SAFETY, Gammas
 
 DEFAULT_POW_ULPS = 4
 
 
-def _interval_pow(lo, hi, p, rel, absolute):
+def _interval_pow(lo: np.ndarray, hi: np.ndarray, p: float, rel: float,
+                  absolute: float) -> tuple[np.ndarray, np.ndarray]:
     """Bounds on pow(v, p) for v in [lo, hi] (lo ≥ 0) with relative error rel and absolute error `absolute`."""
     lo = np.maximum(lo, 0.0)
     return np.maximum(lo**p * (1 - rel) - absolute, 0.0), hi**p * (1 + rel) + absolute
 
 
-def _deviation(lo, hi, exact):
+def _deviation(lo: np.ndarray, hi: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.maximum(hi - exact, exact - lo)
 
 
@@ -53,13 +57,14 @@ def rounded_sqrt_eps(eps: float, acc: FloatFormat) -> float:
     return float(acc.round_to_float64(math.sqrt(eps)))
 
 
-def _normalized_bound(x, p, eps, acc, pow_ulps):
+def _normalized_bound(x: np.ndarray, *, p: float, eps: float, acc: FloatFormat,
+                      pow_ulps: int) -> tuple[np.ndarray, np.ndarray]:
     """(|y|: exact normalized magnitudes, bound on |ŷ − y|) before the affine step, per element."""
-    parts = _normalized_parts(x, p, eps, acc, pow_ulps)
+    parts = _normalized_parts(x, p=p, eps=eps, acc=acc, pow_ulps=pow_ulps)
     return parts["y"], parts["err"]
 
 
-def _normalized_parts(x, p, eps, acc, pow_ulps):
+def _normalized_parts(x: np.ndarray, *, p: float, eps: float, acc: FloatFormat, pow_ulps: int) -> dict[str, np.ndarray]:
     """The forward's intervals, for the backward bound too: |y| and its error bound, the kernel's K
     and the exact N per row, and (finite p) the exact R = N/K with the interval [R_lo, R_hi] that
     holds the computed R̂ — the same derivation as the module docstring."""
@@ -112,27 +117,25 @@ def _normalized_parts(x, p, eps, acc, pow_ulps):
     return {"y": y, "err": _deviation(y_lo, y_hi, y), "K": K, "N": K * R, "R": R, "R_lo": R_lo, "R_hi": R_hi}
 
 
-def stable_forward_bound(x, w=None, b=None, *, p, eps: float, affine: str = "none", out_format="fp32",
-                         acc: str = "fp32", pow_ulps: int = DEFAULT_POW_ULPS) -> ForwardBound:
+def stable_forward_bound(x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *, p: float, eps: float,
+                         affine: str = "none", out_format: str | FloatFormat = "fp32", acc: str | FloatFormat = "fp32",
+                         pow_ulps: int = DEFAULT_POW_ULPS) -> ForwardBound:
     """Componentwise bound on |ŷ − y| of the stable Lp kernel (y exact, eps inside).
 
     Infinite where no bound holds: a zero row with eps = 0 (the exact value is NaN), inputs
     or weights not exact in the accumulator, an output that may overflow the output format.
     """
-    acc_fmt = FORMATS[acc]
-    out = FORMATS[out_format] if isinstance(out_format, str) else out_format
+    acc_fmt = as_format(acc)
+    out = as_format(out_format)
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     rows, n = x.shape
     w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
     b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
     u, eta = acc_fmt.unit_roundoff, acc_fmt.min_subnormal / 2
     with np.errstate(all="ignore"):
-        y_abs, err_n = _normalized_bound(x, float(p), eps, acc_fmt, pow_ulps)
-        z_abs, pre = _affine_error(affine, y_abs, err_n, w, b, u, eta, u)
-        if out.precision >= acc_fmt.precision:
-            total = pre
-        else:
-            total = pre + out.unit_roundoff * (z_abs + pre) + out.min_subnormal / 2
+        y_abs, err_n = _normalized_bound(x, p=float(p), eps=eps, acc=acc_fmt, pow_ulps=pow_ulps)
+        z_abs, pre = affine_error(affine, y_abs, err_n, w, b, u=u, eta=eta, offset_u=u)
+        total = output_rounding_error(pre, z_abs, out=out, acc=acc_fmt)
     unsafe = ~acc_fmt.is_representable(x).all(axis=1)
     unsafe |= ~np.isfinite(x).all(axis=1)
     if not (acc_fmt.is_representable(w).all() and acc_fmt.is_representable(b).all()):
@@ -146,9 +149,10 @@ def stable_forward_bound(x, w=None, b=None, *, p, eps: float, affine: str = "non
 
 # ---- backward -------------------------------------------------------------------------------
 
-def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none", grad_format="fp32",
-                          w_format=None, acc: str = "fp32", pow_ulps: int = DEFAULT_POW_ULPS,
-                          fma: bool = True) -> dict:
+def stable_backward_bound(x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = None, *, p: float, eps: float,
+                          affine: str = "none", grad_format: str | FloatFormat = "fp32",
+                          w_format: str | FloatFormat | None = None, acc: str | FloatFormat = "fp32",
+                          pow_ulps: int = DEFAULT_POW_ULPS, fma: bool = True) -> dict[str, np.ndarray]:
     """Worst-case componentwise bounds on gx (rows, n), gw and gb (n,) of the stable kernel's
     backward (lp_emulate.emulate_stable_backward), any summation order; inf where none holds.
 
@@ -175,16 +179,15 @@ def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none",
      L6. Output rounding to the gradient format: + u_o(|gx| + E) + η_o (none at least as precise).
      gw_j = Σ_rows gy·ŷ: Σ|gy|E_y + γ_R·Σ(|gy·y| + |gy|E_y) + R·η; gb_j = Σ_rows gy: γ_{R−1}Σ|gy|.
     """
-    acc_fmt = FORMATS[acc]
-    grad = FORMATS[grad_format] if isinstance(grad_format, str) else grad_format
-    w_out = FORMATS[w_format] if isinstance(w_format, str) else (w_format or grad)
+    acc_fmt, grad = as_format(acc), as_format(grad_format)
+    w_out = as_format(w_format or grad)
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     gy = np.asarray(gy, dtype=np.float64).reshape(x.shape)
-    rows, n = x.shape
     p = float(p)
     with np.errstate(all="ignore"):
-        parts = _normalized_parts(x, p, eps, acc_fmt, pow_ulps)
-        result = _stable_backward(x, gy, w, p, eps, affine, grad, w_out, acc_fmt, pow_ulps, fma, parts)
+        parts = _normalized_parts(x, p=p, eps=eps, acc=acc_fmt, pow_ulps=pow_ulps)
+        result = _stable_backward(x, gy, w, p=p, eps=eps, affine=affine, grad=grad, w_out=w_out, acc=acc_fmt,
+                                  pow_ulps=pow_ulps, fma=fma, parts=parts)
     unsafe = ~acc_fmt.is_representable(x).all(axis=1) | ~np.isfinite(x).all(axis=1)
     unsafe |= ~acc_fmt.is_representable(gy).all(axis=1) | ~np.isfinite(gy).all(axis=1)
     if affine != "none" and not acc_fmt.is_representable(np.asarray(w, dtype=np.float64)).all():
@@ -196,68 +199,26 @@ def stable_backward_bound(x, gy, w=None, *, p, eps: float, affine: str = "none",
     return out
 
 
-def _stable_backward(x, gy, w, p, eps, affine, grad, w_out, acc, pow_ulps, fma, parts):
+def _stable_backward(x: np.ndarray, gy: np.ndarray, w: ArrayLike | None, *, p: float, eps: float, affine: str,
+                     grad: FloatFormat, w_out: FloatFormat, acc: FloatFormat, pow_ulps: int, fma: bool,
+                     parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Steps L1–L6 and the column sums, before the unsafe rows and SAFETY."""
     u, eta = acc.unit_roundoff, acc.min_subnormal / 2
-    gamma = Gammas(u, "worst")
-    rows, n = x.shape
-    top = acc.max_finite / (1 + 2.0**-10)
-    sign = np.sign(x)
-    y = sign * parts["y"]  # exact signed normalized values
-    ay, E_y = parts["y"], parts["err"]
-    K, N = parts["K"], parts["N"]
-    agy = np.abs(gy)
-    if affine == "none":
-        g, E_g = gy, np.zeros_like(gy)
-    else:
-        w = np.asarray(w, dtype=np.float64)
-        g, E_g = gy * w, u * agy * np.abs(w) + eta
-    ag = np.abs(g)
-    # L2
-    E_p = ag * E_y + E_g * (ay + E_y)
-    B = (g * y).sum(axis=1)
-    aB = np.abs(B) + 2.0**-50 * (ag * ay).sum(axis=1)
-    E_B = E_p.sum(axis=1) + gamma(n) * ((ag * ay).sum(axis=1) + E_p.sum(axis=1)) + n * eta
-    K_b, aK = B / n, aB / n
-    E_K = ((1 + gamma(2)) * E_B + gamma(2) * aB) / n + eta
-    overflow = ((ag * ay + E_p).sum(axis=1) * (1 + gamma(n)) > top) | ((ag + E_g).max(axis=1) > top)
-    # L3
-    if math.isinf(p):
-        magnitudes = np.abs(x)
-        largest = magnitudes.max(axis=1, keepdims=True)
-        a_hat = rounded_sqrt_eps(eps, acc)
-        kernel_max = (largest >= a_hat) & (largest > 0)
-        exact_max = (largest**2 >= eps) & (largest > 0)  # binary64 squares of p ≤ 24-bit values: exact
-        ambiguous = (kernel_max != exact_max)[:, 0]
-        at_max = (magnitudes == largest) & exact_max
-        ties = np.maximum(at_max.sum(axis=1, keepdims=True), 1)
-        phi = np.where(at_max, sign * n / ties, 0.0)
-        E_phi = np.where(at_max, u * n / ties, 0.0)
-        rho = np.abs(N / K - 1)
-        divisions = 1
-    else:
-        ambiguous = np.zeros(rows, dtype=bool)
-        if p == 1:
-            phi, E_phi = sign, np.zeros_like(x)
-        elif p == 2:
-            phi, E_phi = y, E_y
-        else:
-            rel_pow, abs_pow = 2 * pow_ulps * u, 2 * pow_ulps * eta
-            lo, hi = np.maximum(ay - E_y, 0.0), ay + E_y
-            exact_phi = ay ** (p - 1)
-            phi_lo, phi_hi = _interval_pow(lo, hi, p - 1, rel_pow, abs_pow)
-            phi, E_phi = sign * exact_phi, _deviation(phi_lo, phi_hi, exact_phi)
-        R, R_lo, R_hi = parts["R"], parts["R_lo"], parts["R_hi"]
-        rho = np.maximum(R / R_lo - 1, 1 - R / R_hi)
-        divisions = 2
-    aphi = np.abs(phi)
+    top = acc.max_finite / HEADROOM
+    y = np.sign(x) * parts["y"]  # exact signed normalized values
+    g, E_g = _weighted_gradient(gy, w, affine=affine, u=u, eta=eta)  # L1
+    K_b, aK, E_K, overflow = _row_product_sum(g, E_g, y, parts, acc=acc)  # L2
+    phi, E_phi, rho, divisions, ambiguous = _direction(x, y, parts, p=p, eps=eps, acc=acc, pow_ulps=pow_ulps)  # L3
+    aphi, ag = np.abs(phi), np.abs(g)
     # L4
     u_product = 0.0 if fma else u  # a contracted g − φK rounds once
     product = (aphi + E_phi) * (aK + E_K)[:, None]
     E_T = (E_g + aphi * E_K[:, None] + E_phi * aK[:, None] + E_phi * E_K[:, None]
            + u * (ag + E_g + product * (1 + u_product)) + u_product * product + 2 * eta)
     T = g - phi * K_b[:, None]
-    aT = np.abs(T) + 2.0**-50 * (ag + aphi * aK[:, None])
+    aT = np.abs(T) + F64_SLOP * (ag + aphi * aK[:, None])
     # L5
+    K, N = parts["K"], parts["N"]
     rho_G = ((1 + rho) * (1 + u) ** divisions - 1)[:, None]
     inv_N = (1 / N)[:, None]
     gx_pre = ((1 + rho_G) * E_T + rho_G * aT) * inv_N + 2 * eta * (1 + 1 / K[:, None])
@@ -265,23 +226,89 @@ def _stable_backward(x, gy, w, p, eps, affine, grad, w_out, acc, pow_ulps, fma, 
     overflow |= (product.max(axis=1) > top) | (reach.max(axis=1) > top)
     overflow |= (reach.max(axis=1) * np.maximum(1 / N, K / N) > top)
     gx_pre = np.where((overflow | ambiguous)[:, None], np.inf, gx_pre)
-    if grad.precision >= acc.precision:
-        gx = gx_pre
+    gx = output_rounding_error(gx_pre, aT * inv_N, out=grad, acc=acc)  # L6
+    out = {"gx": np.where(aT * inv_N + gx > grad.max_finite, np.inf, gx)}
+    out.update(_column_sums(gy, y, parts, affine=affine, acc=acc, w_out=w_out))
+    return out
+
+
+def _weighted_gradient(gy: np.ndarray, w: ArrayLike | None, *, affine: str, u: float,
+                       eta: float) -> tuple[np.ndarray, np.ndarray]:
+    """L1: (g = gy·w exactly, bound on |ĝ − g|)."""
+    if affine == "none":
+        return gy, np.zeros_like(gy)
+    w = np.asarray(w, dtype=np.float64)
+    return gy * w, u * np.abs(gy) * np.abs(w) + eta
+
+
+def _row_product_sum(g: np.ndarray, E_g: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *,
+                     acc: FloatFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """L2: (K_b = Σg·y/d exactly, its magnitude, the bound E_K on |K̂_b − K_b|, rows that may overflow)."""
+    u, eta = acc.unit_roundoff, acc.min_subnormal / 2
+    gamma = Gammas(u, "worst")
+    n = g.shape[1]
+    top = acc.max_finite / HEADROOM
+    ag, ay, E_y = np.abs(g), parts["y"], parts["err"]
+    E_p = ag * E_y + E_g * (ay + E_y)
+    B = (g * y).sum(axis=1)
+    aB = np.abs(B) + F64_SLOP * (ag * ay).sum(axis=1)
+    E_B = E_p.sum(axis=1) + gamma(n) * ((ag * ay).sum(axis=1) + E_p.sum(axis=1)) + n * eta
+    K_b, aK = B / n, aB / n
+    E_K = ((1 + gamma(2)) * E_B + gamma(2) * aB) / n + eta
+    overflow = ((ag * ay + E_p).sum(axis=1) * (1 + gamma(n)) > top) | ((ag + E_g).max(axis=1) > top)
+    return K_b, aK, E_K, overflow
+
+
+def _direction(x: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *, p: float, eps: float, acc: FloatFormat,
+               pow_ulps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]:
+    """L3 and L5's ρ: (φ exactly, bound E_φ on |φ̂ − φ|, ρ, the divisions by the scale, rows where
+    the kernel's floor and the exact one disagree about the maximum)."""
+    u, eta = acc.unit_roundoff, acc.min_subnormal / 2
+    rows, n = x.shape
+    sign, ay, E_y = np.sign(x), parts["y"], parts["err"]
+    if math.isinf(p):
+        magnitudes = np.abs(x)
+        largest = magnitudes.max(axis=1, keepdims=True)
+        a_hat = rounded_sqrt_eps(eps, acc)
+        kernel_max = (largest >= a_hat) & (largest > 0)
+        exact_max = (largest**2 >= eps) & (largest > 0)  # binary64 squares of p ≤ 24-bit values: exact
+        at_max = (magnitudes == largest) & exact_max
+        ties = np.maximum(at_max.sum(axis=1, keepdims=True), 1)
+        phi = np.where(at_max, sign * n / ties, 0.0)
+        E_phi = np.where(at_max, u * n / ties, 0.0)
+        return phi, E_phi, np.abs(parts["N"] / parts["K"] - 1), 1, (kernel_max != exact_max)[:, 0]
+    if p == 1:
+        phi, E_phi = sign, np.zeros_like(x)
+    elif p == 2:
+        phi, E_phi = y, E_y
     else:
-        gx = gx_pre + grad.unit_roundoff * (aT * inv_N + gx_pre) + grad.min_subnormal / 2
-    gx = np.where(aT * inv_N + gx > grad.max_finite, np.inf, gx)
-    out = {"gx": gx}
+        rel_pow, abs_pow = 2 * pow_ulps * u, 2 * pow_ulps * eta
+        lo, hi = np.maximum(ay - E_y, 0.0), ay + E_y
+        exact_phi = ay ** (p - 1)
+        phi_lo, phi_hi = _interval_pow(lo, hi, p - 1, rel_pow, abs_pow)
+        phi, E_phi = sign * exact_phi, _deviation(phi_lo, phi_hi, exact_phi)
+    R, R_lo, R_hi = parts["R"], parts["R_lo"], parts["R_hi"]
+    return phi, E_phi, np.maximum(R / R_lo - 1, 1 - R / R_hi), 2, np.zeros(rows, dtype=bool)
+
+
+def _column_sums(gy: np.ndarray, y: np.ndarray, parts: dict[str, np.ndarray], *, affine: str, acc: FloatFormat,
+                 w_out: FloatFormat) -> dict[str, np.ndarray]:
+    """gw_j = Σ_rows gy·ŷ and gb_j = Σ_rows gy (module docstring's last line), rounded to w_out."""
+    u, eta = acc.unit_roundoff, acc.min_subnormal / 2
+    gamma = Gammas(u, "worst")
+    rows = gy.shape[0]
+    top = acc.max_finite / HEADROOM
+    agy, ay, E_y = np.abs(gy), parts["y"], parts["err"]
+    out = {}
     if affine in ("weight", "weight_bias"):
         E_t = agy * E_y
         gw = E_t.sum(axis=0) + gamma(rows) * ((agy * ay).sum(axis=0) + E_t.sum(axis=0)) + rows * eta
-        gw_mag = np.abs((gy * y).sum(axis=0)) + 2.0**-50 * (agy * ay).sum(axis=0)
-        if w_out.precision < acc.precision:
-            gw = gw + w_out.unit_roundoff * (gw_mag + gw) + w_out.min_subnormal / 2
+        gw_mag = np.abs((gy * y).sum(axis=0)) + F64_SLOP * (agy * ay).sum(axis=0)
+        gw = output_rounding_error(gw, gw_mag, out=w_out, acc=acc)
         out["gw"] = np.where((agy * (ay + E_y)).sum(axis=0) * (1 + gamma(rows)) > top, np.inf, gw)
     if affine == "weight_bias":
         gb = gamma(max(rows - 1, 0)) * agy.sum(axis=0)
-        gb_mag = np.abs(gy.sum(axis=0)) + 2.0**-50 * agy.sum(axis=0)
-        if w_out.precision < acc.precision:
-            gb = gb + w_out.unit_roundoff * (gb_mag + gb) + w_out.min_subnormal / 2
+        gb_mag = np.abs(gy.sum(axis=0)) + F64_SLOP * agy.sum(axis=0)
+        gb = output_rounding_error(gb, gb_mag, out=w_out, acc=acc)
         out["gb"] = np.where(agy.sum(axis=0) * (1 + gamma(rows)) > top, np.inf, gb)
     return out

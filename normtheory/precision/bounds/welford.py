@@ -1,4 +1,30 @@
-"""Error bounds for Welford statistics (reductions.welford) from the adjoint of the recurrence.
+"""Error bounds for Welford statistics (emulation/reductions.welford): two forms, the smaller used.
+
+The running-mean recursion and its Cauchy–Schwarz form (`recursion_form`). Lanes of k entries,
+t merge levels, exact identity S = Σ_i c_i·δ_i² over all updates, c = (j − 1)/j for a lane
+step j and na·nb/n for a merge: every running mean stays in [min x, max x] (rounding is
+monotone), so |x − m̂| and |mb − ma| are at most the range R and |m̂| ≤ X. Lane step j:
+m̂_j = fl(m̂ + fl(fl(x − m̂)/j)) gives exactly
+ε_j = ε_{j−1}(j − 1)/j + (x − m̂)/j·θ₂ + α·(m̂ + q̂) (|θ₂| ≤ 2u + u², |α| ≤ u), so
+j|ε_j| ≤ (j − 1)|ε_{j−1}| + (2u + u²)R + j(uX/(1 − u) + η) and, with ε₁ = 0,
+|ε_k| ≤ (2u + u²)R + (uX/(1 − u) + η)(k + 1)/2. Merge m̂ = fl(m̂a + fl(fl(m̂b − m̂a)·fl(nb/n))):
+m̂ − m = εa(1 − s) + εb·s + (m̂b − m̂a)·s·θ₃ + η + α(m̂a + p̂), so each level adds at most
+γ₃R + uX/(1 − u) + η: e ≤ R(2u + u² + tγ₃) + (uX/(1 − u) + η)((k + 1)/2 + t) — the part
+proportional to X (what an offset row |mean| ≫ std makes large) is 5× below the former
+uX(k/2 + 5 + 8t) at k = 8, t = 5 (proofs/test_bounds_algebra.py checks both recursions). An update's error is
+c(2|δ|E + E²) + γ₄·c(|δ| + E)², E = 2e, and by Cauchy–Schwarz
+Σ_i |δ_i|·(weights) ≤ sqrt(S)·(sqrt(2n) + 2·sqrt(n·t/4)); the nonnegative updates are summed
+with depth k + 2t + 3. That form charges every update the final, largest mean error e and
+the Cauchy–Schwarz spread: at k = 8, t = 5 it is ≈ 70·κ∞·u relative, no bound at all from
+κ ≈ 3·10⁵ in fp32 (κ∞ = X/sqrt(σ² + eps)).
+
+The adjoint form (`welford_errors`) bounds the same errors through the adjoint of the
+recurrence instead (each rounding weighted by how much the exact M and μ depend on its result,
+with the running-mean error bounds e_j of each step); both forms are sound and the smaller is
+used (`welford_variance_error`). Its relative error is a few κ·u at κ = 10⁴
+(tests/test_precision_welford.py). At κ ≈ 10⁶ in fp32 no bound can promise relative accuracy
+of the variance (a running mean can stall k/2 ulps from the data, which is σ there): the floor
+of step 4 applies (bounds/scale.py).
 
 Why an adjoint. Every operation of the Welford recurrence and of Chan's merge is linear in the
 running means, and the update of M is bilinear: δ̂·â with δ̂ = fl(x − m̂), â = fl(x − m̂').
@@ -10,12 +36,12 @@ where a_k and b_k are the derivatives of the exact μ and M with respect to the 
 (one reverse sweep through the recurrence, at the exact running values: the adjoint), the
 middle sums are the only second-order terms (products of two mean errors), and D is what
 the merge constants fl(nb/n), fl(na·nb/n) contribute (the same for every row: a systematic
-error, bounded worst-case). Proofs: proofs/test_welford_adjoint.py checks each local
+error, bounded worst-case). Proofs: proofs/test_bounds_forward_sharpening.py checks each local
 derivative and the exactness of the split on symbolic steps.
 
-Each |e_k| ≤ u·binade(|ŵ_k|) + η (half an ulp; bounds.binade), and |ŵ_k| is at most its exact
+Each |e_k| ≤ u·binade(|ŵ_k|) + η (half an ulp; toolkit/rounding.binade), and |ŵ_k| is at most its exact
 value plus the worst-case error of its operands (running-mean errors e_j from the recursion
-in bounds/forward.py: e_j ≤ (2u + u²)R + (u·X' + η)(j + 1)/2 in a lane, + γ₃R + u·X' + η per merge).
+above: e_j ≤ (2u + u²)R + (u·X' + η)(j + 1)/2 in a lane, + γ₃R + u·X' + η per merge).
  - Worst case: |μ̂ − μ| ≤ Σ|a_k|h_k, |M̂ − M| ≤ Σ|b_k|h_k + second order + |D|. This bounds each
    update's error by the running-mean errors and |x − m| directly, with no Cauchy–Schwarz
    step: the mean errors that matter are weighted by the deviations that later updates
@@ -32,76 +58,170 @@ in bounds/forward.py: e_j ≤ (2u + u²)R + (u·X' + η)(j + 1)/2 in a lane, + �
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from normtheory.formats import FORMATS
+from normtheory.precision.bounds.statistics import StatisticError, row_stats, statistic_underflow
+from normtheory.precision.toolkit.context import BoundContext
+from normtheory.precision.toolkit.martingale import azuma_radius
+from normtheory.precision.toolkit.rounding import binade, scaled_sum_error
+from normtheory.precision.toolkit.tree import lane_slices, pad_lanes
 
 
-def _pad(values, width, fill=0.0):
-    extra = width - values.shape[-1]
-    if extra == 0:
-        return values
-    pad = np.full(values.shape[:-1] + (extra,), fill)
-    return np.concatenate([values, pad], axis=-1)
+class WelfordErrors(NamedTuple):
+    mean_worst: np.ndarray  # per row, worst |μ̂ − μ|
+    mean_prob: np.ndarray  # probabilistic |μ̂ − μ|
+    m2_worst: np.ndarray  # worst |M̂ − M|
+    m2_prob: np.ndarray  # probabilistic |M̂ − M|
 
 
-def welford_errors(x: np.ndarray, model, u: float, eta: float, lam: float, x_range, x_scale):
+def welford_variance_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:
+    """Welford statistics: the smaller of the recursion form and the adjoint form, per row."""
+    rows, n = x.shape
+    u = ctx.u
+    mu, var = row_stats(x)
+    x_max = np.abs(x).max(axis=1)
+    # worst-case in both kinds (module docstring): the X-proportional error is one rounding of the
+    # new mean per step, the rest is proportional to the row's range (the running means stay in
+    # [min x, max x], up to a rounding: the 2u·X and 4u·X margins); each step may underflow by η
+    x_range = x.max(axis=1) - x.min(axis=1) + 4 * u * x_max
+    mean_err, err_var = recursion_form(ctx, n=n, d=d, var=var, x_range=x_range, x_max=x_max)
+    # the adjoint form, on the loaded x' under DAZ (bounds/normalized.py adds the difference to x);
+    # both forms are sound, so the smaller is used
+    loaded = ctx.loaded(x)
+    scale = np.abs(loaded).max(axis=1) * (1 + 2 * u) / (1 - u)
+    adjoint = welford_errors(loaded, ctx, x_range=x_range, x_scale=scale)
+    mu_l, var_l = row_stats(loaded)
+    mean_err = np.minimum(mean_err, adjoint.mean_worst)
+    err_var = np.minimum(err_var, scaled_sum_error(adjoint.m2_worst, var_l * n, n, u))
+    if ctx.probabilistic:
+        mean_err = np.minimum(mean_err, adjoint.mean_prob)
+        err_var = np.minimum(err_var, scaled_sum_error(adjoint.m2_prob, var_l * n, n, u))
+    return StatisticError(mean_err, var, err_var + statistic_underflow(x, ctx))
+
+
+def recursion_form(ctx: BoundContext, *, n: int, d: int, var: np.ndarray, x_range: np.ndarray,
+                   x_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean error e, variance error) of the running-mean recursion and Cauchy–Schwarz (module docstring)."""
+    u, eta, g = ctx.u, ctx.eta, ctx.gammas
+    k, t = ctx.model.per_lane(n), ctx.model.tree_levels(n)
+    gamma3 = ctx.worst_gamma(3)
+    mean_err = (x_range * (2 * u + u * u + t * gamma3)
+                + (u * x_max * (1 + 2 * u) / (1 - u) + eta) * ((k + 1) / 2 + t))
+    e = 2 * mean_err
+    s = d * var
+    spread = math.sqrt(2 * n) + 2 * math.sqrt(n * t / 4)
+    first = e * np.sqrt(s) * spread + e * e * (n + n * t / 4)
+    err_s = first + g(k + 2 * t + 6) * 2 * (s + first)
+    err_var = g(1) * var + (1 + g(1)) * err_s / d
+    return mean_err, err_var
+
+
+# ---- the adjoint form -------------------------------------------------------------------------
+
+@dataclass
+class _Running:
+    """The forward sweep's state per lane: exact running values and worst-case error bounds."""
+
+    count: np.ndarray  # (lanes,) entries so far
+    mean: np.ndarray  # (rows, lanes) exact running means
+    m2: np.ndarray  # exact running M
+    m2_top: np.ndarray  # an upper bound on the computed M̂
+    err: np.ndarray  # worst-case |m̂ − m| per lane
+    second: np.ndarray  # (rows,) the second-order terms so far
+
+
+@dataclass(frozen=True)
+class _LaneStep:
+    """One step of every lane, as the reverse sweep needs it."""
+
+    width: int  # the lanes it touches
+    delta: np.ndarray  # the exact δ = x − m
+    mags: tuple  # bounds on the exact results of its roundings e1..e5
+    j: np.ndarray  # the count after the step
+    after: np.ndarray  # the exact x − m'
+    extra: np.ndarray | None  # without FMA: the product's own rounding
+
+
+@dataclass(frozen=True)
+class _MergeStep:
+    """One merge level, as the reverse sweep needs it."""
+
+    delta: np.ndarray  # the exact δ = mb − ma
+    mags: tuple  # bounds on the exact results of its roundings e6..e12
+    share_hat: np.ndarray  # fl(nb/n)
+    weight_hat: np.ndarray  # fl(na·nb/n)
+    active: np.ndarray  # both sides nonempty (a merge with an empty side is exact)
+    systematic: tuple  # (|δ|+|δ̂−δ| bound, |ŝ − s|, |ŵt − wt|) for the merge constants
+
+
+def welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range: np.ndarray, x_scale: np.ndarray) -> WelfordErrors:
     """Per row: (worst |μ̂ − μ|, probabilistic |μ̂ − μ|, worst |M̂ − M|, probabilistic |M̂ − M|)
     for the model's Welford over rows x (the values the kernel loads).
 
-    x_range ≥ max x − min x (with the rounding margins of bounds/forward.py), x_scale ≥ max |x|·(1 + 2u)/(1 − u)
-    (how far a rounded running mean may be from zero).
+    x_range ≥ max x − min x (with the rounding margins of `welford_variance_error`), x_scale ≥
+    max |x|·(1 + 2u)/(1 − u) (how far a rounded running mean may be from zero).
     """
-    from normtheory.precision.bounds.forward import binade
-
-    acc = FORMATS[model.acc]
-    rows, n = x.shape
-    lanes = model.lane_count(n)
+    u, eta = ctx.u, ctx.eta
     per_mean_step = u * x_scale + eta  # the rounding of a new mean, at most
     head = (2 * u + u * u) * x_range  # the two roundings of (x − m̂)/j, relative to the range
+    state, steps = _lane_steps(x, ctx, head=head, per_mean_step=per_mean_step)
+    steps += _merge_levels(state, ctx, x_range=x_range, per_mean_step=per_mean_step)
+    linear, squares, flush, deterministic = _reverse_sweep(steps, ctx, rows=x.shape[0])
+    worst = linear + flush + deterministic
+    prob = azuma_radius(squares, ctx.lam) + flush + deterministic
+    worst[1] += state.second
+    prob[1] += state.second
+    return WelfordErrors(worst[0], prob[0], worst[1], prob[1])
 
-    def h(magnitude):  # |e_k| for a rounding whose exact result is at most `magnitude`
-        return u * binade(magnitude) + eta
 
-    # ---- forward sweep: exact running values, worst-case error bounds, what the reverse needs
-    count = np.zeros(lanes)
-    mean = np.zeros((rows, lanes))
-    m2 = np.zeros((rows, lanes))
-    m2_top = np.zeros((rows, lanes))  # an upper bound on the computed M̂
-    err = np.zeros((rows, lanes))  # worst-case |m̂ − m| per lane
-    steps = []
-    second = np.zeros(rows)
-    for start in range(0, n, lanes):
-        cols = slice(start, min(start + lanes, n))
+def _lane_steps(x: np.ndarray, ctx: BoundContext, *, head: np.ndarray,
+                per_mean_step: np.ndarray) -> tuple[_Running, list[_LaneStep | _MergeStep]]:
+    """The forward sweep through the lanes: exact running values, worst-case error bounds, and
+    what the reverse sweep needs of every step."""
+    u, eta = ctx.u, ctx.eta
+    rows, n = x.shape
+    lanes = ctx.model.lane_count(n)
+    state = _Running(count=np.zeros(lanes), mean=np.zeros((rows, lanes)), m2=np.zeros((rows, lanes)),
+                     m2_top=np.zeros((rows, lanes)), err=np.zeros((rows, lanes)), second=np.zeros(rows))
+    steps: list[_LaneStep | _MergeStep] = []
+    for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
-        count[:width] += 1
-        j = count[:width]
+        state.count[:width] += 1
+        j = state.count[:width]
         xv = x[:, cols]
-        m_prev, e_prev = mean[:, :width], err[:, :width]
+        m_prev, e_prev = state.mean[:, :width], state.err[:, :width]
         delta = xv - m_prev
         m_new = m_prev + delta / j
         after = xv - m_new
         e_new = np.where(j > 1, head[:, None] + per_mean_step[:, None] * (j + 1) / 2, 0.0)
         d_err = e_prev + u * (np.abs(delta) + e_prev) + eta  # |δ̂ − δ|
         a_err = e_new + u * (np.abs(after) + e_new) + eta  # |â − a|
-        second += np.where(j > 1, d_err * a_err, 0.0).sum(axis=1)  # the first step is exact
+        state.second += np.where(j > 1, d_err * a_err, 0.0).sum(axis=1)  # the first step is exact
         product_top = (np.abs(delta) + d_err) * (np.abs(after) + a_err)
         mags = (np.abs(delta) + e_prev,  # e1: fl(x − m̂)
                 (np.abs(delta) + d_err) / j,  # e2: fl(δ̂/j)
                 (np.abs(m_new) + e_new) / (1 - u),  # e3: fl(m̂ + q̂)
                 np.abs(after) + e_new,  # e4: fl(x − m̂')
-                product_top * (1 + u) + m2_top[:, :width])  # e5: fl(δ̂·â + M̂) (FMA, or the sum)
-        extra = product_top if not model.fma else None  # the product's own rounding
-        steps.append(("lane", width, j.copy(), delta, after, mags, extra))
-        m2_top[:, :width] = (m2_top[:, :width] + product_top * (1 + u)) * (1 + u) + eta
-        mean[:, :width], m2[:, :width], err[:, :width] = m_new, m2[:, :width] + delta * after, e_new
+                product_top * (1 + u) + state.m2_top[:, :width])  # e5: fl(δ̂·â + M̂) (FMA, or the sum)
+        extra = product_top if not ctx.model.fma else None  # the product's own rounding
+        steps.append(_LaneStep(width, delta, mags, j=j.copy(), after=after, extra=extra))
+        state.m2_top[:, :width] = (state.m2_top[:, :width] + product_top * (1 + u)) * (1 + u) + eta
+        state.mean[:, :width], state.m2[:, :width], state.err[:, :width] = m_new, state.m2[:, :width] + delta * after, e_new
+    return state, steps
 
-    width = 1 << math.ceil(math.log2(lanes)) if lanes > 1 else 1
-    count = _pad(count, width)
-    mean, m2, m2_top, err = (_pad(v, width) for v in (mean, m2, m2_top, err))
+
+def _merge_levels(state: _Running, ctx: BoundContext, *, x_range: np.ndarray,
+                  per_mean_step: np.ndarray) -> list[_LaneStep | _MergeStep]:
+    """The forward sweep through Chan's merges (lanes padded to a power of two)."""
+    u, eta, acc = ctx.u, ctx.eta, ctx.acc
+    count = pad_lanes(state.count)
+    mean, m2, m2_top, err = (pad_lanes(v) for v in (state.mean, state.m2, state.m2_top, state.err))
     gamma3 = 3 * u / (1 - 3 * u)
-    systematic = []  # (level index, |δ|+|δ̂−δ| bound, |ŝ − s|, |ŵt − wt|) for the merge constants
+    steps: list[_LaneStep | _MergeStep] = []
     while mean.shape[1] > 1:
         half = mean.shape[1] // 2
         na, nb = count[:half], count[half:]
@@ -116,7 +236,7 @@ def welford_errors(x: np.ndarray, model, u: float, eta: float, lam: float, x_ran
         d_err = ea + eb + u * (np.abs(delta) + ea + eb) + eta
         e_new = np.maximum(ea, eb) + gamma3 * x_range[:, None] + per_mean_step[:, None]
         e_new = np.where((na > 0) & (nb > 0), e_new, np.maximum(ea, eb))
-        second += (weight_hat * d_err**2).sum(axis=1)
+        state.second += (weight_hat * d_err**2).sum(axis=1)
         m_new = ma + delta * share
         dq_top = (np.abs(delta) + d_err) ** 2
         mags = (np.abs(delta) + ea + eb,  # e6: fl(mb − ma)
@@ -127,13 +247,19 @@ def welford_errors(x: np.ndarray, model, u: float, eta: float, lam: float, x_ran
                 dq_top * (1 + u) * weight_hat,  # e11: fl(p·ŵt)
                 m2_top[:, :half] + m2_top[:, half:] + dq_top * (1 + u) ** 2 * weight_hat)  # e12
         active = (na > 0) & (nb > 0)  # a merge with an empty side is exact (δ·0, M + 0)
-        steps.append(("merge", half, (share_hat, weight_hat, active), delta, None, mags, None))
-        systematic.append((len(steps) - 1, np.abs(delta) + d_err, np.abs(share_hat - share),
-                           np.abs(weight_hat - weight)))
+        steps.append(_MergeStep(delta, mags, share_hat=share_hat, weight_hat=weight_hat, active=active,
+                                systematic=(np.abs(delta) + d_err, np.abs(share_hat - share), np.abs(weight_hat - weight))))
         m2_top = (mags[6] * (1 + u) + 2 * eta) * (1 + u)
         mean, m2, err, count = m_new, m2[:, :half] + m2[:, half:] + delta**2 * weight, e_new, total
+    return steps
 
-    # ---- reverse sweep: adjoints of μ (index 0) and M (index 1) along the same steps
+
+def _reverse_sweep(steps: list[_LaneStep | _MergeStep], ctx: BoundContext, *,
+                   rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Adjoints of μ (index 0) and M (index 1) along the same steps, last first: (Σ|coefficient|·h,
+    Σ(coefficient·(h − η))² — the Azuma norms, η stays worst-case —, Σ|coefficient|·η, the merge
+    constants' systematic part), each (2, rows)."""
+    u, eta = ctx.u, ctx.eta
     adj_m = np.zeros((2, rows, 1))
     adj_m[0] = 1.0
     adj_big = np.zeros((2, rows, 1))
@@ -142,45 +268,51 @@ def welford_errors(x: np.ndarray, model, u: float, eta: float, lam: float, x_ran
     squares = np.zeros((2, rows))  # Σ(coefficient·(h − η))², the Azuma norms (η stays worst-case)
     flush = np.zeros((2, rows))  # Σ|coefficient|·η
 
-    def charge(coef, magnitude):
+    def charge(coef: np.ndarray, magnitude: np.ndarray) -> None:
         bound = u * binade(magnitude)
         linear[:] += (np.abs(coef) * bound).sum(axis=2)
         squares[:] += ((coef * bound) ** 2).sum(axis=2)
         flush[:] += np.abs(coef).sum(axis=2) * eta
 
-    systematic_by_step = {index: rest for index, *rest in systematic}
     deterministic = np.zeros((2, rows))
-    for index in range(len(steps) - 1, -1, -1):
-        kind, width, info, delta, after, mags, extra = steps[index]
-        if kind == "merge":
-            share_hat, weight_hat, active = info
-            am, aM = adj_m, adj_big
-            grad_p10 = aM * weight_hat
-            grad_delta = am * share_hat + 2 * delta * grad_p10
-            act = active.astype(float)
-            for coef, mag in ((grad_delta, mags[0]), (am, mags[1]), (am, mags[2]), (aM, mags[3]),
-                              (grad_p10, mags[4]), (aM, mags[5]), (aM, mags[6])):
-                charge(coef * act, mag)
-            top_delta, share_err, weight_err = systematic_by_step[index]
-            deterministic += (np.abs(am) * top_delta * share_err + np.abs(aM) * top_delta**2 * weight_err).sum(axis=2)
-            adj_m = np.concatenate([am - grad_delta, grad_delta], axis=2)
-            adj_big = np.concatenate([aM, aM], axis=2)
-            continue
-        j = info
-        live = (j > 1).astype(float)  # a lane's first step (m̂ = x, â = 0, M̂ = 0) rounds nothing
-        am, aM = adj_m[:, :, :width], adj_big[:, :, :width]
-        grad_after = aM * delta
-        am_total = am - grad_after
-        grad_delta = aM * after + am_total / j
-        for coef, mag in ((grad_delta, mags[0]), (am_total, mags[1]), (am_total, mags[2]),
-                          (grad_after, mags[3]), (aM, mags[4])):
-            charge(coef * live, mag)
-        if extra is not None:
-            charge(aM * live, extra)
-        adj_m = adj_m.copy()
-        adj_m[:, :, :width] = am_total - grad_delta
-    worst = linear + flush + deterministic
-    prob = lam * np.sqrt(squares) + flush + deterministic
-    worst[1] += second
-    prob[1] += second
-    return worst[0], prob[0], worst[1], prob[1]
+    for step in reversed(steps):
+        if isinstance(step, _MergeStep):
+            adj_m, adj_big = _reverse_merge(step, adj_m, adj_big, charge, deterministic)
+        else:
+            adj_m = _reverse_lane(step, adj_m, adj_big, charge)
+    return linear, squares, flush, deterministic
+
+
+def _reverse_merge(step: _MergeStep, adj_m: np.ndarray, adj_big: np.ndarray, charge: Callable[[np.ndarray, np.ndarray], None],
+                   deterministic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One merge level backwards: charge its roundings e6..e12 and its constants' systematic errors."""
+    am, aM = adj_m, adj_big
+    mags = step.mags
+    grad_p10 = aM * step.weight_hat
+    grad_delta = am * step.share_hat + 2 * step.delta * grad_p10
+    act = step.active.astype(float)
+    for coef, mag in ((grad_delta, mags[0]), (am, mags[1]), (am, mags[2]), (aM, mags[3]),
+                      (grad_p10, mags[4]), (aM, mags[5]), (aM, mags[6])):
+        charge(coef * act, mag)
+    top_delta, share_err, weight_err = step.systematic
+    deterministic += (np.abs(am) * top_delta * share_err + np.abs(aM) * top_delta**2 * weight_err).sum(axis=2)
+    return np.concatenate([am - grad_delta, grad_delta], axis=2), np.concatenate([aM, aM], axis=2)
+
+
+def _reverse_lane(step: _LaneStep, adj_m: np.ndarray, adj_big: np.ndarray,
+                  charge: Callable[[np.ndarray, np.ndarray], None]) -> np.ndarray:
+    """One lane step backwards: charge its roundings e1..e5 (and the unfused product's)."""
+    j, width, mags = step.j, step.width, step.mags
+    live = (j > 1).astype(float)  # a lane's first step (m̂ = x, â = 0, M̂ = 0) rounds nothing
+    am, aM = adj_m[:, :, :width], adj_big[:, :, :width]
+    grad_after = aM * step.delta
+    am_total = am - grad_after
+    grad_delta = aM * step.after + am_total / j
+    for coef, mag in ((grad_delta, mags[0]), (am_total, mags[1]), (am_total, mags[2]),
+                      (grad_after, mags[3]), (aM, mags[4])):
+        charge(coef * live, mag)
+    if step.extra is not None:
+        charge(aM * live, step.extra)
+    adj_m = adj_m.copy()
+    adj_m[:, :, :width] = am_total - grad_delta
+    return adj_m

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normtheory.formats import FORMATS, FloatFormat
+from normtheory.formats import FloatFormat, as_format
 
 _NUMPY_CAST = {"fp32": np.float32, "fp16": np.float16, "fp64": np.float64}
 
@@ -30,7 +30,7 @@ class Arith:
     """Rounded operations of one format; arrays in, float64 arrays (format values) out."""
 
     def __init__(self, fmt: FloatFormat | str, ftz: bool = False, daz: bool = False):
-        self.fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
+        self.fmt = as_format(fmt)
         self.ftz = ftz
         self.daz = daz
         self._cast = _NUMPY_CAST.get(self.fmt.name)

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from normtheory.formats import as_format
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.emulation.forward import SUPPORTED_OPS, _fmt, normalize, statistic, truncate
+from normtheory.precision.emulation.forward import emulated_spec, normalize, statistic, truncate
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.models import Model
 
@@ -45,13 +46,13 @@ def backward(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine
     gx is rounded to `grad_format` (a kernel returns it in x's dtype), gw and gb to `w_format`
     (default: `grad_format`). Like hardware, nothing is raised on overflow: inf or NaN results.
     """
-    if op not in SUPPORTED_OPS:
-        raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
+    emulated_spec(op)
     with np.errstate(all="ignore"):
-        return _backward(op, x, gy, w, b, model, eps, affine, _fmt(grad_format), _fmt(w_format or grad_format))
+        return _backward(op, x, gy, w, b, model=model, eps=eps, affine=affine, out=as_format(grad_format),
+                         w_out=as_format(w_format or grad_format))
 
 
-def _outside_factor(op, x, ar, model, eps, d):
+def _outside_factor(op: str, x: np.ndarray, *, ar: Arith, model: Model, eps: float, d: int) -> np.ndarray:
     """ρ̂ = fl(fl(σ̂ + fl(eps))/σ̂) per row from the forward's own statistic (recomputed: the
     same loops, the same values), 0 where σ̂ = 0."""
     _, stat = statistic(op, x, ar, model, d)
@@ -65,7 +66,7 @@ def _finish(values, fmt, model):
     return truncate(values, fmt) if model.output == "truncate" else fmt.round_to_float64(values)
 
 
-def _backward(op, x, gy, w, b, model, eps, affine, out, w_out):
+def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, out, w_out) -> dict:
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
     gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
@@ -85,12 +86,13 @@ def _backward(op, x, gy, w, b, model, eps, affine, out, w_out):
     inv_d = ar.round(1.0 / d)
     k = ar.mul(tree_sum_products(g, normalized, ar, model), inv_d)
     if model.eps_mode == "outside":
-        k = ar.mul(k, _outside_factor(op, x, ar, model, eps, d))
-    if op == "crmsnorm":
+        k = ar.mul(k, _outside_factor(op, x, ar=ar, model=model, eps=eps, d=d))
+    spec = emulated_spec(op)
+    if spec.statistic == "crms":  # CRMSNorm's direction n + Σn (bounds/statistic_rules.py)
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])
     else:
         direction = normalized
-    t = ar.sub(g, ar.mul(tree_sum(g, ar, model), inv_d)[:, None]) if op == "layernorm" else g
+    t = ar.sub(g, ar.mul(tree_sum(g, ar, model), inv_d)[:, None]) if spec.centred else g
     t2 = ar.mul_add(-direction, k[:, None], t, model.fma)
     gx = _finish(ar.mul(t2, r[:, None]), out, model)
 

@@ -28,27 +28,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from normtheory.formats import FORMATS, FloatFormat
+from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_squares, welford
 from normtheory.precision.models import Model
-
-SUPPORTED_OPS = ("layernorm", "rmsnorm", "crmsnorm")
-
-
-def _fmt(fmt) -> FloatFormat:
-    return FORMATS[fmt] if isinstance(fmt, str) else fmt
+from normtheory.registry import REGISTRY, NormSpec, get_spec
 
 
-def statistic(op: str, x: np.ndarray, ar: Arith, model: Model, d: int):
-    """(mean or None, the statistic under the root: variance or mean square)."""
-    inv_d = ar.round(1.0 / d)
-    if op == "rmsnorm":
-        return None, ar.mul(tree_sum_squares(x, ar, model), inv_d)
-    if op == "crmsnorm":
-        s1 = tree_sum(x, ar, model)
-        s2 = tree_sum_squares(x, ar, model)
-        return None, ar.mul(ar.mul_add(s1, s1, s2, model.fma), inv_d)
+def _variance(x: np.ndarray, ar: Arith, model: Model, inv_d):
+    """LayerNorm: (mean, variance) by the model's statistics algorithm."""
     if model.stats == "two_pass":
         mean = ar.mul(tree_sum(x, ar, model), inv_d)
         centred = ar.sub(x, mean[:, None])
@@ -60,6 +48,37 @@ def statistic(op: str, x: np.ndarray, ar: Arith, model: Model, d: int):
     mean_square = ar.mul(tree_sum_squares(x, ar, model), inv_d)
     var = ar.mul_add(-mean, mean, mean_square, model.fma)
     return mean, np.maximum(var, 0.0)
+
+
+def _mean_square(x: np.ndarray, ar: Arith, model: Model, inv_d):
+    """RMSNorm: (None, Σx²·fl(1/d))."""
+    return None, ar.mul(tree_sum_squares(x, ar, model), inv_d)
+
+
+def _crms(x: np.ndarray, ar: Arith, model: Model, inv_d):
+    """CRMSNorm: (None, (Σz² + (Σz)²)·fl(1/d)), the square of Σz fused into the add when contracting."""
+    s1 = tree_sum(x, ar, model)
+    s2 = tree_sum_squares(x, ar, model)
+    return None, ar.mul(ar.mul_add(s1, s1, s2, model.fma), inv_d)
+
+
+# the emulated statistic of each registry statistic (registry.STATISTICS); Lp's power mean is
+# emulated by emulation/lp.py
+EMULATED_STATISTICS = {"variance": _variance, "mean_square": _mean_square, "crms": _crms}
+SUPPORTED_OPS = tuple(name for name, spec in REGISTRY.items() if spec.statistic in EMULATED_STATISTICS)
+
+
+def emulated_spec(op: str) -> NormSpec:
+    """The op's NormSpec, if this module emulates its statistic (ValueError otherwise)."""
+    spec = get_spec(op)
+    if spec.statistic not in EMULATED_STATISTICS:
+        raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
+    return spec
+
+
+def statistic(op: str, x: np.ndarray, ar: Arith, model: Model, d: int):
+    """(mean or None, the statistic under the root: variance or mean square)."""
+    return EMULATED_STATISTICS[emulated_spec(op).statistic](x, ar, model, ar.round(1.0 / d))
 
 
 def inverse_scale(stat: np.ndarray, eps: float, ar: Arith, model: Model) -> np.ndarray:
@@ -94,37 +113,36 @@ def forward(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str
     Like hardware, the kernel raises nothing on overflow or 0·inf: it returns inf or NaN.
     """
     with np.errstate(all="ignore"):
-        return _forward(op, x, w, b, model, eps, affine, out_format)
+        return _forward(op, x, w, b, model=model, eps=eps, affine=affine, out_format=out_format)
 
 
 def normalize(op: str, x: np.ndarray, ar: Arith, model: Model, eps: float):
     """(d, r̂, n̂): the model width, the inverse scale per row and n̂ = fl(fl(x − μ̂)·r̂) for
     loaded rows x — the step the forward and the backward (which recomputes it) share."""
-    d = x.shape[1] + 1 if op == "crmsnorm" else x.shape[1]
+    d = emulated_spec(op).model_width(x.shape[1])
     mean, stat = statistic(op, x, ar, model, d)
     r = inverse_scale(stat, eps, ar, model)
     centred = x if mean is None else ar.sub(x, mean[:, None])
     return d, r, ar.mul(centred, r[:, None])
 
 
-def _forward(op, x, w, b, model, eps, affine, out_format):
-    if op not in SUPPORTED_OPS:
-        raise ValueError(f"emulated kernels exist for {SUPPORTED_OPS}, not {op!r}")
+def _forward(op: str, x, w, b, *, model: Model, eps: float, affine: str, out_format) -> np.ndarray:
+    emulated_spec(op)
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
-    out = _fmt(out_format)
+    out = as_format(out_format)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
     _, _, normalized = normalize(op, x, ar, model, eps)
     w = None if w is None else np.asarray(w, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
     if model.output == "llama":
-        return _affine(affine, out.round_to_float64(normalized), w, b, Arith(out), model)
-    z = _affine(affine, normalized, w, b, ar, model)
+        return _affine(affine, out.round_to_float64(normalized), w=w, b=b, ar=Arith(out), model=model)
+    z = _affine(affine, normalized, w=w, b=b, ar=ar, model=model)
     if model.output == "truncate":
         return truncate(z, out)
     return out.round_to_float64(z)
 
 
-def _affine(affine, normalized, w, b, ar: Arith, model: Model):
+def _affine(affine: str, normalized: np.ndarray, *, w, b, ar: Arith, model: Model) -> np.ndarray:
     if affine == "none":
         return normalized
     if affine == "weight":

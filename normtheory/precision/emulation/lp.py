@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from normtheory.formats import FORMATS
+from normtheory.formats import as_format
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.models import Model
@@ -47,12 +47,12 @@ def _pow(ar: Arith, base, exponent: float):
         return ar.round(np.power(np.asarray(base, dtype=np.float64), exponent))
 
 
-def _finish(y, w, b, affine, ar, out_format):
+def _finish(y, *, w, b, affine: str, ar: Arith, out_format) -> np.ndarray:
     if affine in ("weight", "weight_bias"):
         y = ar.mul(y, np.asarray(w, dtype=np.float64))
     if affine == "weight_bias":
         y = ar.add(y, np.asarray(b, dtype=np.float64))
-    out = FORMATS[out_format] if isinstance(out_format, str) else out_format
+    out = as_format(out_format)
     return out.round_to_float64(y)
 
 
@@ -66,23 +66,23 @@ def emulate_naive(x, w=None, b=None, *, p, eps: float, affine="none", out_format
     with np.errstate(all="ignore"):
         x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
         if math.isinf(p):
-            return _finish(_max_norm(x, eps, ar), w, b, affine, ar, out_format)
+            return _finish(_max_norm(x, eps, ar), w=w, b=b, affine=affine, ar=ar, out_format=out_format)
         n = x.shape[1]
         S = tree_sum(_pow(ar, np.abs(x), p), ar, model)
         t = ar.add(ar.div(S, float(n)), ar.round(eps ** (p / 2)))
         N = _pow(ar, t, float(ar.round(1.0 / p)))
-        return _finish(ar.div(x, N[:, None]), w, b, affine, ar, out_format)
+        return _finish(ar.div(x, N[:, None]), w=w, b=b, affine=affine, ar=ar, out_format=out_format)
 
 
 def emulate_stable(x, w=None, b=None, *, p, eps: float, affine="none", out_format="fp32", model: Model = SEQUENTIAL):
     ar = Arith(model.acc)
     with np.errstate(all="ignore"):
         x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
-        y, _, _ = _stable_parts(x, p, eps, ar, model)
-        return _finish(y, w, b, affine, ar, out_format)
+        y, _, _ = _stable_parts(x, p=p, eps=eps, ar=ar, model=model)
+        return _finish(y, w=w, b=b, affine=affine, ar=ar, out_format=out_format)
 
 
-def _stable_parts(x, p, eps, ar, model):
+def _stable_parts(x, *, p, eps: float, ar: Arith, model: Model):
     """(ŷ before the affine step, R̂ per row (None for p = inf), K per row) of the stable kernel."""
     a_hat = float(ar.round(math.sqrt(eps)))
     K = np.maximum(np.abs(x).max(axis=1), a_hat)
@@ -101,13 +101,13 @@ def emulate_stable_backward(x, gy, w=None, *, p, eps: float, affine="none", grad
     """{"gx": (rows, n), "gw": (n,), "gb": (n,)} of the stable kernel's backward (module docstring),
     as float64 values of their formats (gw for weight modes, gb for weight_bias)."""
     ar = Arith(model.acc)
-    grad = FORMATS[grad_format] if isinstance(grad_format, str) else grad_format
-    w_out = FORMATS[w_format or grad.name] if isinstance(w_format or grad.name, str) else w_format
+    grad = as_format(grad_format)
+    w_out = as_format(w_format or grad)
     with np.errstate(all="ignore"):
         x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
         gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
         rows, n = x.shape
-        y, R, K = _stable_parts(x, p, eps, ar, model)
+        y, R, K = _stable_parts(x, p=p, eps=eps, ar=ar, model=model)
         g = gy if affine == "none" else ar.mul(gy, np.asarray(w, dtype=np.float64))
         k_b = ar.mul(tree_sum_products(g, y, ar, model), ar.round(1.0 / n))
         sign = np.sign(x)

@@ -1,4 +1,4 @@
-"""Reductions in an explicit order (see models.py for the lane layout), vectorized over rows.
+"""Reductions in an explicit order (the lane layout of models.py, toolkit/tree.py), vectorized over rows.
 
 numpy's own `sum` hides both its order (pairwise blocks of 8) and its accumulation type, so
 every reduction here is a Python loop over the reduction index with one rounded operation per
@@ -7,35 +7,11 @@ step; only the independent rows are vectorized.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.models import Model
-
-
-def _lane_slices(n: int, lanes: int):
-    """Step j of every lane reads columns j*L ... j*L + L - 1 (lane t reads column j*L + t)."""
-    for start in range(0, n, lanes):
-        yield slice(start, min(start + lanes, n))
-
-
-def _pad_pow2(values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    lanes = values.shape[1]
-    width = 1 << math.ceil(math.log2(lanes)) if lanes > 1 else 1
-    if width == lanes:
-        return values
-    pad = np.full((values.shape[0], width - lanes), fill)
-    return np.concatenate([values, pad], axis=1)
-
-
-def butterfly(values: np.ndarray, combine) -> np.ndarray:
-    """Combine lanes t and t + L/2, then t + L/4, ... down to one column (L a power of two)."""
-    while values.shape[1] > 1:
-        half = values.shape[1] // 2
-        values = combine(values[:, :half], values[:, half:])
-    return values[:, 0]
+from normtheory.precision.toolkit.tree import butterfly, lane_slices, pad_lanes
 
 
 def tree_sum(terms: np.ndarray, ar: Arith, model: Model) -> np.ndarray:
@@ -43,10 +19,10 @@ def tree_sum(terms: np.ndarray, ar: Arith, model: Model) -> np.ndarray:
     rows, n = terms.shape
     lanes = model.lane_count(n)
     acc = np.zeros((rows, lanes))
-    for cols in _lane_slices(n, lanes):
+    for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
         acc[:, :width] = ar.add(acc[:, :width], terms[:, cols])
-    return butterfly(_pad_pow2(acc), ar.add)
+    return butterfly(pad_lanes(acc), ar.add)
 
 
 def tree_sum_squares(values: np.ndarray, ar: Arith, model: Model) -> np.ndarray:
@@ -54,11 +30,11 @@ def tree_sum_squares(values: np.ndarray, ar: Arith, model: Model) -> np.ndarray:
     rows, n = values.shape
     lanes = model.lane_count(n)
     acc = np.zeros((rows, lanes))
-    for cols in _lane_slices(n, lanes):
+    for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
         v = values[:, cols]
         acc[:, :width] = ar.mul_add(v, v, acc[:, :width], model.fma)
-    return butterfly(_pad_pow2(acc), ar.add)
+    return butterfly(pad_lanes(acc), ar.add)
 
 
 def welford(values: np.ndarray, ar: Arith, model: Model):
@@ -73,7 +49,7 @@ def welford(values: np.ndarray, ar: Arith, model: Model):
     count = np.zeros(lanes)
     mean = np.zeros((rows, lanes))
     m2 = np.zeros((rows, lanes))
-    for cols in _lane_slices(n, lanes):
+    for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
         count[:width] += 1
         x = values[:, cols]
@@ -81,9 +57,7 @@ def welford(values: np.ndarray, ar: Arith, model: Model):
         mean[:, :width] = ar.add(mean[:, :width], ar.div(delta, count[:width]))
         after = ar.sub(x, mean[:, :width])
         m2[:, :width] = ar.mul_add(delta, after, m2[:, :width], model.fma)
-    width = 1 << math.ceil(math.log2(lanes)) if lanes > 1 else 1
-    count = np.concatenate([count, np.zeros(width - lanes)])
-    mean, m2 = _pad_pow2(mean), _pad_pow2(m2)
+    count, mean, m2 = pad_lanes(count), pad_lanes(mean), pad_lanes(m2)
     while mean.shape[1] > 1:
         half = mean.shape[1] // 2
         na, nb = count[:half], count[half:]
@@ -105,7 +79,7 @@ def tree_sum_products(a: np.ndarray, b: np.ndarray, ar: Arith, model: Model) -> 
     rows, n = a.shape
     lanes = model.lane_count(n)
     acc = np.zeros((rows, lanes))
-    for cols in _lane_slices(n, lanes):
+    for cols in lane_slices(n, lanes):
         width = cols.stop - cols.start
         acc[:, :width] = ar.mul_add(a[:, cols], b[:, cols], acc[:, :width], model.fma)
-    return butterfly(_pad_pow2(acc), ar.add)
+    return butterfly(pad_lanes(acc), ar.add)

@@ -40,6 +40,7 @@ import math
 import os
 import zipfile
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,8 @@ def estimate_bits(a, b, measured, *, label="", out_format="fp32", grid=GRID) -> 
     model = min(MODES, key=lambda mode: distance[mode])
     target = _statistic(exact, measured, model)
     curve = np.array([_statistic(exact, c, model) for c in emulated[model]])
-    return Estimate(label, a.shape[1], model, *_interpolate(grid.astype(float), curve, target), mean, rms)
+    bits, at_least, at_most = _interpolate(grid.astype(float), curve, target)
+    return Estimate(label, a.shape[1], model, bits, at_least, at_most, mean, rms)
 
 
 def _interpolate(grid, curve, target):
@@ -152,7 +154,8 @@ def probe_inputs(k: int, fmt: str, rng: np.random.Generator, m: int = 16, n: int
 def save_recording(path: str, cases: dict, environment: dict) -> None:
     """cases: {key: {"a", "b", "c" (float64 values), "label", "k", "in_format", "out_format"}};
     written as raw bits of the formats (uint8 for fp8, uint16 for bf16/fp16, uint32 for fp32)."""
-    arrays, meta = {}, {"cases": {}, "environment": environment}
+    arrays: dict[str, Any] = {}
+    meta: dict[str, Any] = {"cases": {}, "environment": environment}
     for key, case in cases.items():
         formats = {"a": case["in_format"], "b": case["in_format"], "c": case["out_format"]}
         for name, fmt_name in formats.items():

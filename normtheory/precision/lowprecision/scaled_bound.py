@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from normtheory.formats import FORMATS, FloatFormat
-from normtheory.precision.bounds.forward import SAFETY
+from normtheory.formats import FORMATS, FloatFormat, as_format
+from normtheory.precision.toolkit.rounding import SAFETY
 
 FP32 = FORMATS["fp32"]
 
@@ -46,7 +46,7 @@ def cast_error_bound(T, fmt: FloatFormat, *, saturate: bool) -> np.ndarray:
 
 def scaled_output_bound(exact_abs, pre, entry_scale, fmt, *, saturate: bool) -> np.ndarray:
     """Per-entry bound on |q/s − y| from |y|, the pre-cast bound and the per-entry scale."""
-    fmt = FORMATS[fmt] if isinstance(fmt, str) else fmt
+    fmt = as_format(fmt)
     u32, eta32 = FP32.unit_roundoff, FP32.min_subnormal / 2
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         Y = np.asarray(exact_abs, dtype=np.float64) * (1 + 2.0**-52) + pre  # |y| known to 2^-53

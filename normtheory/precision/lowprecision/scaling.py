@@ -47,17 +47,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from normtheory.formats import FORMATS, FloatFormat
+from normtheory.errors import UsageError
+from normtheory.formats import FORMATS, FloatFormat, as_format
+from normtheory.precision import tolerance
+from normtheory.precision.lowprecision.scaled_bound import scaled_output_bound
 from normtheory.scale_format import E8M0
 
 FP32 = FORMATS["fp32"]
 FP32_MAX = FP32.max_finite
 FP32_MIN_NORMAL = FP32.min_normal
 MX_BLOCK = 32
-
-
-def _fmt(fmt) -> FloatFormat:
-    return FORMATS[fmt] if isinstance(fmt, str) else fmt
 
 
 class ScalingRecipe(NamedTuple):
@@ -73,8 +72,6 @@ class ScalingRecipe(NamedTuple):
 
 def parse_scaling(text: str | ScalingRecipe) -> ScalingRecipe:
     """'tensor' | 'delayed' | 'row' | 'block:N' | 'mx' | 'mx:N' -> ScalingRecipe; UsageError otherwise."""
-    from normtheory.errors import UsageError
-
     if isinstance(text, ScalingRecipe):
         return text
     kind, _, size = text.partition(":")
@@ -89,7 +86,7 @@ def parse_scaling(text: str | ScalingRecipe) -> ScalingRecipe:
 
 
 # ---- groups: which entries share a scale -------------------------------------------------
-def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray:
+def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray | np.float64:
     """amax(|y|) per scale group: shape () for tensor/delayed, (rows, 1) for row, (rows, blocks)
     for block/mx. NaN if a group holds a NaN, inf if it holds an inf."""
     a = np.abs(np.atleast_2d(np.asarray(y, dtype=np.float64)))
@@ -97,6 +94,7 @@ def group_amax(y: np.ndarray, kind: str, block: int | None) -> np.ndarray:
         return np.max(a) if a.size else np.float64(0.0)
     if kind == "row":
         return np.max(a, axis=1, keepdims=True)
+    assert block is not None, "block and mx scaling have a block size (parse_scaling)"
     rows, n = a.shape
     blocks = math.ceil(n / block)
     padded = np.zeros((rows, blocks * block))
@@ -109,13 +107,14 @@ def expand_scale(scale, shape: tuple[int, ...], kind: str, block: int | None) ->
     scale = np.asarray(scale, dtype=np.float64)
     if kind in ("tensor", "delayed", "row"):
         return np.broadcast_to(scale, shape)
+    assert block is not None, "block and mx scaling have a block size (parse_scaling)"
     return np.repeat(scale, block, axis=1)[:, : shape[1]]
 
 
 # ---- scales ------------------------------------------------------------------------------
 def scale_from_amax(amax, fmt, *, margin: int = 0, previous=1.0, power_of_two: bool = False) -> np.ndarray:
     """TE-style scale s = fl32(fmax/amax)/2**margin with the edge cases of the module doc."""
-    fmax = _fmt(fmt).max_finite
+    fmax = as_format(fmt).max_finite
     amax = np.asarray(amax, dtype=np.float64)
     previous = np.broadcast_to(np.asarray(previous, dtype=np.float64), amax.shape)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -130,7 +129,7 @@ def scale_from_amax(amax, fmt, *, margin: int = 0, previous=1.0, power_of_two: b
 
 def mx_shared_exponent(amax, fmt) -> np.ndarray:
     """OCP MX: floor(log2 amax) − emax_elem, clamped below at −127; NaN for inf/NaN amax."""
-    emax = _fmt(fmt).emax
+    emax = as_format(fmt).emax
     amax = np.asarray(amax, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         _, exponent = np.frexp(np.where(np.isfinite(amax) & (amax > 0), amax, 1.0))
@@ -145,7 +144,7 @@ def scaled_cast(y, scale, fmt, *, saturate: bool) -> np.ndarray:
     y = np.asarray(y, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         product = FP32.round_to_float64(y * scale)  # exact product of two fp32 values, one rounding
-    return _fmt(fmt).round_to_float64(product, saturate=saturate)
+    return as_format(fmt).round_to_float64(product, saturate=saturate)
 
 
 def cast_through(values, path, *, saturate: bool = False) -> np.ndarray:
@@ -154,7 +153,7 @@ def cast_through(values, path, *, saturate: bool = False) -> np.ndarray:
     out = np.asarray(values, dtype=np.float64)
     for index, name in enumerate(path):
         last = index == len(path) - 1
-        out = _fmt(name).round_to_float64(out, saturate=saturate if last else False)
+        out = as_format(name).round_to_float64(out, saturate=saturate if last else False)
     return out
 
 
@@ -184,7 +183,7 @@ class ScaledTensor:
 def quantize(y, fmt, scaling: str = "tensor", *, margin: int = 0, saturate: bool = True,
              power_of_two: bool = False, delayed: DelayedScaling | None = None) -> ScaledTensor:
     """Scaled cast of fp32 values y (2-D: rows × n) to `fmt` under a recipe (module doc)."""
-    fmt = _fmt(fmt)
+    fmt = as_format(fmt)
     kind, block = parse_scaling(scaling)
     y = np.atleast_2d(np.asarray(y, dtype=np.float64))
     if kind == "delayed":
@@ -214,9 +213,9 @@ class DelayedScaling:
             raise ValueError(f"algo must be 'max' or 'most_recent', got {algo!r}")
         if history_len < 1:
             raise ValueError("history_len must be >= 1")
-        self.fmt, self.algo, self.margin = _fmt(fmt), algo, margin
+        self.fmt, self.algo, self.margin = as_format(fmt), algo, margin
         self.history = np.zeros(history_len)
-        self.scale = np.float64(1.0)
+        self.scale: np.ndarray | np.float64 = np.float64(1.0)
 
     def quantize(self, y, *, saturate: bool = True) -> ScaledTensor:
         y = np.atleast_2d(np.asarray(y, dtype=np.float64))
@@ -238,9 +237,6 @@ def fp8_output_bound(op, x, w=None, b=None, *, format, eps, affine="none", out_f
     `exact` is the exact output y (float64 or mpf values); the fp32 pre-cast error comes from
     `normtheory.precision.tolerance` under `contract`, or is `pre` when the caller has it.
     """
-    from normtheory.precision import tolerance
-    from normtheory.precision.lowprecision.scaled_bound import scaled_output_bound
-
     kind, block = parse_scaling(scaling)
     x2 = np.atleast_2d(np.asarray(x, dtype=np.float64))
     exact_abs = np.abs(np.atleast_2d(np.asarray(exact, dtype=np.float64)))
@@ -249,7 +245,7 @@ def fp8_output_bound(op, x, w=None, b=None, *, format, eps, affine="none", out_f
                         exact=exact_abs)
     pre = np.atleast_2d(pre)
     entry_scale = expand_scale(scale, x2.shape, kind, block)
-    return scaled_output_bound(exact_abs, pre, entry_scale, _fmt(out_format), saturate=saturate or kind == "mx")
+    return scaled_output_bound(exact_abs, pre, entry_scale, as_format(out_format), saturate=saturate or kind == "mx")
 
 
 def scale_interval(exact, pre, fmt, scaling="tensor", *, margin: int = 0, power_of_two: bool = False):

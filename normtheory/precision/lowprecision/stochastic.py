@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from normtheory.formats import FORMATS, FloatFormat
-
-
-def _fmt(fmt) -> FloatFormat:
-    return FORMATS[fmt] if isinstance(fmt, str) else fmt
+from normtheory.formats import as_format
 
 
 def stochastic_round(values, fmt, rng: np.random.Generator, *, random_bits: int = 53,
@@ -33,7 +29,7 @@ def stochastic_round(values, fmt, rng: np.random.Generator, *, random_bits: int 
     """SR of float64 values to `fmt` (values returned as float64)."""
     if not 1 <= random_bits <= 53:
         raise ValueError("random_bits must be in [1, 53]")
-    fmt = _fmt(fmt)
+    fmt = as_format(fmt)
     x = np.asarray(values, dtype=np.float64)
     magnitude = np.abs(x)
     finite = np.isfinite(x)
@@ -52,7 +48,7 @@ def stochastic_round(values, fmt, rng: np.random.Generator, *, random_bits: int 
 def sequential_sum(values, fmt, *, mode: str = "nearest", rng: np.random.Generator | None = None,
                    random_bits: int = 53) -> np.ndarray:
     """Σ along the last axis, left to right, rounding to `fmt` after every addition."""
-    fmt = _fmt(fmt)
+    fmt = as_format(fmt)
     x = np.asarray(values, dtype=np.float64)
     if mode not in ("nearest", "stochastic"):
         raise ValueError(f"mode must be 'nearest' or 'stochastic', got {mode!r}")
@@ -64,6 +60,7 @@ def sequential_sum(values, fmt, *, mode: str = "nearest", rng: np.random.Generat
         if mode == "nearest":
             acc = fmt.round_to_float64(exact)
         else:
+            assert rng is not None  # checked above
             acc = stochastic_round(exact, fmt, rng, random_bits=random_bits)
     return acc
 
@@ -71,5 +68,5 @@ def sequential_sum(values, fmt, *, mode: str = "nearest", rng: np.random.Generat
 def sr_variance_bound(partial_sums_upper, fmt) -> float:
     """Var of an SR sequential sum is at most Σ_k q_k²/4 (the errors are martingale
     differences: each has mean 0 given the past), q_k the ulp at an upper bound of |S_k|."""
-    q = _fmt(fmt).ulp(np.asarray(partial_sums_upper, dtype=np.float64))
+    q = as_format(fmt).ulp(np.asarray(partial_sums_upper, dtype=np.float64))
     return float(np.sum(q * q) / 4)

@@ -46,6 +46,7 @@ import numpy as np
 
 from normtheory.formats import FORMATS
 from normtheory.precision.emulation.arith import Arith
+from normtheory.registry import NormSpec, get_spec
 
 TORCH_VERSION = "2.11.0+cu130"
 DEVICE = "NVIDIA H200 (sm_90)"
@@ -58,13 +59,21 @@ AFFINES = {"layernorm": "weight_bias", "rmsnorm": "weight"}  # the recorded mode
 _FP32 = Arith("fp32")
 
 
-def _merge(own, other, op):
-    """cuWelfordCombine(own, other): `other` (A) merged into `own` (B)."""
+def _mirrored_spec(op: str) -> NormSpec:
+    """The op's NormSpec, if torch's CUDA kernel for it is mirrored here (ValueError otherwise)."""
+    if op not in AFFINES:
+        raise ValueError(f"no CUDA near-mirror for {op!r}")
+    return get_spec(op)
+
+
+def _merge(own, other, centred: bool):
+    """cuWelfordCombine(own, other): `other` (A) merged into `own` (B); without a mean (RMSNorm)
+    only the sums of squares are added."""
     ar = _FP32
     mean_b, m2_b, count_b = own
     mean_a, m2_a, count_a = other
     count = count_a + count_b
-    if op == "rmsnorm":
+    if not centred:
         return mean_b, ar.add(m2_a, m2_b), count
     some = count > 0
     delta = ar.sub(mean_b, mean_a)
@@ -77,6 +86,7 @@ def _merge(own, other, op):
 
 def torch_cuda_stats(x, op: str):
     """(mean, var) per row as the vectorized CUDA kernel computes them (fp32 values)."""
+    centred = _mirrored_spec(op).centred
     ar = _FP32
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     rows, d = x.shape
@@ -94,7 +104,7 @@ def torch_cuda_stats(x, op: str):
         reads = active[p * THREADS:(p + 1) * THREADS]
         for element in range(VEC):
             value = padded[:, p * THREADS:(p + 1) * THREADS, element]
-            if op == "rmsnorm":
+            if not centred:
                 new_m2 = ar.fma(value, value, m2)
                 new_mean = mean
             else:
@@ -104,7 +114,7 @@ def torch_cuda_stats(x, op: str):
             mean = np.where(reads, new_mean, mean)
             m2 = np.where(reads, new_m2, m2)
             count = count + reads
-    state = (mean, m2, count)
+    state: tuple[np.ndarray, ...] = (mean, m2, count)
     for width, offsets in ((WARP, (16, 8, 4, 2, 1)), (WARPS, (2, 1))):
         if width == WARPS:  # lane 0 of every warp holds its warp's result
             state = tuple(s.reshape(rows, WARPS, WARP)[:, :, 0] for s in state)
@@ -113,7 +123,7 @@ def torch_cuda_stats(x, op: str):
         for offset in offsets:
             lane = np.arange(width)
             source = np.where(lane + offset < width, lane + offset, lane)
-            state = _merge(state, tuple(s[:, source] for s in state), op)
+            state = _merge(state, tuple(s[:, source] for s in state), centred)
         if width == WARP:
             state = tuple(s.reshape(rows, THREADS) for s in state)
     mean, m2, _ = (s[:, 0] for s in state)
@@ -140,12 +150,10 @@ def torch_cuda_forward(x, w, b=None, *, op: str, eps: float, format: str, rsqrt_
         v = ar.add(var, ar.round(eps))
         r = _moved(ar.round(1.0 / np.sqrt(v)), rsqrt_ulps)[:, None]
         w = np.asarray(w, dtype=np.float64)
-        if op == "rmsnorm":
-            z = ar.mul(w, ar.mul(r, x))
-        elif op == "layernorm":
+        if _mirrored_spec(op).centred:
             z = ar.fma(w, ar.mul(r, ar.sub(x, mean[:, None])), np.asarray(b, dtype=np.float64))
         else:
-            raise ValueError(f"no CUDA near-mirror for {op!r}")
+            z = ar.mul(w, ar.mul(r, x))
     return z if format == "fp32" else FORMATS[format].round_to_float64(z)
 
 
