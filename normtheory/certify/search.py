@@ -17,6 +17,12 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+from hypothesis.internal.conjecture import providers  # the source-constants pool: see _isolated_hypothesis
+
+try:
+    from hypothesis.internal.constants_ast import Constants
+except ImportError:  # a hypothesis without source constants
+    Constants = None  # type: ignore[assignment,misc]
 
 from normtheory.certify import inputs as input_gen
 from normtheory.certify.runner import Batch, KernelFault
@@ -67,7 +73,7 @@ def hypothesis_search(certifier, examples: int) -> None:
     output is flat — about the final rounding's half ulp — so it needs a broad start.)"""
     found: dict = {"worst": 0.0, "quantity": None, "batch": None, "outputs": None, "fault": None, "examples": 0}
     explore_examples = max(1, int(examples * 0.6))
-    with _storage_outside_the_working_directory():
+    with _isolated_hypothesis():
         _run(certifier, found, explore_examples, (Phase.generate,))
         if examples - explore_examples > 0 and found["fault"] is None:
             _run(certifier, found, examples - explore_examples, (Phase.generate, Phase.target), salt=1)
@@ -81,21 +87,37 @@ def hypothesis_search(certifier, examples: int) -> None:
 
 
 @contextmanager
-def _storage_outside_the_working_directory():
-    """Hypothesis caches what it reads from source files under ./.hypothesis even without an
-    example database; a certification must not leave that in the user's working directory, so
-    the cache lives in a temporary directory for the search (and the previous home is restored:
-    the caller may be a test session with its own database)."""
+def _isolated_hypothesis():
+    """The search depends on the seed alone, and leaves nothing behind.
+
+    Hypothesis (6.13x on) also draws, now and then, numbers it found in the source of the
+    "local" modules loaded in the process — normtheory's own files, the user's kernel module,
+    whatever a test session imported — and caches them under ./.hypothesis. A certificate would
+    then change with any edit of a number anywhere in normtheory, and differ between the command
+    line and a test session with the same seed. So, for the search only, that pool is emptied
+    (and hypothesis' cache of it cleared), and hypothesis' storage is a temporary directory; the
+    previous state is restored afterwards. Hypothesis versions without the pool are left as
+    they are."""
     try:
-        previous = storage_directory(intent_to_write=False).home_directory
-    except TypeError:  # a hypothesis older than its source-constants cache: nothing to redirect
-        previous = None
+        previous_home = storage_directory(intent_to_write=False).home_directory
+    except TypeError:  # a hypothesis older than its source-constants cache
+        previous_home = None
+    pool = getattr(providers, "_get_local_constants", None) if Constants is not None else None
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
     with tempfile.TemporaryDirectory(prefix="normtheory-hypothesis-") as home:
         set_hypothesis_home_dir(home)
+        if pool is not None:
+            providers._get_local_constants = Constants  # an empty pool
+        if cache is not None:
+            cache.clear()
         try:
             yield
         finally:
-            set_hypothesis_home_dir(previous)
+            if pool is not None:
+                providers._get_local_constants = pool
+            if cache is not None:
+                cache.clear()
+            set_hypothesis_home_dir(previous_home)
 
 
 def describe_row(batch: Batch, config) -> dict:
