@@ -64,7 +64,7 @@ def test_search_finding_is_in_real_numbers_and_replays(tmp_path, capsys):
 
 def test_an_infinite_error_is_never_printed_as_1e300():
     config = prepare(gallery.returns_inf, op="rmsnorm", format="bf16", d=16, budget=40, backward=False)
-    cert, _ = certify_kernel(config)
+    cert, _ = certify_kernel(config, op="rmsnorm")
     text = "\n".join(cert["findings"])
     assert cert["search"]["max_err_over_bound"] == float("inf")
     assert "1e+300" not in text and "non-finite" in text
@@ -94,7 +94,7 @@ def test_the_progress_bar_ends_at_the_certificates_row_count():
 
 def test_a_kernel_that_raised_is_not_reported_as_exact(capsys):
     config = prepare(gallery.raises, op="rmsnorm", format="bf16", d=16, budget=24)
-    cert, _ = certify_kernel(config)
+    cert, _ = certify_kernel(config, op="rmsnorm")
     assert cert["inputs_tested"] == 0 and cert["verdict"] == "fail"
     assert cert["forward"]["max_ulp"] is None and cert["forward"]["sqnr_db"] is None
     print_summary(cert)
@@ -120,7 +120,7 @@ def test_ulps_come_with_what_the_bound_allows_there(capsys):
 
 def test_the_report_reads_as_prose_and_tells_families_apart(tmp_path):
     config = prepare("torch.rms_norm", op="rmsnorm", format="bf16", d=16, budget=60)
-    cert, state = certify_kernel(config)
+    cert, state = certify_kernel(config, op="rmsnorm")
     text = render(cert, [], str(tmp_path))
     assert "{'" not in text and "Rows whose largest entry lies between" in text
     assert "Worst forward case:" in text and "error/bound ≈ 1 on a\n  pass is the output rounding's half ulp" in text
@@ -133,7 +133,7 @@ def test_eps_after_the_root_is_explained_as_such():
     """Issue 15: the explanation said "consistent with model:fp16_accum" (a bound vast on tiny
     rows); the kernel computes x / (sqrt(mean x²) + eps)."""
     config = prepare(gallery.eps_outside_rms_norm, op="rmsnorm", format="bf16", d=32, budget=120, search=False)
-    cert, _ = certify_kernel(config)
+    cert, _ = certify_kernel(config, op="rmsnorm")
     text = "\n".join(cert["findings"])
     assert cert["verdict"] == "fail" and "eps outside the root" in text and "--eps-mode outside" in text
     assert "fp16_accum" not in text
@@ -142,19 +142,28 @@ def test_eps_after_the_root_is_explained_as_such():
 def test_a_failing_kernel_with_eps_inside_is_not_called_eps_outside():
     config = prepare(gallery.one_pass_layer_norm, op="layernorm", format="fp32", d=32, budget=120, search=False,
                      backward=False)
-    cert, _ = certify_kernel(config)
+    cert, _ = certify_kernel(config, op="layernorm")
     text = "\n".join(cert["findings"])
     assert cert["verdict"] == "fail" and "eps outside the root" not in text and "model:onepass" in text
 
 
-def test_certificate_is_readable_by_others_and_nothing_is_left_in_the_working_directory(tmp_path):
+def _certify_in(folder):
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
     result = subprocess.run([sys.executable, "-m", "normtheory", "certify", "torch.rms_norm", "--op", "rmsnorm",
                              "--format", "bf16", "--d", "16", "--budget", "30", "--json", "cert.json"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+                            capture_output=True, text=True, env=env, cwd=folder, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_nothing_is_left_in_the_working_directory(tmp_path):
+    _certify_in(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.json"]  # no .hypothesis/
+
+
+def test_the_certificate_is_readable_by_others(tmp_path):
+    """Issue 15: certificates were written 0600 (mkstemp's mode), unreadable to a CI user."""
+    _certify_in(tmp_path)
     (tmp_path / "plain.txt").write_text("")  # what an ordinary open() gives under this umask
     mode = stat.S_IMODE((tmp_path / "cert.json").stat().st_mode)
     assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) and mode & stat.S_IRGRP
@@ -165,7 +174,7 @@ def test_the_search_depends_on_the_seed_alone(tmp_path, monkeypatch):
     other numbers loaded between two runs must not change the certificate."""
     def run():
         config = prepare("torch.rms_norm", op="rmsnorm", format="bf16", d=16, budget=60, seed=5)
-        cert, _ = certify_kernel(config)
+        cert, _ = certify_kernel(config, op="rmsnorm")
         return json.dumps([cert["search"], cert["forward"]["mean_signed_err"]])
 
     first = run()

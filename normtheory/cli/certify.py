@@ -100,7 +100,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args, *, contract: str = "default", search: bool = True):
-    from normtheory.certify.api import prepare  # imports torch
+    # not at the top (here and in run): normtheory.certify imports torch, too slow for --help
+    from normtheory.certify.api import prepare
 
     return prepare(args.kernel, op=args.op, format=args.format, d=args.d, w_format=args.w_format,
                    out_format=args.out_format, eps=args.eps, eps_mode=args.eps_mode, affine=args.affine, p=args.p,
@@ -165,7 +166,7 @@ def print_summary(cert: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from normtheory.certify.api import certify_kernel  # imports torch
+    from normtheory.certify.api import certify_kernel
     from normtheory.certify.certificate import environment
     from normtheory.certify.recording import save_worst
     from normtheory.certify.report import write_report

@@ -22,7 +22,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from normtheory.certify.check import check_recording  # imports torch
+    # not at the top: normtheory.certify imports torch, too slow for `normtheory --help`
+    from normtheory.certify.check import check_recording
     from normtheory.certify.recording import load
 
     check_outputs(args, "json")

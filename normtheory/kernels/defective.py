@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from normtheory.kernels.fp8_output import scaled_fp8_cast
+
 
 def _rms_scale(x32, eps):
     return torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
@@ -184,8 +186,6 @@ def returns_inf(x, weight, bias, eps):
 def rms_norm_fp8_double_rounded(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
     """RMSNorm → fp8 that rounds the normalized output to bf16 first, then scales and casts:
     fp32 → bf16 → fp8 is double rounding (a known bug class of fused norm → fp8 kernels)."""
-    from normtheory.kernels.fp8_output import scaled_fp8_cast
-
     y = careful_rms_norm(x.float(), weight, None, eps).to(torch.bfloat16)
     return scaled_fp8_cast(y.float(), scaling=scaling, out_dtype=out_dtype)
 
