@@ -1,4 +1,4 @@
-"""Array files as DESIGN.md specifies them, loaded safely and written without loss.
+"""Array files as docs/design.md specifies them, loaded safely and written without loss.
 
 Reading: a float array whose values are representable in the named format, raw bits
 (unsigned integers of the format's width), or the void arrays numpy returns for ml_dtypes

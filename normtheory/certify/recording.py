@@ -1,4 +1,4 @@
-"""Recording files (DESIGN.md): a kernel's inputs and outputs as raw bits plus a JSON `meta`,
+"""Recording files (docs/design.md): a kernel's inputs and outputs as raw bits plus a JSON `meta`,
 so a GPU run can be judged later on any CPU machine (`normtheory check`).
 
 gw and gb are column sums over the rows of one kernel call: shape (n,) when one call covered

@@ -14,7 +14,7 @@ _FORMATS = ("fp64", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2")
 
 
 def add_norm_arguments(parser: argparse.ArgumentParser) -> None:
-    """The normalizer flags shared by reference, certify and record (DESIGN.md)."""
+    """The normalizer flags shared by reference, certify and record (docs/design.md)."""
     parser.add_argument("--op", required=True, help="layernorm | rmsnorm | crmsnorm | lpnorm")
     parser.add_argument("--format", required=True, help=f"dtype of x, w, b and the output: {' | '.join(_FORMATS)}")
     parser.add_argument("--w-format", default=None, help="dtype of w and b when it differs from --format")

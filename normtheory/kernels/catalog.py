@@ -1,4 +1,4 @@
-"""The kernel catalog: names → callables with the DESIGN.md signature.
+"""The kernel catalog: names → callables with the docs/design.md signature.
 
 `resolve_kernel(name)` returns a `Kernel`: a catalog entry, or a user's `module:callable`
 (imported with the current directory on sys.path, as `python -m` would). Unknown names and

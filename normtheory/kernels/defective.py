@@ -1,5 +1,5 @@
 """A gallery of deliberately defective normalization kernels (and careful ones), each with
-the DESIGN.md signature. Each defect is a bug class seen in real kernels; the certifier's
+the docs/design.md signature. Each defect is a bug class seen in real kernels; the certifier's
 tests and notebook 05 show that every one fails certification with the right finding, and
 you can use them to check that your own harness would catch them.
 

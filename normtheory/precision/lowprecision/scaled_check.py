@@ -9,7 +9,7 @@ Two checks, both from bounds (scaling.py, lowprecision/scaled_bound.py):
    block:N, mx) each group's scale lies in `scale_interval` of the recipe at a pre-cast result
    within the fp32 tolerance of y. Delayed scaling depends on the history, which a single
    output does not carry: that check is skipped and the verdict says so.
-A non-finite q/s where y is finite is a failure (DESIGN.md: a kernel fault), whether or not a
+A non-finite q/s where y is finite is a failure (docs/design.md: a kernel fault), whether or not a
 bound holds there; entries without a bound (a non-saturating cast that may overflow, a row
 outside the fp32 kernel's safe domain) are counted and reported, not judged.
 """
