@@ -1,4 +1,4 @@
-"""Array files as DESIGN.md specifies them, loaded safely and written without loss.
+"""Array files as docs/design.md specifies them, loaded safely and written without loss.
 
 Reading: a float array whose values are representable in the named format, raw bits
 (unsigned integers of the format's width), or the void arrays numpy returns for ml_dtypes
@@ -21,28 +21,79 @@ from normtheory.formats import FloatFormat
 _NATIVE = {"fp64", "fp32", "fp16"}
 
 
-def _read(path: str, name: str) -> np.ndarray:
+NPY_MAGIC = b"\x93NUMPY"
+ZIP_MAGIC = b"PK\x03\x04"  # every .npz is a zip archive
+PICKLE_PROTOCOL_2_AND_LATER = b"\x80"
+
+
+def _kind_of_file(path: str, name: str) -> str:
+    """"npy" or "npz" from the file's first bytes; UsageError for anything else, saying what it
+    looks like (numpy itself calls every unknown file "pickled data")."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head.startswith(NPY_MAGIC):
+        return "npy"
+    if head.startswith(ZIP_MAGIC):
+        return "npz"
+    if head.startswith(PICKLE_PROTOCOL_2_AND_LATER):
+        raise UsageError(f"{name}: {path!r} holds pickled objects, which are never loaded")
+    what = "an empty file" if not head else "text" if _looks_like_text(head) else "not numpy data"
+    raise UsageError(f"{name}: {path!r} is not a .npy or .npz file ({what}); save arrays with np.save or np.savez")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read(path: str, name: str, *, require_name: bool = False, label: str | None = None) -> np.ndarray:
+    """The array in a .npy file, or the array called `name` in a .npz (or its only array, unless
+    `require_name`); messages name the input as `label` (default: `name`)."""
+    try:
+        return _read_named(path, name, require_name=require_name)
+    except UsageError as exc:
+        if label is None:
+            raise
+        raise UsageError(f"{label}{str(exc)[len(name):]}") from None
+
+
+def _read_named(path: str, name: str, *, require_name: bool) -> np.ndarray:
     if not os.path.exists(path):
         raise UsageError(f"{name}: no such file {path!r}")
+    if os.path.isdir(path):
+        raise UsageError(f"{name}: {path!r} is a directory, not a .npy or .npz file")
+    kind = _kind_of_file(path, name)
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise UsageError(f"{name}: {path!r} holds pickled objects, which are never loaded") from None
-        raise UsageError(f"{name}: {path!r} is not a readable .npy/.npz file ({exc})") from None
+        raise UsageError(f"{name}: {path!r} is not a readable .{kind} file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{name}: {path!r} is not a readable .npy/.npz file ({exc})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            keys = [k for k in loaded.files if k != "format"]
-            key = name if name in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise UsageError(f"{name}: {path!r} holds several arrays ({', '.join(keys)}); none is named {name!r}")
-            try:
-                return loaded[key]
-            except ValueError as exc:
-                raise UsageError(f"{name}: {path!r} array {key!r} cannot be loaded safely ({exc})") from None
-    return loaded
+        raise UsageError(f"{name}: {path!r} is not a readable .{kind} file ({exc})") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return loaded
+    with loaded:
+        keys = [k for k in loaded.files if k != "format"]
+        key = name if name in keys else (keys[0] if len(keys) == 1 and not require_name else None)
+        if key is None:
+            held = ", ".join(keys) or "no arrays"
+            raise UsageError(f"{name}: {path!r} holds {held}; none is named {name!r} "
+                             f"(write it with np.savez(path, {name}=array))")
+        try:
+            return loaded[key]
+        except ValueError as exc:
+            raise UsageError(f"{name}: {path!r} array {key!r} cannot be loaded safely ({exc})") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise UsageError(f"{name}: {path!r} array {key!r} is corrupt ({exc})") from None
+
+
+def read_array(path: str, name: str, *, require_name: bool = False, label: str | None = None) -> np.ndarray:
+    """The raw array (values or bits, not yet interpreted as a format): see `_read`."""
+    return _read(path, name, require_name=require_name, label=label)
 
 
 def decode(arr: np.ndarray, fmt: FloatFormat, name: str) -> np.ndarray:

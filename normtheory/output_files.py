@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 
 from normtheory.errors import UsageError
 
@@ -57,3 +58,20 @@ def write_text_file(path: str, text: str) -> None:
 
 def write_json_file(path: str, data) -> None:
     write_text_file(path, json.dumps(data, indent=2, allow_nan=True, default=str) + "\n")
+
+
+FIGURES_ENV = "NORMTHEORY_FIGURES"
+
+
+def figures_dir(env: str = FIGURES_ENV) -> Path:
+    """Where a notebook writes its figures: the folder named by $NORMTHEORY_FIGURES (created if
+    need be; `NORMTHEORY_FIGURES=docs/figures` refreshes the committed ones), else a new
+    temporary folder, so that running a notebook never overwrites the figures in the repository."""
+    chosen = os.environ.get(env)
+    if chosen:
+        folder = Path(chosen).expanduser().resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="normtheory-figures-"))
+    print(f"figures go to {folder} (set {env} to choose; {env}=docs/figures refreshes the committed ones)")
+    return folder

@@ -5,6 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -16,8 +20,6 @@
 # "computed in float64, then rounded".
 
 # %%
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")  # headless: figures are saved as PNG
@@ -26,13 +28,11 @@ import ml_dtypes
 import numpy as np
 
 from normtheory.formats import FORMATS
+from normtheory.output_files import figures_dir
 from normtheory.reference import correctly_rounded
 from normtheory.upstream.compare import observe
 
-# run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
-ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-FIGURES = ROOT / "docs" / "figures"
-FIGURES.mkdir(parents=True, exist_ok=True)
+FIGURES = figures_dir()  # $NORMTHEORY_FIGURES, else a temporary folder (README: Notebooks)
 
 # %% [markdown]
 # ## The formats

@@ -5,6 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -32,6 +36,7 @@ import sympy as sp
 import torch
 
 import normtheory
+from normtheory.output_files import figures_dir
 from normtheory.symbolic import normalizers as norms
 from normtheory.symbolic.identities import decide, rational_points
 from normtheory.symbolic.powersums import SumAlgebra
@@ -41,8 +46,7 @@ from normtheory.theory.equivalence.subjects import gpt2_subject
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-FIGURES = ROOT / "docs" / "figures"
-FIGURES.mkdir(parents=True, exist_ok=True)
+FIGURES = figures_dir()  # $NORMTHEORY_FIGURES, else a temporary folder (README: Notebooks)
 # the repository (its benchmarks and recordings): this checkout, else the one the package is imported from
 REPO = ROOT if (ROOT / "benchmarks").is_dir() else Path(normtheory.__file__).resolve().parent.parent
 torch.set_num_threads(1)  # tiny matmuls: thread hand-offs cost more than they save

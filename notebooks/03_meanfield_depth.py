@@ -5,6 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -35,13 +39,13 @@ import torch
 
 import normtheory
 from normtheory.cli.meanfield import plot_records, print_report
+from normtheory.output_files import figures_dir
 from normtheory.theory.meanfield import predictions as mf
 from normtheory.theory.meanfield.montecarlo import StackConfig, run_record
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-FIGURES = ROOT / "docs" / "figures"
-FIGURES.mkdir(parents=True, exist_ok=True)
+FIGURES = figures_dir()  # $NORMTHEORY_FIGURES, else a temporary folder (README: Notebooks)
 # the recorded GPU sweep: in this checkout, else in the one the package is imported from
 REPO = ROOT if (ROOT / "tests" / "data" / "meanfield").is_dir() else Path(normtheory.__file__).resolve().parent.parent
 RECORDED = REPO / "tests" / "data" / "meanfield"

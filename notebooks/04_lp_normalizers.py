@@ -5,6 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -39,6 +43,7 @@ import torch
 import normtheory
 from normtheory.formats import FORMATS
 from normtheory.kernels.lp import lp_norm_naive, lp_norm_stable
+from normtheory.output_files import figures_dir
 from normtheory.precision.bounds.lp import stable_forward_bound
 from normtheory.precision.emulation.lp import emulate_naive
 from normtheory.precision.measure import absolute_errors
@@ -64,8 +69,7 @@ from normtheory.theory.meanfield.predictions import block_gains
 
 # run from notebooks/ (Jupyter) or from the repository root (scripts, CI)
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-FIGURES = ROOT / "docs" / "figures"
-FIGURES.mkdir(parents=True, exist_ok=True)
+FIGURES = figures_dir()  # $NORMTHEORY_FIGURES, else a temporary folder (README: Notebooks)
 # the repository (its benchmarks): this checkout, else the one the package is imported from
 REPO = ROOT if (ROOT / "benchmarks").is_dir() else Path(normtheory.__file__).resolve().parent.parent
 torch.set_num_threads(1)  # one-row kernels and small stacks: a shared machine gains nothing from more threads

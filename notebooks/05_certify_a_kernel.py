@@ -5,6 +5,10 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -34,12 +38,12 @@ from normtheory.certify.recording import load
 from normtheory.certify.report import write_report
 from normtheory.cli import main as normtheory_cli
 from normtheory.kernels import defective
+from normtheory.output_files import figures_dir
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-FIGURES = ROOT / "docs" / "figures"
+FIGURES = figures_dir()  # $NORMTHEORY_FIGURES, else a temporary folder (README: Notebooks)
 # committed GPU recordings live in the repository, wherever this notebook is run from
 REPO = ROOT if (ROOT / "tests" / "data" / "certify").is_dir() else Path(normtheory.__file__).resolve().parent.parent
-FIGURES.mkdir(parents=True, exist_ok=True)
 WORK = Path(tempfile.mkdtemp(prefix="normtheory_nb05_"))
 
 

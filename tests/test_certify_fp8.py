@@ -65,8 +65,12 @@ def test_fp8_usage_errors(kw, text):
         certify("fp8.rms_norm", **kw)
 
 
-def test_plain_kernel_with_scaling_is_a_usage_error():
-    with pytest.raises(UsageError, match="drop --scaling"):
-        prepare("torch.rms_norm", op="rmsnorm", format="bf16", d=8, out_format="fp8_e4m3fn", scaling="tensor")
-    with pytest.raises(UsageError, match="fp8 outputs"):
-        prepare("torch.rms_norm", op="rmsnorm", format="bf16", d=8, scaling="tensor")
+def test_plain_kernel_with_fp8_flags_is_sent_to_an_fp8_kernel():
+    """Issue 15: the messages used to loop ("drop --scaling", then "needs --scaling"); every one
+    now names the way out, an fp8.* kernel."""
+    for flags in ({"out_format": "fp8_e4m3fn", "scaling": "tensor"}, {"out_format": "fp8_e4m3fn"},
+                  {"scaling": "tensor"}):
+        with pytest.raises(UsageError, match=r"fp8\.rms_norm or fp8\.layer_norm"):
+            prepare("torch.rms_norm", op="rmsnorm", format="bf16", d=8, **flags)
+    with pytest.raises(UsageError, match="returns an fp8 output with a scale: give --out-format"):
+        prepare("fp8.rms_norm", op="rmsnorm", format="bf16", d=8)

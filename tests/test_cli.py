@@ -1,4 +1,4 @@
-"""The command line: exit codes and one-line errors (DESIGN.md), fast --help, and the
+"""The command line: exit codes and one-line errors (docs/design.md), fast --help, and the
 reference command writing what the Python function returns."""
 
 from __future__ import annotations

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from normtheory.output_files import FIGURES_ENV, figures_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.py"))
 IDS = [p.stem for p in NOTEBOOKS]
@@ -31,9 +33,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IPYTHON_ONLY_NAMES = frozenset({"display", "get_ipython", "In", "Out", "_ih", "_oh", "exit_code"})
 
 
-def _environment() -> dict[str, str]:
+def _environment(figures: Path | None = None) -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path}
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path}
+    env.pop(FIGURES_ENV, None)
+    if figures is not None:
+        env[FIGURES_ENV] = str(figures)
+    return env
 
 
 def figures_named_in(source: str) -> set[str]:
@@ -45,7 +51,7 @@ def assert_figures_saved(notebook: Path, where: Path) -> None:
     expected = figures_named_in(notebook.read_text())
     assert expected, f"{notebook.name} names no figure"
     for name in sorted(expected):
-        path = where / "docs" / "figures" / name
+        path = where / name
         assert path.is_file(), f"{notebook.name} did not save {name}"
         assert path.read_bytes()[:8] == PNG_SIGNATURE, f"{name} is not a PNG"
 
@@ -81,7 +87,7 @@ def execute_as_notebook(notebook: Path, cwd: Path, cell_time_limit_s: float = CE
     client = nbclient.NotebookClient(nb, timeout=cell_time_limit_s, kernel_name="python3",
                                      resources={"metadata": {"path": str(cwd)}})
     started = time.perf_counter()
-    client.execute(env=_environment())  # the kernel's environment: headless, the package importable
+    client.execute(env=_environment(cwd / "figures"))  # headless, the package importable, figures in cwd
     return time.perf_counter() - started
 
 
@@ -96,7 +102,7 @@ def test_notebook_executes_as_a_notebook(notebook, tmp_path):
     except nbclient.exceptions.CellExecutionError as exc:
         pytest.fail(f"{notebook.name}: a cell failed\n{str(exc)[-3000:]}", pytrace=False)
     assert elapsed < TIME_LIMIT_S, f"{notebook.name} took {elapsed:.0f} s (limit {TIME_LIMIT_S} s)"
-    assert_figures_saved(notebook, tmp_path)
+    assert_figures_saved(notebook, tmp_path / "figures")
 
 
 def test_a_failing_closing_assertion_fails_the_notebook_run(tmp_path):
@@ -134,13 +140,41 @@ def test_script_check_accepts_a_bound_name():
 def test_notebook_figures_are_committed(notebook):
     """The README links the committed PNGs: every figure a notebook writes is in docs/figures."""
     missing = [n for n in sorted(figures_named_in(notebook.read_text())) if not (ROOT / "docs" / "figures" / n).is_file()]
-    assert not missing, f"run `python {notebook.relative_to(ROOT)}` from the repository root and commit {missing}"
+    assert not missing, (f"run `{FIGURES_ENV}=docs/figures python {notebook.relative_to(ROOT)}` from the repository "
+                         f"root and commit {missing}")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_notebook_writes_figures_where_it_is_told(notebook):
+    """Issue 15: running a notebook overwrote the committed docs/figures. Every figure goes to
+    FIGURES, which comes from output_files.figures_dir, and no path names docs/figures."""
+    source = notebook.read_text()
+    assert "FIGURES = figures_dir()" in source
+    assert '"docs" / "figures"' not in source and '"docs/figures' not in source
+
+
+def test_figures_go_to_the_chosen_folder_or_a_temporary_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(FIGURES_ENV, str(tmp_path / "mine"))
+    assert figures_dir() == (tmp_path / "mine").resolve() and (tmp_path / "mine").is_dir()
+    monkeypatch.delenv(FIGURES_ENV)
+    chosen = figures_dir()
+    assert chosen.is_dir() and ROOT not in chosen.parents and tmp_path not in chosen.parents
+    assert list(tmp_path.iterdir()) == [tmp_path / "mine"]  # nothing written into the working directory
+
+
+def test_notebooks_name_a_jupyter_kernel():
+    """`jupytext --execute` looks for a kernel matching the notebook's metadata; without one it
+    stopped with "No kernel found" (issue 15)."""
+    jupytext = pytest.importorskip("jupytext")
+    for notebook in NOTEBOOKS:
+        assert jupytext.read(notebook).metadata.get("kernelspec", {}).get("name") == "python3", notebook.name
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
 def test_notebook_runs_as_a_script(notebook, tmp_path):
-    result = subprocess.run([sys.executable, str(notebook)], cwd=tmp_path, env=_environment(), capture_output=True,
-                            text=True, timeout=TIME_LIMIT_S)
+    result = subprocess.run([sys.executable, str(notebook)], cwd=tmp_path, env=_environment(tmp_path / "figures"),
+                            capture_output=True, text=True, timeout=TIME_LIMIT_S)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert_figures_saved(notebook, tmp_path)
+    assert_figures_saved(notebook, tmp_path / "figures")

@@ -9,31 +9,29 @@ from __future__ import annotations
 import numpy as np
 
 from normtheory.certify import certificate
-from normtheory.certify.api import FUSED_OPS, _contract
 from normtheory.certify.engine import RunState
-from normtheory.certify.judge import Setting, hidden_mismatches, judge_batch
+from normtheory.certify.judge import hidden_mismatches, judge_batch
 from normtheory.certify.metrics import Comparison, Summary
 from normtheory.certify.runner import Batch
+from normtheory.certify.setting import Setting, make_setting
 from normtheory.errors import UsageError
-from normtheory.formats import get_format
-from normtheory.registry import get_spec, resolve_params
 
 
 def setting_from_meta(meta: dict, contract: str) -> Setting:
-    op = meta["op"]
-    base_op = FUSED_OPS.get(op, op)
-    get_spec(base_op)
-    params = resolve_params(base_op, eps=meta["eps"], eps_mode=meta["eps_mode"], affine=meta["affine"],
-                            p=meta.get("p"))
-    fmt = get_format(meta["format"])
-    scaling = meta.get("scaling")
-    if scaling is not None:
-        from normtheory.precision.lowprecision.scaling import parse_scaling
+    """The recording's setting, through the same constructor `normtheory certify` uses."""
+    return make_setting(meta["op"], format=meta["format"], w_format=meta.get("w_format"),
+                        out_format=meta.get("out_format"), eps=meta["eps"], eps_mode=meta["eps_mode"],
+                        affine=meta["affine"], p=meta.get("p"), contract=contract, scaling=meta.get("scaling"),
+                        saturate=bool(meta.get("fp8_cast_saturates", True)))
 
-        parse_scaling(scaling)  # UsageError on a malformed recipe
-    return Setting(base_op, fmt, get_format(meta.get("w_format") or fmt.name),
-                   get_format(meta.get("out_format") or fmt.name), params.eps, params.eps_mode, params.affine,
-                   params.p, _contract(contract), scaling, bool(meta.get("fp8_cast_saturates", True)))
+
+def _width(meta: dict, setting: Setting, x, source: str) -> int:
+    """The model width d: meta's, which must agree with the arrays (a corrupt file otherwise)."""
+    d = setting.spec.model_width(x.shape[1])
+    if "d" in meta and meta["d"] != d:
+        raise UsageError(f"{source}: corrupt recording: meta says d = {meta['d']!r}, but x has {x.shape[1]} entries "
+                         f"per row (d = {d} for {setting.op})")
+    return d
 
 
 def _rows(cmp: Comparison, rows: slice) -> Comparison:
@@ -92,11 +90,11 @@ def _judge_in_one(batch, outputs, setting, slices, state) -> None:
 
 def check_recording(arrays: dict, meta: dict, contract: str = "default", source: str = "") -> dict:
     setting = setting_from_meta(meta, contract)
-    fused = meta["op"] in FUSED_OPS
-    if fused and "residual" not in arrays:
+    if setting.fused and "residual" not in arrays:
         raise UsageError(f"{source}: a fused {meta['op']} recording needs `residual`")
     batch = Batch(arrays["x"], arrays.get("w"), arrays.get("b"), arrays.get("gy"), arrays.get("residual"),
                   label="recording")
+    d = _width(meta, setting, batch.x, source)
     outputs = {k: arrays[k] for k in ("y", "gx", "gw", "gb", "h", "g_residual", "scale") if k in arrays}
     if setting.scaling is not None and "scale" not in outputs:
         raise UsageError(f"{source}: an fp8 recording with scaling {setting.scaling} needs `scale`")
@@ -108,19 +106,7 @@ def check_recording(arrays: dict, meta: dict, contract: str = "default", source:
     else:
         _judge_in_one(batch, outputs, setting, slices, state)
     state.deterministic = None
-    verdict, findings = certificate.verdict_and_findings(state, setting.contract)
-    findings.append("not applicable to a recording: determinism, safe-domain bisection, hypothesis search")
-    return {
-        "schema": certificate.SCHEMA, "verdict": verdict, "kernel": meta["kernel"], "op": meta["op"],
-        **setting.describe(), "d": meta.get("d", get_spec(setting.op).model_width(batch.x.shape[1])),
-        "contract": setting.contract,
-        "seed": meta.get("seed"), "budget": None, "max_abs": float(np.max(np.abs(batch.x))),
-        "environment": meta.get("environment", {}), "recording": source,
-        "inputs_tested": state.rows_tested,
-        "families": [label for label, _ in _family_slices(meta, batch.x.shape[0])],
-        "reference": certificate.REFERENCE_NOTE,
-        "forward": certificate.block(state.forward),
-        "backward": {q: certificate.block(s) for q, s in state.backward.items()},
-        "determinism": "not applicable", "safe_domain": "not applicable", "search": "not applicable",
-        "findings": findings,
-    }
+    run = certificate.Run(kernel=meta["kernel"], d=d, seed=meta.get("seed"), budget=None,
+                          max_abs=float(np.max(np.abs(batch.x))), environment=meta.get("environment", {}),
+                          families=[label for label, _ in slices], recording=source)
+    return certificate.build(setting, state, run)

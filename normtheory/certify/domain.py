@@ -24,7 +24,7 @@ def _probe(certifier, k: int) -> bool:
     x = input_gen.scaled_rows(rng, 1, c.n, c.setting.fmt, 2.0**k)
     w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
     gy = c.setting.fmt.round_to_float64(rng.standard_normal(x.shape), saturate=True) if c.backward else None
-    residual = np.zeros_like(x) if c.kernel.fused else None
+    residual = np.zeros_like(x) if c.setting.fused else None
     comparisons = certifier.run_batch(Batch(x, w, b, gy, residual, label=f"domain_2^{k}"))
     worst = max(float(np.max(np.nan_to_num(cmp.ratio, nan=0.0))) for cmp in comparisons.values())
     finite = not any(cmp.nonfinite.any() for cmp in comparisons.values())

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from normtheory.certify import domain, search
 from normtheory.certify import inputs as input_gen
-from normtheory.certify.judge import Setting, hidden_mismatches, judge_batch, normalized_input, reference
+from normtheory.certify.explain import explain_all
+from normtheory.certify.inputs import CapturedInputs
+from normtheory.certify.judge import hidden_mismatches, judge_batch, normalized_input, reference
 from normtheory.certify.metrics import Summary
 from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
+from normtheory.certify.setting import Setting, scaling_name
 from normtheory.formats import FloatFormat, get_format
 from normtheory.kernels.catalog import Kernel
 
@@ -37,8 +41,9 @@ class Config:
     autocast: bool = False
     backward: bool = True
     search: bool = True
-    inputs_path: str | None = None
+    captured: CapturedInputs | None = None  # --inputs, loaded and checked before any kernel runs
     families: tuple[str, ...] = ()
+    backward_note: str | None = None  # why the backward pass is not certified, when it is not
 
 
 @dataclass
@@ -70,9 +75,10 @@ class Certifier:
         self.state = RunState()
         self.progress = progress
         self.judged: list = []  # family batches with outputs and reference, for explain.py
+        self.last_outputs: dict = {}
         s = config.setting
-        self.call_spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, config.kernel.fused,
-                                  config.device, config.autocast, s.scaling)
+        self.call_spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, s.fused, config.device, config.autocast,
+                                  None if s.scaling is None else scaling_name(s.scaling))
 
     # -- one batch -------------------------------------------------------------------------
     def run_batch(self, batch: Batch, *, backward: bool | None = None, keep: bool = False) -> dict:
@@ -85,6 +91,7 @@ class Certifier:
         out_fmt = self._output_format(outputs)
         ref = reference(batch, self.config.setting)
         comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
+        self.last_outputs = outputs  # the search keeps its worst row's outputs
         if keep:
             self.judged.append((batch, outputs, ref))
         self._record(batch, outputs, comparisons)
@@ -132,7 +139,7 @@ class Certifier:
         and captured inputs (which share the families' part) at most the budget, except that a
         tiny budget still gets one row per family and the 3 domain probes that anchor bisection."""
         budget = max(self.config.budget, 1)
-        groups = len(self.config.families) + (4 if self.config.inputs_path else 0)
+        groups = len(self.config.families) + (4 if self.config.captured else 0)
         families = max(1, int(budget * FAMILY_SHARE) // max(groups, 1))
         search = int(budget * SEARCH_SHARE) if self.config.search else 0
         spent = families * groups + search + NAN_PROBE_ROWS
@@ -142,11 +149,11 @@ class Certifier:
         c = self.config
         batches = list(input_gen.family_batches(
             c.families, rows_per_family=rows_per_family, n=c.n, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt,
-            affine=c.setting.affine, max_abs=c.max_abs, seed=c.seed, fused=c.kernel.fused, backward=c.backward))
-        if c.inputs_path:
+            affine=c.setting.affine, max_abs=c.max_abs, seed=c.seed, fused=c.setting.fused, backward=c.backward))
+        if c.captured:
             batches += list(input_gen.captured_batches(
-                c.inputs_path, n=c.n, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt, affine=c.setting.affine,
-                seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward))
+                c.captured, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt, affine=c.setting.affine,
+                seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward, fused=c.setting.fused))
         for batch in batches:
             self.run_batch(batch, keep=True)
 
@@ -159,7 +166,7 @@ class Certifier:
         x[0, c.n // 2] = np.nan
         x[1, 0] = np.nan
         w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
-        residual = np.zeros_like(x) if c.kernel.fused else None
+        residual = np.zeros_like(x) if c.setting.fused else None
         self.run_batch(Batch(x, w, b, None, residual, label="nan_probe"), backward=False)
 
     def run_determinism(self) -> None:
@@ -180,8 +187,6 @@ class Certifier:
 
 
 def certify(config: Config, progress=None) -> RunState:
-    from normtheory.certify import domain, search
-
     certifier = Certifier(config, progress)
     family_rows, search_rows, domain_rows = certifier.budget_split()
     try:
@@ -189,18 +194,25 @@ def certify(config: Config, progress=None) -> RunState:
         certifier.run_nan_probe()
         certifier.run_determinism()
         domain.bisect_safe_domain(certifier, domain_rows)
+        # the bisection usually needs fewer probes than it was given: what is left to run is the search
+        _expect_rows(progress, certifier.state.rows_tested + search_rows)
         if search_rows:
             search.hypothesis_search(certifier, search_rows)
     except KernelFault as fault:
         certifier.state.faults.append(str(fault))
+    _expect_rows(progress, certifier.state.rows_tested)  # the bar ends where the certificate's count is
     state = certifier.state
     # the named models are of LN/RMS/CRMS kernels with a plain output
-    explainable = (config.setting.contract == "default" and config.setting.op != "lpnorm"
+    explainable = (config.setting.contract.kind == "default" and not config.setting.spec.takes_p
                    and config.setting.scaling is None and not state.faults)
     failing = [q for q, summary in [("y", state.forward)] + list(state.backward.items())
                if summary.max_err_over_bound > 1]
     if explainable and failing:
-        from normtheory.certify.explain import explain_all
-
         state.explanations = explain_all(certifier.judged, config.setting, state.out_fmt, failing)
     return state
+
+
+def _expect_rows(progress, total: int) -> None:
+    if progress is not None:
+        progress.total = total
+        progress.refresh()

@@ -5,6 +5,12 @@ placement, one-pass statistics, accumulation in the input's precision). Re-judgi
 outputs under each model's bound (the reference is reused: it does not depend on the contract)
 turns "fails" into "fails `default`; consistent with model:llama (max error/bound 0.92)" — per
 quantity, since a kernel's forward and backward may be different algorithms.
+
+A kernel may also compute another formula: eps added after the square root instead of inside
+it. No model of an eps-inside kernel describes that (a model whose bound happens to be vast on
+tiny rows, such as fp16 accumulation, would "meet" it for the wrong reason), so the forward is
+also judged against the eps-outside formula itself (its own reference and the eps_outside
+model's bound); when that fits, it is the explanation given.
 """
 
 from __future__ import annotations
@@ -13,34 +19,70 @@ from dataclasses import replace
 
 import numpy as np
 
+from normtheory.certify.findings import EPS_OUTSIDE_EXPLANATION
 from normtheory.certify.judge import judge_batch
 from normtheory.errors import UsageError
+from normtheory.precision.contract import DEFAULT, Contract
 from normtheory.precision.models import DEFAULT_FAMILY, MODELS
+
+# a model met with this much more room than the tightest one says nothing about the kernel
+LOOSEST_USEFUL_FIT = 16
+
+
+def _worst_ratio(judged, setting, out_fmt, quantity, *, reuse_reference=True) -> float:
+    """max error/bound of `quantity` over the judged batches under `setting` (inf: non-finite)."""
+    worst = 0.0
+    for batch, outputs, ref in judged:
+        comparisons = judge_batch(batch, outputs, setting, out_fmt, ref=ref if reuse_reference else None,
+                                  quantities=(quantity,))
+        if quantity not in comparisons:
+            continue
+        comparison = comparisons[quantity]
+        if comparison.nonfinite.any():
+            return float("inf")
+        worst = max(worst, float(np.nan_to_num(comparison.ratio, nan=0.0).max(initial=0.0)))
+    return worst
+
+
+def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
+    fits: dict[str, list] = {q: [] for q in quantities}
+    for name, model in MODELS.items():
+        if name in DEFAULT_FAMILY or model.eps_mode != setting.eps_mode:
+            continue  # a model of another eps placement judges another formula
+        candidate = replace(setting, contract=Contract("model", model=name))
+        for quantity in quantities:
+            try:
+                ratio = _worst_ratio(judged, candidate, out_fmt, quantity)
+            except UsageError:  # the model has no bound for this quantity
+                continue
+            if 0 < ratio <= 1:  # 0: the model's bound is infinite or vast here, which explains nothing
+                fits[quantity].append((name, ratio))
+    return fits
+
+
+def _eps_outside_fit(judged, setting, out_fmt) -> float | None:
+    """max error/bound of the forward against x/(root + eps), when the kernel was specified
+    with eps inside; None when that reading does not apply."""
+    if setting.eps_mode != "inside" or setting.eps == 0:
+        return None
+    outside = replace(setting, eps_mode="outside", contract=DEFAULT)
+    try:
+        return _worst_ratio(judged, outside, out_fmt, "y", reuse_reference=False)
+    except UsageError:
+        return None
 
 
 def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
-    """{quantity: [(model, max error/bound)]}, tightest fit first, for the failing quantities."""
-    explained: dict[str, list] = {q: [] for q in quantities}
-    for name in MODELS:
-        if name in DEFAULT_FAMILY:
-            continue
-        candidate = replace(setting, contract=f"model:{name}")
-        worst = {q: 0.0 for q in quantities}
-        try:
-            for batch, outputs, ref in judged:
-                for quantity, comparison in judge_batch(batch, outputs, candidate, out_fmt, ref=ref).items():
-                    if quantity not in worst:
-                        continue
-                    ratio = np.nan_to_num(comparison.ratio, nan=0.0)
-                    bad = comparison.nonfinite.any()
-                    worst[quantity] = float("inf") if bad else max(worst[quantity], float(ratio.max(initial=0.0)))
-        except UsageError:  # a model without a bound for this quantity (e.g. gradients, eps outside)
-            continue
-        for quantity, ratio in worst.items():
-            if 0 < ratio <= 1:  # 0: the model's bound is infinite or vast here, which explains nothing
-                explained[quantity].append((name, ratio))
+    """{quantity: [(model, max error/bound)]}, tightest fit first, for the failing quantities;
+    EPS_OUTSIDE_EXPLANATION alone when the forward is the eps-outside formula."""
+    if "y" in quantities:
+        placement = _eps_outside_fit(judged, setting, out_fmt)
+        if placement is not None and placement <= 1:
+            # the gradients are then those of the eps-outside formula, which no model bounds
+            return {q: [(EPS_OUTSIDE_EXPLANATION, placement if q == "y" else None)] for q in quantities}
+    fits = _model_fits(judged, setting, out_fmt, quantities)
     # the tightest fit first: a model whose bound is barely met describes the kernel best. A
     # model met with 16x more room than the tightest one (bf16_accum's bound meets almost any
     # kernel) says nothing about this kernel: it is only shown when nothing tighter fits.
-    ranked = {q: sorted(v, key=lambda item: -item[1]) for q, v in explained.items()}
-    return {q: [(name, ratio) for name, ratio in v if ratio >= v[0][1] / 16] for q, v in ranked.items()}
+    ranked = {q: sorted(v, key=lambda item: -item[1]) for q, v in fits.items()}
+    return {q: [(name, ratio) for name, ratio in v if ratio >= v[0][1] / LOOSEST_USEFUL_FIT] for q, v in ranked.items()}

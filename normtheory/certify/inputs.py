@@ -1,14 +1,16 @@
 """Seeded inputs for certification: the structured families (normtheory.families) with
 random weights, biases and upstream gradients, every row kept inside the certified domain
-|x| ≤ max_abs, plus captured activations given with --inputs."""
+|x| ≤ max_abs, plus captured activations given with --inputs (a .npy array, or the array `x`
+of a .npz; values of the input format or its raw bits, or any floats with --round-inputs)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from normtheory.arrays import decode
+from normtheory.arrays import decode, read_array
 from normtheory.certify.runner import Batch
 from normtheory.errors import UsageError
 from normtheory.families import FAMILIES
@@ -65,31 +67,72 @@ def family_batches(families, *, rows_per_family: int, n: int, fmt, w_fmt, affine
         yield Batch(x, w, b, gy, residual, label=family)
 
 
-def captured_batches(path: str, *, n: int, fmt, w_fmt, affine, seed: int, max_rows: int, backward: bool):
-    """Rows from --inputs ACTS.npz (array `x` or the first array; values or raw bits of fmt)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            names = list(data.files)
-            if not names:
-                raise UsageError(f"{path}: no arrays")
-            raw = data["x"] if "x" in names else data[names[0]]
-    except UsageError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise UsageError(f"{path}: cannot read activations ({exc})") from None
-    values = decode(raw, fmt, "inputs")
-    if values.ndim == 1:
-        values = values.reshape(1, -1)
+@dataclass(frozen=True)
+class CapturedInputs:
+    """Activations given with --inputs, read and checked before any kernel runs."""
+
+    path: str
+    values: np.ndarray  # (rows, n), float64 values of the input format
+    rounded: int = 0  # entries --round-inputs changed
+    rounding_note: str | None = None  # what --round-inputs did, for the certificate's findings
+
+
+def load_captured(path: str, *, n: int, fmt: FloatFormat, round_inputs: bool = False) -> CapturedInputs:
+    """Rows from --inputs: a .npy array or the array `x` of a .npz, as values or raw bits of
+    `fmt`; values that are not `fmt` values are refused, or rounded with `round_inputs`."""
+    raw = read_array(path, "x", require_name=True, label="--inputs")
+    if raw.dtype.kind == "f" and round_inputs:
+        values, note, changed = _rounded(raw, fmt, path)
+    else:
+        values = _exact_values(raw, fmt, path)
+        note, changed = None, 0
+    values = np.atleast_2d(values)
     values = values.reshape(-1, values.shape[-1])
     if values.shape[1] != n:
-        raise UsageError(f"{path}: activations have {values.shape[1]} entries per row, the kernel takes {n}")
+        raise UsageError(f"--inputs {path}: activations have {values.shape[1]} entries per row, the kernel takes {n}")
+    if values.shape[0] == 0:
+        raise UsageError(f"--inputs {path}: no rows")
     if not np.isfinite(values).all():
-        raise UsageError(f"{path}: activations must be finite")
+        raise UsageError(f"--inputs {path}: activations must be finite"
+                         + (f" (some overflow {fmt.name} when rounded)" if round_inputs else ""))
+    return CapturedInputs(path, values, changed, note)
+
+
+def _exact_values(raw: np.ndarray, fmt: FloatFormat, path: str) -> np.ndarray:
+    if raw.dtype.kind == "f" and raw.size:
+        values = raw.astype(np.float64)
+        representable = fmt.is_representable(values)
+        if not representable.all():
+            bad = int(np.count_nonzero(~representable))
+            first = float(values.ravel()[int(np.flatnonzero(~representable.ravel())[0])])
+            raise UsageError(f"--inputs {path}: {bad} of {values.size} values are not {fmt.name} values (e.g. "
+                             f"{first!r}, a {raw.dtype} array); store them in {fmt.name} or add --round-inputs "
+                             f"to round them to {fmt.name}")
+        return values
+    try:
+        return decode(raw, fmt, "--inputs")
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def _rounded(raw: np.ndarray, fmt: FloatFormat, path: str) -> tuple[np.ndarray, str, int]:
+    values = raw.astype(np.float64)
+    rounded = fmt.round_to_float64(values)
+    changed = int(np.count_nonzero(~((rounded == values) | (np.isnan(rounded) & np.isnan(values)))))
+    note = (f"--round-inputs: {changed} of {values.size} values of {path} ({raw.dtype}) were not {fmt.name} values "
+            f"and were rounded to nearest {fmt.name}")
+    return rounded, note, changed
+
+
+def captured_batches(captured: CapturedInputs, *, fmt, w_fmt, affine, seed: int, max_rows: int, backward: bool,
+                     fused: bool = False):
+    """The first `max_rows` captured rows, with seeded weights, biases and upstream gradients
+    (and, for a fused kernel, a zero residual: the captured rows are what it normalizes)."""
     rng = np.random.default_rng([seed, 10_000])
-    values = values[: max(1, max_rows)]
-    w, b = draw_affine(rng, n, w_fmt, affine)
+    values = captured.values[: max(1, max_rows)]
+    w, b = draw_affine(rng, values.shape[1], w_fmt, affine)
     gy = fmt.round_to_float64(rng.standard_normal(values.shape), saturate=True) if backward else None
-    yield Batch(values, w, b, gy, None, label="captured")
+    yield Batch(values, w, b, gy, np.zeros_like(values) if fused else None, label="captured")
 
 
 def scaled_rows(rng, rows: int, n: int, fmt: FloatFormat, magnitude: float) -> np.ndarray:

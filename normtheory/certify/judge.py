@@ -3,49 +3,16 @@ every quantity, compared with what the kernel returned."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import numpy as np
 
 from normtheory.certify.metrics import REFERENCE_FORMAT, Comparison, compare
-from normtheory.certify.runner import Batch
+from normtheory.certify.runner import Batch, KernelFault
+from normtheory.certify.setting import Setting, contract_argument
 from normtheory.formats import FloatFormat
 from normtheory.precision import tolerance
+from normtheory.precision.lowprecision.scaled_check import judge_scaled_elements
 
-
-@dataclass(frozen=True)
-class Setting:
-    """The normalizer being certified, as the reference and the bounds need it."""
-
-    op: str  # base op of the registry (add_rmsnorm → rmsnorm)
-    fmt: FloatFormat
-    w_fmt: FloatFormat
-    out_fmt: FloatFormat
-    eps: float
-    eps_mode: str
-    affine: str
-    p: float | None
-    contract: str
-    scaling: str | None = None  # fp8 output recipe (tensor, row, block:N, mx[:N])
-    saturate: bool = True  # does the fp8 cast saturate (probed for the installed torch)
-
-    def describe(self, out_fmt: FloatFormat | None = None) -> dict:
-        """The setting as certificates and recordings write it (p: null, a number or "inf")."""
-        return {
-            "format": self.fmt.name, "w_format": self.w_fmt.name, "out_format": (out_fmt or self.out_fmt).name,
-            "eps": self.eps, "eps_hex": self.eps.hex(), "eps_mode": self.eps_mode, "affine": self.affine,
-            "p": None if self.p is None else ("inf" if math.isinf(self.p) else self.p),
-            "scaling": self.scaling, "fp8_cast_saturates": self.saturate if self.scaling else None,
-        }
-
-    @property
-    def bound_contract(self) -> str:
-        # the default contract's models put eps inside the root; a kernel specified with eps
-        # outside is held to the same careful algorithm with eps outside
-        if self.contract == "default" and self.eps_mode == "outside":
-            return "model:eps_outside"
-        return self.contract
+ROW_QUANTITIES = ("y", "gx", "g_residual")  # shaped like x; gw and gb are column sums
 
 
 def normalized_input(batch: Batch, setting: Setting) -> np.ndarray:
@@ -57,7 +24,8 @@ def normalized_input(batch: Batch, setting: Setting) -> np.ndarray:
 
 
 def reference(batch: Batch, setting: Setting) -> dict[str, np.ndarray]:
-    # imported here: `normtheory record` must run on a GPU host without numba/python-flint
+    # imported here, not at the top: `normtheory record` runs on GPU hosts that lack numba and
+    # python-flint, and never needs the reference
     from normtheory.reference import correctly_rounded
 
     x = normalized_input(batch, setting)
@@ -71,43 +39,54 @@ def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_
     if not finite_rows.all():  # NaN probes: those rows are judged by NaN propagation alone
         x = np.where(finite_rows[:, None], x, 0.0)
     common = dict(format=setting.fmt.name, eps=setting.eps, affine=setting.affine,
-                  contract=setting.bound_contract, out_format=out_fmt.name, exact=exact, p=setting.p)
+                  contract=contract_argument(setting.bound_contract), out_format=out_fmt.name, exact=exact, p=setting.p)
     if quantity == "y":
         return tolerance(setting.op, x, batch.w, batch.b, **common)
     return tolerance(setting.op, x, batch.w, batch.b, **common, quantity=quantity, gy=batch.gy,
                      w_format=setting.w_fmt.name)
 
 
+def _quantity_format(quantity: str, setting: Setting, out_fmt: FloatFormat) -> FloatFormat:
+    if quantity == "y":
+        return out_fmt
+    return setting.w_fmt if quantity in ("gw", "gb") else setting.fmt
+
+
 def judge_batch(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat,
-                ref: dict | None = None) -> dict[str, Comparison]:
-    """{quantity: Comparison} for y and, when computed, gx, gw, gb (and the fused extras).
-    `ref` may carry the batch's reference from an earlier judgement (it does not depend on
-    the contract)."""
+                ref: dict | None = None, quantities: tuple[str, ...] | None = None) -> dict[str, Comparison]:
+    """{quantity: Comparison} for y and, when computed, gx, gw, gb (and the fused g_residual);
+    only `quantities` when given. `ref` may carry the batch's reference from an earlier
+    judgement (it does not depend on the contract)."""
     ref = reference(batch, setting) if ref is None else ref
-    x = normalized_input(batch, setting)
-    # rows holding ±inf but no NaN (e.g. a fused x + residual that overflows) are undefined, and
-    # no rule is judged on them (the NaN-propagation rule is for NaN inputs)
-    undefined = ~np.isfinite(x).all(axis=1) & ~np.isnan(x).any(axis=1)
-    if undefined.any():
-        outputs = dict(outputs)
-        for quantity, ref_name in (("y", "y"), ("gx", "gx"), ("g_residual", "gx")):
-            if quantity in outputs and ref_name in ref:
-                exact = ref[ref_name].astype(np.float64)
-                outputs[quantity] = np.where(undefined[:, None], exact, outputs[quantity])
+    outputs = _undefined_rows_as_exact(batch, outputs, setting, ref)
     if setting.scaling is not None:
         return {"y": judge_scaled(batch, outputs, setting, ref)}
     result = {}
-    for quantity in ("y", "gx", "gw", "gb"):
-        if quantity not in outputs or quantity not in ref:
+    for quantity in ("y", "gx", "gw", "gb", "g_residual"):
+        ref_name = "gx" if quantity == "g_residual" else quantity  # ∂/∂residual = ∂/∂x
+        if quantity not in outputs or ref_name not in ref or (quantities is not None and quantity not in quantities):
             continue
-        fmt = out_fmt if quantity in ("y",) else (setting.w_fmt if quantity in ("gw", "gb") else setting.fmt)
-        exact = ref[quantity].astype(np.float64)
-        result[quantity] = compare(outputs[quantity], exact, bound(quantity, batch, setting, exact, fmt), fmt)
-    if "g_residual" in outputs and "gx" in ref:
-        exact = ref["gx"].astype(np.float64)
-        result["g_residual"] = compare(outputs["g_residual"], exact,
-                                       bound("gx", batch, setting, exact, setting.fmt), setting.fmt)
+        fmt = _quantity_format(quantity, setting, out_fmt)
+        exact = ref[ref_name].astype(np.float64)
+        result[quantity] = compare(outputs[quantity], exact, bound(ref_name, batch, setting, exact, fmt), fmt)
     return result
+
+
+def _undefined_rows_as_exact(batch: Batch, outputs: dict, setting: Setting, ref: dict) -> dict:
+    """Rows holding ±inf but no NaN (e.g. a fused x + residual that overflows) are undefined, and
+    no rule is judged on them (the NaN-propagation rule is for NaN inputs): their outputs are
+    replaced by the exact ones."""
+    x = normalized_input(batch, setting)
+    undefined = ~np.isfinite(x).all(axis=1) & ~np.isnan(x).any(axis=1)
+    if not undefined.any():
+        return outputs
+    outputs = dict(outputs)
+    for quantity in ROW_QUANTITIES:
+        ref_name = "gx" if quantity == "g_residual" else quantity
+        if quantity in outputs and ref_name in ref:
+            exact = ref[ref_name].astype(np.float64)
+            outputs[quantity] = np.where(undefined[:, None], exact, outputs[quantity])
+    return outputs
 
 
 def hidden_mismatches(batch: Batch, outputs: dict, setting: Setting) -> int:
@@ -119,31 +98,22 @@ def hidden_mismatches(batch: Batch, outputs: dict, setting: Setting) -> int:
 
 
 def judge_scaled(batch: Batch, outputs: dict, setting: Setting, ref: dict) -> Comparison:
-    """A norm → fp8 kernel's (q, scale): the dequantized q/s against the exact y, judged by
-    precision.scaling.fp8_output_bound at the kernel's own scales; scales the recipe cannot
-    give (precision.scaling.scale_interval) count as failed elements of their group."""
-    from normtheory.precision.lowprecision.scaling import expand_scale, fp8_output_bound, parse_scaling, scale_interval
-
-    x = normalized_input(batch, setting)
+    """A norm → fp8 kernel's (q, scale): the dequantized q/s against the exact y, judged by the
+    fp8 output bound at the kernel's own scales (precision/lowprecision/scaled_check.py, the one
+    copy of that judgement); scales the recipe cannot give count as failed elements of their group."""
     exact = ref["y"].astype(np.float64)
-    kind, block = parse_scaling(setting.scaling)
-    q, scale = outputs["y"], outputs["scale"]
+    assert setting.scaling is not None
     try:
-        entry_scale = expand_scale(scale, q.shape, kind, block)
+        elements = judge_scaled_elements(
+            setting.op, normalized_input(batch, setting), batch.w, batch.b, outputs["y"], outputs["scale"],
+            format=setting.fmt.name, eps=setting.eps, affine=setting.affine, out_format=setting.out_fmt.name,
+            scaling=setting.scaling, exact=exact, saturate=setting.saturate,
+            contract=contract_argument(setting.bound_contract))
     except ValueError as exc:
-        from normtheory.certify.runner import KernelFault
-
-        raise KernelFault(f"scale of shape {np.shape(scale)} does not fit the {setting.scaling} recipe ({exc})") from None
-    common = dict(format=setting.fmt.name, eps=setting.eps, affine=setting.affine)
-    # the fp32 pre-cast tolerance serves both the output bound and the scale check
-    pre = tolerance(setting.op, x, batch.w, batch.b, **common, contract="default", out_format="fp32", exact=exact)
-    bound = fp8_output_bound(setting.op, x, batch.w, batch.b, **common, out_format=setting.out_fmt.name,
-                             scale=scale, scaling=setting.scaling, exact=exact, saturate=setting.saturate, pre=pre)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        comparison = compare(q / entry_scale, exact, bound, setting.out_fmt, entry_scale=entry_scale)
-    low, high = scale_interval(exact, pre, setting.out_fmt.name, setting.scaling)
-    wrong_scale = expand_scale(~((low <= scale) & (scale <= high)), q.shape, kind, block).astype(bool)
-    wrong_scale &= np.isfinite(exact)  # a group holding NaN gets whatever scale (MX: NaN); NaN rules judge it
-    comparison.ratio = np.where(wrong_scale, np.inf, comparison.ratio)
-    comparison.wrong_scale = wrong_scale
+        raise KernelFault(f"scale of shape {np.shape(outputs['scale'])} does not fit the {setting.scaling} recipe "
+                          f"({exc})") from None
+    comparison = compare(elements.dequantized, exact, elements.bound, setting.out_fmt, entry_scale=elements.entry_scale)
+    assert elements.wrong_scale is not None  # certify refuses delayed scaling
+    comparison.ratio = np.where(elements.wrong_scale, np.inf, comparison.ratio)
+    comparison.wrong_scale = elements.wrong_scale
     return comparison

@@ -1,4 +1,4 @@
-"""Recording files (DESIGN.md): a kernel's inputs and outputs as raw bits plus a JSON `meta`,
+"""Recording files (docs/design.md): a kernel's inputs and outputs as raw bits plus a JSON `meta`,
 so a GPU run can be judged later on any CPU machine (`normtheory check`).
 
 gw and gb are column sums over the rows of one kernel call: shape (n,) when one call covered
@@ -18,6 +18,7 @@ import zipfile
 import numpy as np
 
 from normtheory.certify.runner import Batch
+from normtheory.certify.setting import FUSED_OPS
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
 
@@ -74,6 +75,7 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict]:
             raise UsageError(f"{path}: unexpected array {name!r}")
         arrays[name] = _decode(path, name, bits, _format_of(name, meta))
     _check_shapes(path, arrays)
+    _check_complete(path, arrays, meta)
     return arrays, meta
 
 
@@ -128,7 +130,23 @@ def _check_shapes(path, arrays):
         raise UsageError(f"{path}: gx given without gy")
 
 
+def _check_complete(path, arrays, meta):
+    """Every output the recorded call must have produced is there: a backward recording (gy
+    given) holds gx, and gw / gb for a weight / bias; a fused one holds x + residual (h), and
+    g_residual with a backward. A missing one was lost or deleted: the file is corrupt, not a
+    recording with fewer checks."""
+    fused = meta["op"] in FUSED_OPS
+    needed = {"residual": fused, "h": fused}
+    if "gy" in arrays:
+        needed.update(gx=True, gw="w" in arrays, gb="b" in arrays, g_residual=fused)
+    missing = [name for name, wanted in needed.items() if wanted and name not in arrays]
+    if missing:
+        raise UsageError(f"{path}: corrupt recording: {', '.join(missing)} missing "
+                         f"({'a backward recording has gy and every gradient' if 'gy' in arrays else 'a fused recording'})")
+
+
 def meta_for(config, *, op: str, kernel_name: str, environment: dict, families=None) -> dict:
+    """A recording's meta: the setting as the certificate writes it, the width, the kernel."""
     return {"op": op, **config.setting.describe(), "d": config.d, "kernel": kernel_name, "environment": environment,
             "families": families or []}
 
@@ -139,20 +157,29 @@ def batch_arrays(batch: Batch, outputs: dict) -> dict:
     return arrays
 
 
-def save_worst(path: str, config, state, *, op: str) -> None:
-    """The batch with the largest forward error/bound (and, when different, the backward one
-    next to it as <path stem>.backward.npz): anyone can reproduce them."""
-    from normtheory.certify.certificate import environment
+def worst_paths(path: str) -> dict[str, str]:
+    """Where --worst-out PATH puts each worst batch: the forward one at PATH, the backward one
+    and the search's next to it."""
+    stem = path[:-4] if path.endswith(".npz") else path
+    return {"forward": path, "backward": stem + ".backward.npz", "search": stem + ".search.npz"}
 
-    env = environment(config.kernel, config.device, config.autocast)
-    backward_path = path[:-4] + ".backward.npz" if path.endswith(".npz") else path + ".backward.npz"
-    for key, target in (("forward", path), ("backward", backward_path)):
+
+def save_worst(path: str, config, state, *, environment: dict) -> list[str]:
+    """The batch with the largest forward error/bound, the backward one and the search's worst
+    row (each when it is a batch of its own): anyone can replay them with `normtheory check`.
+    Returns the files written."""
+    written: list[str] = []
+    saved: list = []
+    for key, target in worst_paths(path).items():
         if key not in state.worst:
             continue
         ratio, batch, outputs = state.worst[key]
-        if key == "backward" and "forward" in state.worst and state.worst["forward"][1] is batch:
+        if any(batch is other for other in saved):
             continue
+        saved.append(batch)
         rows = batch.x.shape[0]
         save(target, batch_arrays(batch, outputs),
-             meta_for(config, op=op, kernel_name=config.kernel.name, environment=env,
-                      families=[[batch.label, 0, rows]]) | {"err_over_bound": ratio})
+             meta_for(config, op=config.setting.op_name, kernel_name=config.kernel.name, environment=environment,
+                      families=[[batch.label, 0, rows]]) | {"err_over_bound": ratio, "seed": config.seed})
+        written.append(target)
+    return written

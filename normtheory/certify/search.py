@@ -10,10 +10,19 @@ depend on earlier runs) and a fixed seed: the same seed gives the same search.
 from __future__ import annotations
 
 import math
+import tempfile
+from contextlib import contextmanager
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, seed, settings, target
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir, storage_directory
+from hypothesis.internal.conjecture import providers  # the source-constants pool: see _isolated_hypothesis
+
+try:
+    from hypothesis.internal.constants_ast import Constants
+except ImportError:  # a hypothesis without source constants
+    Constants = None  # type: ignore[assignment,misc]
 
 from normtheory.certify import inputs as input_gen
 from normtheory.certify.runner import Batch, KernelFault
@@ -62,15 +71,65 @@ def hypothesis_search(certifier, examples: int) -> None:
     targeted hill-climbing on error/bound with the rest. (Targeting alone spends half its
     examples climbing from the first good-looking row, and error/bound of a correct-looking
     output is flat — about the final rounding's half ulp — so it needs a broad start.)"""
-    found = {"worst": 0.0, "knobs": None, "fault": None, "examples": 0}
+    found: dict = {"worst": 0.0, "quantity": None, "batch": None, "outputs": None, "fault": None, "examples": 0}
     explore_examples = max(1, int(examples * 0.6))
-    _run(certifier, found, explore_examples, (Phase.generate,))
-    if examples - explore_examples > 0 and found["fault"] is None:
-        _run(certifier, found, examples - explore_examples, (Phase.generate, Phase.target), salt=1)
-    certifier.state.search = {"examples": found["examples"], "max_err_over_bound": found["worst"],
-                              "worst_knobs": found["knobs"]}
+    with _isolated_hypothesis():
+        _run(certifier, found, explore_examples, (Phase.generate,))
+        if examples - explore_examples > 0 and found["fault"] is None:
+            _run(certifier, found, examples - explore_examples, (Phase.generate, Phase.target), salt=1)
+    state = certifier.state
+    state.search = {"examples": found["examples"], "max_err_over_bound": found["worst"], "quantity": found["quantity"],
+                    "worst_row": None if found["batch"] is None else describe_row(found["batch"], certifier.config)}
+    if found["batch"] is not None:
+        state.worst["search"] = (found["worst"], found["batch"], found["outputs"])
     if found["fault"] is not None:
         raise found["fault"]
+
+
+@contextmanager
+def _isolated_hypothesis():
+    """The search depends on the seed alone, and leaves nothing behind.
+
+    Hypothesis (6.13x on) also draws, now and then, numbers it found in the source of the
+    "local" modules loaded in the process — normtheory's own files, the user's kernel module,
+    whatever a test session imported — and caches them under ./.hypothesis. A certificate would
+    then change with any edit of a number anywhere in normtheory, and differ between the command
+    line and a test session with the same seed. So, for the search only, that pool is emptied
+    (and hypothesis' cache of it cleared), and hypothesis' storage is a temporary directory; the
+    previous state is restored afterwards. Hypothesis versions without the pool are left as
+    they are."""
+    try:
+        previous_home = storage_directory(intent_to_write=False).home_directory
+    except TypeError:  # a hypothesis older than its source-constants cache
+        previous_home = None
+    pool = getattr(providers, "_get_local_constants", None) if Constants is not None else None
+    cache = getattr(getattr(providers, "CONSTANTS_CACHE", None), "cache", None)
+    with tempfile.TemporaryDirectory(prefix="normtheory-hypothesis-") as home:
+        set_hypothesis_home_dir(home)
+        if pool is not None:
+            providers._get_local_constants = Constants  # an empty pool
+        if cache is not None:
+            cache.clear()
+        try:
+            yield
+        finally:
+            if pool is not None:
+                providers._get_local_constants = pool
+            if cache is not None:
+                cache.clear()
+            set_hypothesis_home_dir(previous_home)
+
+
+def describe_row(batch: Batch, config) -> dict:
+    """The search's worst row in real numbers (what a reader can act on; the knobs that made it
+    are hypothesis' business)."""
+    x = batch.x[0]
+    peak = float(np.max(np.abs(x)))
+    rms = float(np.sqrt(np.mean(x**2)))
+    spread = float(np.std(x))
+    return {"max_abs": peak, "mean_over_std": abs(float(np.mean(x))) / spread if spread > 0 else float("inf"),
+            "peak_over_rms": peak / rms if rms > 0 else 0.0, "zero_fraction": float(np.mean(x == 0)),
+            "max_abs_weight": float(np.max(np.abs(batch.w))) if batch.w is not None else 1.0}
 
 
 def _run(certifier, found, examples, phases, salt=0):
@@ -83,21 +142,28 @@ def _run(certifier, found, examples, phases, salt=0):
     def explore(knobs):
         if found["fault"] is not None:
             return
-        x, rng = _row(knobs, c)
-        w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
-        if w is not None:
-            w = c.setting.w_fmt.round_to_float64(w / 64 * 2.0 ** knobs["weight_log2"], saturate=True)
-        gy = c.setting.fmt.round_to_float64(rng.standard_normal(x.shape), saturate=True) if c.backward else None
-        residual = np.zeros_like(x) if c.kernel.fused else None
+        batch = _batch(knobs, c)
         try:
-            comparisons = certifier.run_batch(Batch(x, w, b, gy, residual, label="search"))
+            comparisons = certifier.run_batch(batch)
         except KernelFault as fault:
             found["fault"] = fault
             return
         found["examples"] += 1
-        ratio = max(float(np.max(np.nan_to_num(cmp.ratio, nan=0.0, posinf=1e300))) for cmp in comparisons.values())
-        target(min(ratio, 1e300), label="error/bound")
-        if ratio > found["worst"]:
-            found["worst"], found["knobs"] = ratio, dict(knobs)
+        ratios = {q: float(np.max(np.where(np.isnan(cmp.ratio), 0.0, cmp.ratio))) for q, cmp in comparisons.items()}
+        quantity = max(ratios, key=lambda q: ratios[q])
+        target(min(ratios[quantity], 1e300), label="error/bound")  # hypothesis needs a finite target
+        if ratios[quantity] > found["worst"]:
+            found.update(worst=ratios[quantity], quantity="forward" if quantity == "y" else f"backward {quantity}",
+                         batch=batch, outputs=certifier.last_outputs)
 
     explore()
+
+
+def _batch(knobs, c) -> Batch:
+    x, rng = _row(knobs, c)
+    w, b = input_gen.draw_affine(rng, c.n, c.setting.w_fmt, c.setting.affine)
+    if w is not None:
+        w = c.setting.w_fmt.round_to_float64(w / 64 * 2.0 ** knobs["weight_log2"], saturate=True)
+    gy = c.setting.fmt.round_to_float64(rng.standard_normal(x.shape), saturate=True) if c.backward else None
+    residual = np.zeros_like(x) if c.setting.fused else None
+    return Batch(x, w, b, gy, residual, label="search")

@@ -35,11 +35,21 @@ class _ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401 - argparse API
         raise UsageError(f"{self.prog}: {message}")
 
+    def format_help(self) -> str:
+        # a subcommand may give `lazy_epilog`, a function building text that needs imports too
+        # slow for every start (certify's list of model names): called only when help is shown
+        lazy = getattr(self, "lazy_epilog", None)
+        if lazy is not None:
+            self.epilog = lazy()
+        return super().format_help()
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="normtheory",
         description="Numerics and theory checks for Transformer normalization layers.",
+        epilog="exit codes: 0 success or pass, 1 a failed check or certificate, 2 usage error (one line on stderr). "
+               "`normtheory COMMAND --help` for each command's flags and examples.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_ArgumentParser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():

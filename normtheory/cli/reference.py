@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from normtheory.errors import UsageError
+from normtheory.errors import UndecidedRounding, UsageError
+from normtheory.output_files import check_writable
 
 _FORMATS = ("fp64", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2")
 
 
 def add_norm_arguments(parser: argparse.ArgumentParser) -> None:
-    """The normalizer flags shared by reference, certify and record (DESIGN.md)."""
+    """The normalizer flags shared by reference, certify and record (docs/design.md)."""
     parser.add_argument("--op", required=True, help="layernorm | rmsnorm | crmsnorm | lpnorm")
     parser.add_argument("--format", required=True, help=f"dtype of x, w, b and the output: {' | '.join(_FORMATS)}")
     parser.add_argument("--w-format", default=None, help="dtype of w and b when it differs from --format")
@@ -25,6 +26,9 @@ def add_norm_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("exit codes: 0 written, 2 usage error (one line on stderr)\n\nexample:\n"
+                     "  normtheory reference --op layernorm --format bf16 --x x.npy --gy gy.npy --out ref.npz")
     add_norm_arguments(parser)
     parser.add_argument("--x", required=True, help="input rows (.npy/.npz): values or raw bits of --format")
     parser.add_argument("--w", default=None, help="weight (length n); default: identity")
@@ -35,11 +39,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # not at the top: ml_dtypes (formats) takes half a second to import, numba and python-flint
+    # (reference) longer, and `normtheory --help` imports every command module
     from normtheory.arrays import load_array, save_npz
-    from normtheory.errors import UndecidedRounding
     from normtheory.formats import get_format
     from normtheory.reference import correctly_rounded
 
+    check_writable(args.out, flag="--out", inputs=(args.x, args.w, args.b, args.gy))
     fmt = get_format(args.format)
     w_fmt = get_format(args.w_format) if args.w_format else fmt
     x = load_array(args.x, fmt, "x")

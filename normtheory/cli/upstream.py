@@ -9,6 +9,8 @@ import argparse
 import json
 from dataclasses import asdict
 
+from normtheory.output_files import check_writable, write_text_file
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = ("exit codes: 0 every covered version agrees, 1 a covered version contradicts the table, "
@@ -18,7 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from normtheory.output_files import check_writable, write_text_file
+    # not at the top: the probes import ml_dtypes and torch, too slow for `normtheory --help`
     from normtheory.upstream.compare import observe_all
     from normtheory.upstream.report import markdown_table, observations_table
 

@@ -1,4 +1,4 @@
-"""The kernel catalog: names → callables with the DESIGN.md signature.
+"""The kernel catalog: names → callables with the docs/design.md signature.
 
 `resolve_kernel(name)` returns a `Kernel`: a catalog entry, or a user's `module:callable`
 (imported with the current directory on sys.path, as `python -m` would). Unknown names and
@@ -132,8 +132,9 @@ def _import_user_callable(spec: str) -> Callable:
     return target
 
 
-def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool | None = None) -> Kernel:
-    """The kernel called `name`, checked to implement `op` (and `affine` when given)."""
+def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool = False) -> Kernel:
+    """The kernel called `name`, checked to implement `op` (and `affine` when given); `fused`
+    says what a user's module:callable is (a catalog entry knows)."""
     if name in CATALOG:
         entry = CATALOG[name]
         if op not in entry.ops:
@@ -145,9 +146,13 @@ def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool
                       _hash_source(fn), entry.scaled_output)
     if ":" not in name:
         raise UsageError(f"unknown kernel {name!r}; catalog: {', '.join(CATALOG)}; or give module:callable")
-    fn = _import_user_callable(name)
-    is_fused = op.startswith("add_") if fused is None else fused
-    return Kernel(name, fn, None, is_fused, None, False, "user callable", _hash_source(fn))
+    return callable_kernel(_import_user_callable(name), fused=fused, name=name, description="user callable")
+
+
+def callable_kernel(fn: Callable, *, fused: bool, name: str | None = None, description: str = "python callable") -> Kernel:
+    """A user's function as a Kernel (what it implements and returns is found out by calling it)."""
+    return Kernel(name or getattr(fn, "__qualname__", "callable"), fn, None, fused, None, False, description,
+                  _hash_source(fn))
 
 
 def catalog_defaults(name: str) -> dict:

@@ -1,5 +1,5 @@
 """A gallery of deliberately defective normalization kernels (and careful ones), each with
-the DESIGN.md signature. Each defect is a bug class seen in real kernels; the certifier's
+the docs/design.md signature. Each defect is a bug class seen in real kernels; the certifier's
 tests and notebook 05 show that every one fails certification with the right finding, and
 you can use them to check that your own harness would catch them.
 
@@ -9,6 +9,8 @@ you can use them to check that your own harness would catch them.
 from __future__ import annotations
 
 import torch
+
+from normtheory.kernels.fp8_output import scaled_fp8_cast
 
 
 def _rms_scale(x32, eps):
@@ -184,8 +186,6 @@ def returns_inf(x, weight, bias, eps):
 def rms_norm_fp8_double_rounded(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
     """RMSNorm → fp8 that rounds the normalized output to bf16 first, then scales and casts:
     fp32 → bf16 → fp8 is double rounding (a known bug class of fused norm → fp8 kernels)."""
-    from normtheory.kernels.fp8_output import scaled_fp8_cast
-
     y = careful_rms_norm(x.float(), weight, None, eps).to(torch.bfloat16)
     return scaled_fp8_cast(y.float(), scaling=scaling, out_dtype=out_dtype)
 

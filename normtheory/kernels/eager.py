@@ -1,8 +1,8 @@
 """Eager PyTorch normalization kernels and the cast placements of popular model code.
 
 Every function has the catalog signature `fn(x, weight, bias, eps, **params) -> y` on torch
-tensors (weight/bias may be None). They are written from the formulas (DESIGN.md,
-THEORY_NOTES.md), not copied from the libraries whose behaviour they reproduce.
+tensors (weight/bias may be None). They are written from the formulas (docs/design.md,
+docs/theory.md), not copied from the libraries whose behaviour they reproduce.
 """
 
 from __future__ import annotations

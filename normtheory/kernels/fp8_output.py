@@ -1,7 +1,7 @@
 """Norm → fp8 output kernels as torch eager compositions (what a fused TE LayerNorm/RMSNorm with
 an fp8 output computes): normalize in fp32, take amax, form the scale, multiply, cast.
 
-Signature (DESIGN.md): `fn(x, weight, bias, eps, *, scaling="tensor", out_dtype=..., margin=0,
+Signature (docs/design.md): `fn(x, weight, bias, eps, *, scaling="tensor", out_dtype=..., margin=0,
 amax_history=None, power_of_two=False) -> (y_fp8, scale)`.
 
 Scale convention (Transformer Engine's, the same as normtheory.precision.lowprecision.scaling):

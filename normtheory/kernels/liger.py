@@ -8,10 +8,10 @@ tests/data/certify/cuda/), and the `gpu` tests certify them on a CUDA host (docs
 
 from __future__ import annotations
 
+from normtheory.errors import UsageError
+
 
 def _modules():
-    from normtheory.errors import UsageError
-
     try:
         from liger_kernel.transformers.layer_norm import LigerLayerNorm
         from liger_kernel.transformers.rms_norm import LigerRMSNorm

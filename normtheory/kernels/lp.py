@@ -3,7 +3,7 @@
 Both compute y = x / ((1/d)Σ|x_i|^p + eps^(p/2))^(1/p) · w + b (registry.py: eps is an RMS
 floor √eps for every p; p = inf is x / max(max|x_i|, √eps)), in the input dtype, with every
 intermediate in fp32 (float64 for float64 inputs), and round once at the output.
-Signature convention (DESIGN.md): fn(x, weight, bias, eps, p) -> y; weight/bias may be None.
+Signature convention (docs/design.md): fn(x, weight, bias, eps, p) -> y; weight/bias may be None.
 
 Why two kernels: the naive one forms |x_i|^p directly, so its sum overflows once
 Σ|x_i|^p exceeds the accumulator's largest finite value (then N = inf and y is silently 0),
