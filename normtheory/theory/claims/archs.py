@@ -33,7 +33,7 @@ def mix_ln_tests(ev: Evidence, wrong: bool = False) -> list[Test]:
     tests = []
     for view in ev.views_with("mix_ln"):
         for L in view.depths:
-            m = R.forward("pre_ln" if wrong else "mix_ln", view.setup, view.d, L, view.n_tokens).m[L]
+            m = R.forward("pre_ln" if wrong else "mix_ln", view.setup, view.d, L, view.n_tokens, gain=view.qk_gain).m[L]
             tests.append(_exact(_label(view, "mix_ln", L=L), "E||h_L||²/d", estimate(view.final_hidden("mix_ln", L)), m,
                                 mf.model_error_exact(view.setup, view.d) * m))
     return tests
