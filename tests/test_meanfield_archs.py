@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from normtheory.theory import archs as A
 from normtheory.theory.archs import blocks as B
