@@ -167,14 +167,6 @@ def _measure(args, archs, setups, widths, depths) -> list[dict]:
     return records
 
 
-def _fmt_mde(result) -> str:
-    mde = result.mde
-    if not math.isfinite(mde):
-        return "-"
-    relative = any(t.relative for t in result.tests)
-    return f"{100 * mde:.2g}%" if relative else f"{mde:.3g}"
-
-
 def print_protocols(records, out=None) -> None:
     """What every record was made with: setup, width, depths, seeds and the protocol."""
     from normtheory.theory.meanfield.constants import constants_of_record
@@ -189,6 +181,8 @@ def print_protocols(records, out=None) -> None:
 
 
 def print_results(results, *, detail: bool = False, out=None) -> None:
+    from normtheory.theory.claims.report import format_mde
+
     out = out if out is not None else sys.stdout
     print(f"\n{'claim':38} {'verdict':13} {'expected':13} {'':5} {'MDE':>7} {'tests':>7}  reason", file=out)
     for r in results:
@@ -196,7 +190,7 @@ def print_results(results, *, detail: bool = False, out=None) -> None:
             continue
         mark = "ok" if r.matches else ("UNDER" if r.underpowered else "DIFF")
         rejected = sum(t.rejected for t in r.tests)
-        print(f"{r.claim.id:38} {r.verdict:13} {r.claim.expectation.upper():13} {mark:5} {_fmt_mde(r):>7} "
+        print(f"{r.claim.id:38} {r.verdict:13} {r.claim.expectation.upper():13} {mark:5} {format_mde(r):>7} "
               f"{rejected:>3}/{len(r.tests):<3}  {r.reason}", file=out)
         if detail:
             for t in r.tests:
@@ -231,9 +225,13 @@ def run(args) -> int:
 
     code = exit_code(results, allow_underpowered=args.allow_underpowered)
     judged = [r for r in results if r.tests]
-    differ = [r.claim.id for r in judged if not r.matches]
+    differ = [r.claim.id for r in judged if not r.matches and not r.underpowered]
+    under = [r.claim.id for r in judged if not r.matches and r.underpowered]
     print(f"\n{len(judged)} claims judged (Holm within each claim, 5%): "
-          + ("every verdict matches its expectation" if not differ else f"{len(differ)} differ: {', '.join(differ)}")
+          + ("every verdict matches its expectation" if not differ and not under else "")
+          + (f"{len(differ)} differ: {', '.join(differ)}" if differ else "")
+          + ("; " if differ and under else "")
+          + (f"{len(under)} underpowered (INCONCLUSIVE where a verdict is expected): {', '.join(under)}" if under else "")
           + f" -> exit {code}")
     if args.json:
         from normtheory.theory.claims.report import results_to_json

@@ -43,14 +43,23 @@ def print_registry(out=None) -> None:
         print(f"  expected: {c.expectation.upper()} ({c.evidence})", file=out)
 
 
+def format_mde(result: ClaimResult) -> str:
+    """Relative (%) for magnitudes, absolute for exponents and logs, 'exact' for deterministic claims."""
+    if not result.tests:
+        return "-"
+    if all(t.se == 0 for t in result.tests):
+        return "exact"
+    relative = any(t.relative for t in result.tests if t.se > 0)
+    return f"{100 * result.mde:.2g}%" if relative else f"{result.mde:.3g}"
+
+
 def markdown_table(results: list[ClaimResult]) -> str:
     """docs/claims.md's table: source -> statement -> judged how -> expectation -> verdict -> MDE."""
     lines = ["| claim | source | statement | judged how | expected | verdict | MDE | tests |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         c = r.claim
-        relative = any(t.relative for t in r.tests)
-        mde = "-" if not math.isfinite(r.mde) else (f"{100 * r.mde:.2g}%" if relative else f"{r.mde:.3g}")
+        mde = format_mde(r)
         verdict = r.verdict if r.tests else "no evidence"
         cells = [c.id, c.source, c.says, c.judged, c.expectation.upper(), verdict, mde,
                  f"{sum(t.rejected for t in r.tests)}/{len(r.tests)} rejected"]
