@@ -35,6 +35,8 @@ from functools import lru_cache
 
 import mpmath
 
+from normtheory.theory.meanfield.predictions import student_t_quantile
+
 VERDICTS = ("HOLDS", "REFUTED", "INCONCLUSIVE")
 EXPECTATIONS = ("holds", "refuted", "inconclusive")
 FAMILY_ALPHA = 0.05
@@ -50,22 +52,6 @@ def student_t_sf(t: float, dof: int) -> float:
     with mpmath.workdps(30):
         x = dof / (dof + t * t)
         return float(mpmath.betainc(dof / 2.0, 0.5, 0, x, regularized=True) / 2)
-
-
-@lru_cache(maxsize=8192)
-def student_t_quantile(prob: float, dof: int) -> float:
-    """t with P(T <= t) = prob (0.5 < prob < 1), by bisection on student_t_sf."""
-    if not 0.5 < prob < 1.0 or dof < 1:
-        raise ValueError("need 0.5 < prob < 1 and dof >= 1")
-    lo, hi = 0.0, 1.0
-    while student_t_sf(hi, dof) > 1 - prob:
-        hi *= 2.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if student_t_sf(mid, dof) > 1 - prob else (lo, mid)
-        if hi - lo < 1e-12 * hi:
-            break
-    return hi
 
 
 @dataclass

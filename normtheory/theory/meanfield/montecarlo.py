@@ -7,7 +7,8 @@ Two setups (Xiong et al. 2020; every constant in meanfield/constants.py):
   biases; normalisers without eps and without affine parameters; ReLU FFN.
 * ``standard`` — softmax attention with d/64 heads (``F.scaled_dot_product_attention``),
   W^Q, W^K, W^V, W^O d x d and an FFN d -> 4d -> d, all Xavier-normal, zero biases,
-  LayerNorm eps 1e-5 (RMSNorm 1e-6) with identity affine parameters (not recorded).
+  LayerNorm eps 1e-5 (RMSNorm 1e-6) with identity affine parameters (constants.py; every
+  recording stores them).
 
 Architectures: normtheory/theory/archs (post_ln, pre_ln, peri_ln, lns, pre_rms, mix_ln,
 hybrid_norm, normformer, ngpt, qk_norm, and pre_lp:P, the Pre-LN stack with the Lp normaliser
