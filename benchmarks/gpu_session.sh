@@ -9,6 +9,8 @@
 #   accumulation_cuda.npz          accumulator-precision probe (issue 9) -> tests/data/
 #   fp8_probe_cuda.json            the fp8 cast semantics of this torch on CUDA
 #   equivalence_speed_cuda.json    Pre-LN / Pre-RMSNorm / Pre-CRMSNorm speed (notebook 02 finds it)
+#   meanfield_deep.tgz             issue 17: Pre-/Post-LN at d 512 with L up to 384 (both setups), the protocol
+#                                  budget at d 512, and the claims judged on them (not run yet: no GPU session since)
 # Back on a CPU machine: unpack the recordings, run
 #   PYTHONPATH=. python benchmarks/record_catalog.py --check-only --out <dir>
 # (writes the manifest with each verdict; CPU CI re-judges what is committed under tests/data/certify/).
@@ -83,6 +85,24 @@ if want speed; then
 step "equivalence speed"
 timeout 60 "$PY" benchmarks/equivalence_speed.py --device "$DEVICE" --models reference --budget-s 45 \
     --json "$OUT/equivalence_speed_cuda.json"
+fi
+
+# Issue 17: the deep grid where Theorem 1's transient should approach L^-1/2 (the recursion predicts local
+# exponents -0.522 at L 96->192 and -0.514 at 192->384, d 512, xiong setup), and the protocol budget at d 512.
+# MF_D / MF_L / MF_SEEDS shrink it for a CPU dry run (DEVICE=cpu MF_D=32 MF_L=2,4 MF_SEEDS=4 STEPS=meanfield).
+if want meanfield; then
+MF="$OUT/meanfield_deep"
+mkdir -p "$MF"
+step "meanfield: deep grid, L up to 384 (pre_ln, post_ln; both setups)"
+timeout 240 "$PY" benchmarks/meanfield_sweep.py --device "$DEVICE" --d "${MF_D:-512}" --L "${MF_L:-6,12,24,48,96,192,384}" \
+    --seeds "${MF_SEEDS:-8}" --archs pre_ln,post_ln --compact --memory-gb 40 --out "$MF"
+step "meanfield: protocol budget (shared readout, xent loss, 64 tokens)"
+timeout 180 "$PY" benchmarks/meanfield_protocol_budget.py --device "$DEVICE" --d "${MF_D:-512}" --L "${MF_L:-12,24,48,96}" \
+    --seeds "${MF_SEEDS:-32}" --threads 4 --out "$MF/protocol_budget.json"
+step "meanfield: claims on the deep grid"
+timeout 60 "$PY" -m normtheory meanfield --from "$MF/xiong_d${MF_D:-512}.json" --from "$MF/standard_d${MF_D:-512}.json" \
+    --allow-underpowered --json "$MF/claims.json"
+tar czf "$OUT/meanfield_deep.tgz" -C "$OUT" meanfield_deep && rm -rf "$MF"
 fi
 
 step "pack recordings"

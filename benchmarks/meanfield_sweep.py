@@ -3,7 +3,9 @@
     PYTHONPATH=. python benchmarks/meanfield_sweep.py --device cuda --out tests/data/meanfield
 
 Prints the wall time of each record (weights drawn, forward, one backward per depth). The
-records are judged anywhere with `normtheory meanfield --from RECORD.json ...`.
+records are judged anywhere with `normtheory meanfield --from RECORD.json ...`; each stores
+its protocol (tokens, readout, loss, qk gain) and constants (eps, d_ff, heads). The deep grid
+of issue 17 (L up to 384) is a step of benchmarks/gpu_session.sh (`STEPS=meanfield`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def compact_record(record: dict, digits: int = 5) -> dict:
     return round_floats(out, digits)
 
 
+def setup_ok(arch: str, setups: str) -> bool:
+    """Softmax-only archs (nGPT, QK-Norm) are left out of a sweep that includes the proof setup."""
+    return not ("xiong" in setups.split(",") and arch in ("ngpt", "qk_norm"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -49,6 +56,10 @@ def main(argv=None) -> int:
     parser.add_argument("--setups", default="xiong,standard")
     parser.add_argument("--archs", default="post_ln,pre_ln,peri_ln,lns,pre_rms")
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--readout", default="token", choices=("token", "shared"))
+    parser.add_argument("--loss", default="linear", choices=("linear", "xent"))
+    parser.add_argument("--qk-gain", type=float, default=1.0)
+    parser.add_argument("--suffix", default="", help="appended to each file name (protocol variants)")
     parser.add_argument("--memory-gb", type=float, default=4.0)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--compact", action="store_true", help="write only what the judge and plot read")
@@ -62,14 +73,15 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)  # on a shared machine, spinning threads cost more than they give
     args.out.mkdir(parents=True, exist_ok=True)
-    archs = args.archs.split(",")
+    archs = [a for a in args.archs.split(",") if setup_ok(a, args.setups)]
     depths = tuple(int(x) for x in args.L.split(","))
     jobs = [(s, int(d)) for s in args.setups.split(",") for d in args.d.split(",")]
     bar = tqdm(total=len(jobs) * len(archs) * args.seeds, file=sys.stderr, desc="meanfield sweep")
     summary = {}
     total = time.perf_counter()
     for setup, d in jobs:
-        cfg = StackConfig(setup=setup, d=d, depths=depths, n_tokens=args.tokens)
+        cfg = StackConfig(setup=setup, d=d, depths=depths, n_tokens=args.tokens, readout=args.readout, loss=args.loss,
+                          qk_gain=args.qk_gain)
 
         def progress(message, _bar=bar):
             _bar.set_postfix_str(message)
@@ -81,7 +93,7 @@ def main(argv=None) -> int:
             _bar.update(int(end) - int(start) + 1)
 
         record = run_record(archs, cfg, list(range(args.seeds)), args.device, args.memory_gb * 1e9, tick)
-        name = f"{setup}_d{d}.json"
+        name = f"{setup}_d{d}{args.suffix}.json"
         written = compact_record(record) if args.compact else round_floats(record)
         (args.out / name).write_text(json.dumps(written, separators=(",", ":")))
         summary[name] = record["elapsed_s"]

@@ -25,17 +25,44 @@ SMALL = ["--d", "8", "--layers", "1", "--heads", "2", "--samples", "8"]
 def test_pass_writes_json(main, tmp_path, capsys):
     out = tmp_path / "equiv.json"
     assert main(["equiv", *SMALL, "--steps", "2", "--json", str(out)]) == 0
-    assert "PASS" in capsys.readouterr().out
+    assert "HOLDS (expected HOLDS" in capsys.readouterr().out
     payload = json.loads(out.read_text())
-    assert payload["passed"] is True
+    assert payload["passed"] is True and payload["verdict"] == "HOLDS"
     checks = {(r["check"], r["target"]) for r in payload["reports"]}
-    assert checks == {(c, t) for c in ("inference", "gradients", "training") for t in ("rmsnorm", "crmsnorm")}
+    assert checks == {(c, t) for c in ("inference", "gradients", "training", "centring") for t in ("rmsnorm", "crmsnorm")}
+    assert all(r["mde_relative"] > 0 for r in payload["reports"])
     assert all(r["relative_difference"] <= 1e-12 for r in payload["reports"] if r["check"] != "training")
 
 
-def test_wrong_conversion_fails_with_exit_1(main, capsys):
-    assert main(["equiv", *SMALL, "--steps", "0", "--skip-recentre", "blocks.0.attn_out.weight"]) == 1
-    assert "FAIL" in capsys.readouterr().out
+def test_wrong_conversion_is_refuted_as_expected(main, capsys, tmp_path):
+    """--skip-recentre registers the expectation REFUTED: exit 0 when the checks refute it."""
+    out = tmp_path / "wrong.json"
+    assert main(["equiv", *SMALL, "--steps", "0", "--skip-recentre", "blocks.0.attn_out.weight", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "REFUTED (expected REFUTED" in text and "MDE" in text
+    payload = json.loads(out.read_text())
+    assert payload["verdict"] == "REFUTED" and {r["check"] for r in payload["reports"]} >= {"centring", "inference"}
+
+
+def test_bf16_catches_an_uncentred_writer_below_the_logits_mde(main, capsys):
+    """A branch writer's effect (7-11% of the logits) is below the bf16 logits check's MDE; the
+    centring check refutes the conversion anyway."""
+    assert main(["equiv", "--dtype", "bf16", "--target", "rmsnorm", "--steps", "0",
+                 "--skip-recentre", "blocks.1.attn_out.weight"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    inference = next(line for line in lines if line.startswith("inference"))
+    centring = next(line for line in lines if line.startswith("centring"))
+    assert inference.endswith("HOLDS") and centring.endswith("REFUTED")
+
+
+def test_writer_scan_accounts_for_every_writer(main, capsys, tmp_path):
+    out = tmp_path / "scan.json"
+    assert main(["equiv", *SMALL, "--dtype", "bf16", "--target", "rmsnorm", "--writer-scan", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["writer_scan"]
+    assert {r["writer"] for r in rows} == {"tok_emb.weight", "pos_emb.weight", "blocks.0.attn_out.weight",
+                                           "blocks.0.fc_out.weight"}
+    assert all(r["accounted_for"] and r["centring_detected"] for r in rows)
+    assert "HOLDS (expected HOLDS)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -47,6 +74,8 @@ def test_wrong_conversion_fails_with_exit_1(main, capsys):
         ["--steps", "-1"],
         ["--samples", "2"],
         ["--skip-recentre", "nope"],
+        ["--writer-scan", "--skip-recentre", "tok_emb.weight"],
+        ["--model", "gpt2", "--qk-norm"],
         ["--json", "/nonexistent-dir/x.json", "--steps", "0", *SMALL],
     ],
 )

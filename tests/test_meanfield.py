@@ -1,5 +1,5 @@
-"""Closed forms, statistics and the judge of normtheory.theory.meanfield.predictions (no Monte Carlo of
-whole models here; see test_meanfield_montecarlo.py)."""
+"""Closed forms and statistics of normtheory.theory.meanfield.predictions (no Monte Carlo of whole
+models here; see test_meanfield_montecarlo.py; the judge is tests/test_meanfield_claims.py)."""
 
 import math
 
@@ -138,27 +138,3 @@ def test_post_ln_last_gradient_closed_form():
     g = mf.block_gains("xiong", d)
     # ||r||^2 = d/2, ||J||_F^2 = d (d-2) / (3d/2), n tokens of 1/n^2 each: d (d - 2) / (3 n)
     assert mf.last_w2_grad_sq("post_ln", g, 6, n, 1.5) == pytest.approx(d * (d - 2) / (3 * n))
-
-
-# ---------------------------------------------------------------- the judge
-
-
-def _comparison(measured, se, lower, upper, model_error=0.0, dof=7):
-    return mf.Comparison("p", "band", "s", "xiong", "pre_ln", "q", 64, 6, 6, measured, se, dof,
-                         lower, upper, model_error)
-
-
-def test_judge_uses_t_times_se_plus_model_error_on_both_edges():
-    t = mf.student_t_quantile(1 - 0.05 / 2, 7)
-    inside = _comparison(1.0 - 0.99 * t * 0.1 - 0.05, 0.1, 1.0, 2.0, model_error=0.05)
-    outside = _comparison(2.0 + 1.01 * t * 0.1 + 0.05, 0.1, 1.0, 2.0, model_error=0.05)
-    mf.judge_all([inside])
-    mf.judge_all([outside])
-    assert (inside.verdict, outside.verdict) == ("PASS", "FAIL")
-
-
-def test_judge_is_bonferroni_over_the_report():
-    one = mf.judge_all([_comparison(0, 1, 0, 0)])
-    many = mf.judge_all([_comparison(0, 1, 0, 0) for _ in range(100)])
-    assert many[0].t == pytest.approx(mf.student_t_quantile(1 - 0.05 / 200, 7))
-    assert many[0].t > one[0].t

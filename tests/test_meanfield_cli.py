@@ -72,23 +72,75 @@ def test_run_record_rejudge_json_and_plot(capsys, tmp_path):
     code, out, _ = _run(capsys, "--arch", "post_ln,pre_ln", "--d", "32", "--L", "2,4", "--seeds", "6",
                         "--record", str(record), "--json", str(report), "--plot", str(plot))
     data = json.loads(report.read_text())
-    assert code == (0 if data["verdict"] == "pass" else 1)
-    assert data["schema"] == "normtheory.meanfield/1"
-    kinds = {c["kind"] for c in data["comparisons"]}
-    assert kinds == {"exact", "band", "scaling"}
-    assert all(c["verdict"] in ("PASS", "FAIL") and c["source"] for c in data["comparisons"])
-    assert "fitted exponents" in out
+    assert data["schema"] == "normtheory.meanfield/2" and code == data["exit"]
+    verdicts = {c["id"]: c["verdict"] for c in data["claims"] if c["tests"]}
+    assert set(verdicts.values()) <= {"HOLDS", "REFUTED", "INCONCLUSIVE"} and "xiong.lemma1" in verdicts
+    assert code == (0 if all(c["matches"] for c in data["claims"] if c["tests"]) else 1)
+    assert all(c["source"] and c["says"] and c["judged"] and c["expectation"] for c in data["claims"])
+    # every report and recording states the protocol and the constants it was made with
+    assert "tokens=16 readout=token loss=linear" in out
+    meta = data["records"][0]
+    assert meta["config"]["n_tokens"] == 16 and meta["constants"]["d_ff"] == 32 and meta["constants"]["eps"]["pre_ln"] == 0
+    assert json.loads(record.read_text())[0]["constants"]["n_tokens"] == 16
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the recorded measurements re-judge to the same comparisons anywhere
-    code2, out2, _ = _run(capsys, "--from", str(record), "--json", str(tmp_path / "again.json"))
+    # the recorded measurements re-judge to the same claims anywhere
+    code2, _, _ = _run(capsys, "--from", str(record), "--json", str(tmp_path / "again.json"))
     again = json.loads((tmp_path / "again.json").read_text())
-    assert code2 == code and again["comparisons"] == data["comparisons"]
+    assert code2 == code and again["claims"] == data["claims"]
     # --arch filters a record
     _run(capsys, "--from", str(record), "--arch", "post_ln", "--json", str(tmp_path / "post.json"))
     post = json.loads((tmp_path / "post.json").read_text())
-    assert {c["arch"] for c in post["comparisons"]} == {"post_ln"}
+    assert {t["label"].split()[1] for c in post["claims"] for t in c["tests"]} == {"post_ln"}
     code3, _, err = _run(capsys, "--from", str(record), "--arch", "lns")
     assert code3 == 2 and "--arch" in err
+
+
+def test_an_underpowered_run_differs_unless_allowed(capsys):
+    argv = ("--arch", "lns", "--d", "128", "--L", "6,12,24")
+    code, out, _ = _run(capsys, *argv)
+    lines = {line.split()[0]: line for line in out.splitlines() if line[:1].isalpha()}
+    assert lines["sun.lns.recursion"].split()[1:3] == ["REFUTED", "REFUTED"]  # refuted, as registered
+    assert code == 1 and "UNDER" in out and "INCONCLUSIVE" in out
+    assert _run(capsys, *argv, "--allow-underpowered")[0] == 0
+
+
+@pytest.mark.slow
+def test_lns_default_run_exits_0_with_the_linear_recursion_refuted(capsys):
+    """The issue's finding: a known, registered refutation must not look like a broken run."""
+    code, out, _ = _run(capsys, "--arch", "lns")
+    assert code == 0
+    assert any(line.startswith("sun.lns.recursion") and "REFUTED       REFUTED" in line for line in out.splitlines())
+
+
+def test_claims_listing_and_protocol_flags(capsys, tmp_path):
+    code, out, _ = _run(capsys, "--claims")
+    assert code == 0 and "xiong.thm1.pre.bound" in out and "source:" in out and "expected:" in out
+    record = tmp_path / "rec.json"
+    code, out, _ = _run(capsys, "--arch", "pre_ln", "--d", "16", "--L", "1,2", "--seeds", "3", "--tokens", "4",
+                        "--readout", "shared", "--loss", "xent", "--record", str(record))
+    assert "tokens=4 readout=shared loss=xent" in out
+    cfg = json.loads(record.read_text())[0]["config"]
+    assert (cfg["n_tokens"], cfg["readout"], cfg["loss"]) == (4, "shared", "xent")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--arch", "qk_norm", "--setup", "xiong"], "softmax"),
+    (["--qk-gain", "0"], "--qk-gain"),
+    (["--first-seed", "-1"], "--first-seed"),
+    (["--readout", "diagonal"], "invalid choice"),
+])
+def test_more_bad_input_is_one_line_and_exit_2(capsys, argv, fragment):
+    code, _, err = _run(capsys, *argv, "--d", "16", "--L", "1", "--seeds", "2")
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_trained_evidence_must_have_its_schema(capsys, tmp_path):
+    bad = tmp_path / "trained.json"
+    bad.write_text(json.dumps({"schema": "other", "claims": {}}))
+    code, _, err = _run(capsys, "--trained", str(bad), "--claims")
+    assert code == 0  # --claims lists without judging
+    code, _, err = _run(capsys, "--trained", str(bad), "--d", "16", "--L", "1", "--seeds", "2")
+    assert code == 2 and "trained-evidence" in err
 
 
 def test_help_does_not_import_torch():

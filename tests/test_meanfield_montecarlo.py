@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from normtheory.theory.meanfield import montecarlo as mc
-from normtheory.theory.meanfield import predictions as mf
 
 
 def _stack64(cfg, seeds, dtype=torch.float64):
@@ -78,74 +77,63 @@ def test_bad_configs_are_refused():
                          mc.draw_stack(mc.StackConfig(setup="xiong", d=8, depths=(1,)), [0], "cpu"))
 
 
-# ---------------------------------------------------------------- predictions vs measurement
+# ---------------------------------------------------------------- claims vs measurement
 
 SMALL = dict(d=64, depths=(2, 4, 8, 16), n_tokens=16)
-SEEDS = list(range(12))
+SEEDS = list(range(16))
+# wrong variants that even a d = 64 run must refute (the others need d >= 256: their MDE says so)
+REFUTED_AT_D_64 = {"xiong.lemma1.wrong", "xiong.lemma2.post.wrong", "xiong.lemma2.pre.wrong", "peri.linear.wrong",
+                   "xiong.thm1.pre.bound.wrong", "xiong.thm1.post.bound.wrong", "meanfield.pre.transient.wrong",
+                   "sun.lns.recursion"}
 
 
 @pytest.fixture(scope="module")
-def small_records():
+def small_results():
+    from normtheory.theory.claims import core, registry
+    from normtheory.theory.claims.evidence import Evidence
+
     torch.set_num_threads(1)  # tiny matmuls: threads only add contention on CI's 2 cores
-    return [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS) for s in mc.SETUPS]
+    records = [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS) for s in mc.SETUPS]
+    return {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
 
 
-HOLDS_AT_INIT = {
-    "xiong.lemma1", "xiong.lemma2.post", "xiong.lemma2.pre", "peri.linear", "lns.homogeneity",
-    "meanfield.grad.post", "meanfield.grad.pre", "meanfield.grad.pre.scaling",
-    "meanfield.grad.post.scaling", "lns.homogeneity.scaling", "xiong.thm1.post",
-}
+# A true claim is refuted by chance with probability up to 5% (its family level), and per-seed
+# mean squares are skewed (16 seeds undercover now and then: seeds 0..15 put Peri-LN's
+# d = 64, L = 8 point 3.2 SE above 1 + 2L, seeds 16..47 put it 0.5 SE below). A fixed-seed CI
+# test of "not refuted" would encode which seeds happened to pass; it asserts instead that no
+# comparison of a claim expected to hold is grossly violated (p < 1e-4, chance < 1e-4 x the
+# ~60 comparisons), and leaves the verdicts to the H100 test (test_meanfield_claims.py).
+GROSS = 1e-4
 
 
-def test_predictions_hold_at_small_d_and_L(small_records):
-    comparisons = mf.analyse(small_records)
-    by_name = {}
-    for c in comparisons:
-        by_name.setdefault(c.prediction, []).append(c)
-    assert HOLDS_AT_INIT <= set(by_name)
-    failures = [(c.prediction, c.setup, c.arch, c.d, c.L, c.quantity, c.measured, c.lower, c.upper, c.tolerance)
-                for name in HOLDS_AT_INIT for c in by_name[name] if c.verdict != "PASS"]
-    assert not failures, failures
+def gross_violations(results, expectation="holds"):
+    return {(k, t.label): t.p_value for k, r in results.items() if r.claim.expectation == expectation
+            for t in r.tests if t.p_value < GROSS}
 
 
-def test_lns_recursion_is_rejected_and_homogeneity_is_not(small_records):
-    comparisons = mf.analyse(small_records)
-    recursion = [c for c in comparisons if c.prediction == "sun.lns.recursion" and c.L == 16]
-    homogeneity = [c for c in comparisons if c.prediction == "lns.homogeneity.scaling" and c.L == 16]
-    assert recursion and all(c.verdict == "FAIL" for c in recursion)
-    assert homogeneity and all(c.verdict == "PASS" for c in homogeneity)
+def test_no_claim_expected_to_hold_is_grossly_violated_at_small_d_and_L(small_results):
+    assert not gross_violations(small_results)
+    assert all(small_results[k].tests for k in ("xiong.lemma1", "xiong.lemma2.post", "xiong.lemma2.pre",
+                                                "peri.linear", "lns.growth", "meanfield.pre.transient"))
 
 
-def test_wrong_flat_pre_ln_gradient_is_rejected_by_the_same_check(small_records):
-    views = [mf.RecordView(r) for r in small_records]
-    laws = (mf.WRONG_FLAT_PRE,) + mf.SCALING_LAWS
-    comparisons = mf.judge_all(mf.scaling_comparisons(views, laws)
-                               + [c for v in views for c in mf.forward_and_gradient_comparisons(v)])
-    wrong = [c for c in comparisons if c.prediction == "wrong.pre.flat"]
-    right = [c for c in comparisons if c.prediction == "meanfield.grad.pre.scaling" and c.arch == "pre_ln"]
-    deep = [c for c in wrong if c.L == 16 or c.quantity.startswith("exponent")]
-    assert deep and all(c.verdict == "FAIL" for c in deep)
-    assert right and all(c.verdict == "PASS" for c in right)
+def test_wrong_variants_and_refuted_sources_are_refuted_by_the_same_judge(small_results):
+    wrong = {k: (r.verdict, r.reason) for k, r in small_results.items() if k in REFUTED_AT_D_64 and r.verdict != "REFUTED"}
+    assert not wrong, wrong
 
 
-def test_wrong_exact_values_are_rejected_by_the_same_judge(small_records):
-    comparisons = mf.analyse(small_records)
-    post = [c for c in comparisons if c.prediction == "xiong.lemma2.post" and c.setup == "xiong"]
-    assert post and post[0].verdict == "PASS"
-    # "Post-LN keeps E||x + FFN(x)||^2 = d" (forgetting the FFN's d/2) must fail
-    wrong = mf.Comparison(**{**post[0].__dict__, "lower": 1.0, "upper": 1.0})
-    band = [c for c in comparisons if c.prediction == "xiong.lemma2.pre" and c.L == 16 and c.setup == "xiong"]
-    # "Pre-LN hidden states do not grow" must fail too
-    flat = mf.Comparison(**{**band[0].__dict__, "lower": 1.0, "upper": 1.0})
-    mf.judge_all([wrong, flat] + comparisons)
-    assert (wrong.verdict, flat.verdict) == ("FAIL", "FAIL")
+def test_underpowered_claims_say_so_with_their_mde(small_results):
+    # the conditional identity's own model error (11/d = 17% at d = 64) exceeds its resolution
+    conditional = small_results["meanfield.grad.conditional"]
+    assert conditional.verdict == "INCONCLUSIVE" and conditional.mde > conditional.claim.resolution
 
 
 @pytest.mark.gpu
-def test_predictions_hold_on_cuda():
+def test_claims_on_cuda():
+    from normtheory.theory.claims import core, registry
+    from normtheory.theory.claims.evidence import Evidence
+
     records = [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS, device="cuda") for s in mc.SETUPS]
     assert all(r["environment"]["tf32_matmul"] is False for r in records)
-    comparisons = mf.analyse(records)
-    failures = [(c.prediction, c.setup, c.arch, c.L) for c in comparisons
-                if c.prediction in HOLDS_AT_INIT and c.verdict != "PASS"]
-    assert not failures, failures
+    results = core.judge_all(registry.all_claims(), Evidence.from_records(records))
+    assert not gross_violations({r.claim.id: r for r in results})

@@ -1,9 +1,11 @@
-"""`normtheory meanfield`: mean-field predictions against Monte Carlo measurements.
+"""`normtheory meanfield`: mean-field claims judged against Monte Carlo measurements.
 
-Runs real torch stacks at initialisation (or re-judges recorded runs with --from), compares
-every prediction of meanfield.py with its declared kind and tolerance, prints the table and
-the fitted exponents, and exits 0 when every comparison passes, 1 otherwise.
-torch and matplotlib are imported inside run(): `normtheory --help` must stay fast.
+Runs real torch stacks at initialisation (or re-judges recorded runs with --from), judges
+every registered claim the run holds evidence for (theory/claims/registry.py) and prints one
+verdict per claim — HOLDS, REFUTED or INCONCLUSIVE (underpowered) — beside its registered
+expectation and its minimum detectable effect. Exit 0 when every verdict matches its
+expectation, 1 when one differs, 2 on bad input. torch and matplotlib are imported inside
+run(): `normtheory --help` must stay fast.
 """
 
 from __future__ import annotations
@@ -15,29 +17,48 @@ from pathlib import Path
 
 from normtheory.errors import UsageError
 
-ARCH_CHOICES = ("post_ln", "pre_ln", "peri_ln", "lns", "pre_rms")
+ARCH_CHOICES = ("post_ln", "pre_ln", "peri_ln", "lns", "pre_rms", "mix_ln", "hybrid_norm", "normformer", "ngpt",
+                "qk_norm")
 SETUP_CHOICES = ("xiong", "standard")
-SCHEMA = "normtheory.meanfield/1"
+READOUT_CHOICES = ("token", "shared")
+LOSS_CHOICES = ("linear", "xent")
+SCHEMA = "normtheory.meanfield/2"
+DEFAULT_TOKENS = 16  # = meanfield.constants.DEFAULT_TOKENS (not imported: --help stays light)
 
 
 def configure(parser) -> None:
     parser.add_argument("--arch", default=None,
-                        help="comma list of post_ln, pre_ln, peri_ln, lns, pre_rms "
-                             "(default post_ln,pre_ln; with --from: every arch recorded)")
+                        help=f"comma list of {', '.join(ARCH_CHOICES)} (default post_ln,pre_ln; with --from: every "
+                             "arch recorded)")
     parser.add_argument("--setup", default="xiong",
                         help="comma list of xiong (Xiong et al.'s proof setup), standard (softmax attention)")
-    parser.add_argument("--d", default="64", help="comma list of model widths (default 64)")
+    parser.add_argument("--d", default="256", help="comma list of model widths (default 256)")
     parser.add_argument("--L", default="6,12,24,48", help="comma list of depths (default 6,12,24,48)")
-    parser.add_argument("--seeds", type=int, default=8, help="independent models per point (>= 2; default 8)")
-    parser.add_argument("--tokens", type=int, default=16, help="tokens per sequence (default 16)")
+    parser.add_argument("--seeds", type=int, default=16,
+                        help="independent models per point (>= 2; default 16: per-seed mean squares are skewed, and "
+                             "8 seeds give t intervals that undercover)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
+    parser.add_argument("--tokens", type=int, default=DEFAULT_TOKENS,
+                        help=f"tokens per sequence (default {DEFAULT_TOKENS}; every report states it)")
+    parser.add_argument("--readout", choices=READOUT_CHOICES, default="token",
+                        help="loss readout: one u_i per token (default) or one u shared by the tokens")
+    parser.add_argument("--loss", choices=LOSS_CHOICES, default="linear",
+                        help="linear readout (default) or cross-entropy of a random head against random labels")
+    parser.add_argument("--qk-gain", type=float, default=1.0, help="scale W^Q and W^K (sharper attention; default 1)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--memory-gb", type=float, default=4.0, help="weights + gradients per chunk of seeds")
     parser.add_argument("--from", dest="records", action="append", default=[], metavar="RECORD.json",
-                        help="judge recorded measurements instead of running (repeatable; "
-                             "--d, --L, --seeds, --setup, --tokens and --device are then not used)")
+                        help="judge recorded measurements instead of running (repeatable; the run flags are then "
+                             "not used)")
+    parser.add_argument("--trained", metavar="EVIDENCE.json",
+                        help="trained-model evidence (schema normtheory.trained-evidence/1) for the trained claims")
     parser.add_argument("--record", metavar="OUT.json", help="also save the raw measurements")
-    parser.add_argument("--json", metavar="OUT.json", help="write the judged report as JSON")
+    parser.add_argument("--json", metavar="OUT.json", help="write the judged claims as JSON")
     parser.add_argument("--plot", metavar="OUT.png", help="plot per-layer hidden mean squares and gradients")
+    parser.add_argument("--claims", action="store_true", help="list the registered claims and exit")
+    parser.add_argument("--detail", action="store_true", help="print every comparison of every claim")
+    parser.add_argument("--allow-underpowered", action="store_true",
+                        help="an INCONCLUSIVE (underpowered) verdict does not count as a difference")
 
 
 def _int_list(text: str, flag: str, minimum: int) -> list[int]:
@@ -58,13 +79,17 @@ def _name_list(text: str, flag: str, choices) -> list[str]:
     return names
 
 
+def _read_json(path: str, what: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.__class__.__name__}") from None
+
+
 def _load_records(paths: list[str], archs: list[str] | None) -> list[dict]:
     records = []
     for path in paths:
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UsageError(f"cannot read record {path}: {exc.__class__.__name__}") from None
+        data = _read_json(path, "record")
         for record in data if isinstance(data, list) else [data]:
             _check_record(record, path)
             if archs is not None:
@@ -83,11 +108,36 @@ def _check_record(record, path: str) -> None:
         cfg = record["config"]
         ok = (cfg["setup"] in SETUP_CHOICES and int(cfg["d"]) >= 4 and len(record["seeds"]) >= 2
               and all(a in ARCH_CHOICES and a in record["measurements"] for a in record["archs"])
-              and all(int(L) >= 1 for L in cfg["depths"]) and int(cfg["n_tokens"]) >= 2)
+              and all(int(L) >= 1 for L in cfg["depths"]) and int(cfg["n_tokens"]) >= 2
+              and cfg.get("readout", "token") in READOUT_CHOICES and cfg.get("loss", "linear") in LOSS_CHOICES)
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise UsageError(f"{path} is not a normtheory meanfield record")
+
+
+def _load_trained(path: str | None) -> dict:
+    if path is None:
+        return {}
+    data = _read_json(path, "trained evidence")
+    if not isinstance(data, dict) or data.get("schema") != "normtheory.trained-evidence/1" \
+            or not isinstance(data.get("claims"), dict):
+        raise UsageError(f"{path} is not normtheory.trained-evidence/1")
+    return data["claims"]
+
+
+def _validate_run(args, archs, setups) -> None:
+    if args.seeds < 2:
+        raise UsageError("--seeds must be at least 2 (a standard error needs two samples)")
+    if args.first_seed < 0:
+        raise UsageError("--first-seed must be >= 0")
+    if args.tokens < 2:
+        raise UsageError("--tokens must be at least 2")
+    if not args.qk_gain > 0 or not math.isfinite(args.qk_gain):
+        raise UsageError("--qk-gain must be a positive number")
+    softmax_only = {"ngpt", "qk_norm"} & set(archs)
+    if softmax_only and "xiong" in setups:
+        raise UsageError(f"--arch {', '.join(sorted(softmax_only))} needs softmax attention: use --setup standard")
 
 
 def _measure(args, archs, setups, widths, depths) -> list[dict]:
@@ -98,92 +148,121 @@ def _measure(args, archs, setups, widths, depths) -> list[dict]:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
-    if args.seeds < 2:
-        raise UsageError("--seeds must be at least 2 (a standard error needs two samples)")
-    if args.tokens < 2:
-        raise UsageError("--tokens must be at least 2")
+    _validate_run(args, archs, setups)
     records = []
     jobs = [(s, d) for s in setups for d in widths]
     with tqdm(total=len(jobs) * len(archs) * args.seeds, file=sys.stderr, desc="meanfield") as bar:
         for setup, d in jobs:
-            cfg = StackConfig(setup=setup, d=d, depths=tuple(depths), n_tokens=args.tokens)
+            cfg = StackConfig(setup=setup, d=d, depths=tuple(depths), n_tokens=args.tokens, readout=args.readout,
+                              loss=args.loss, qk_gain=args.qk_gain)
 
             def progress(message, _bar=bar):
                 first, last = message.rsplit(" seeds ", 1)[1].split("..")
                 _bar.set_postfix_str(message.rsplit(" seeds ", 1)[0])
                 _bar.update(int(last) - int(first) + 1)
 
-            records.append(run_record(archs, cfg, list(range(args.seeds)), args.device,
+            seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+            records.append(run_record(archs, cfg, seeds, args.device,
                                       args.memory_gb * 1e9, progress))
     return records
 
 
-def _fmt(x: float) -> str:
-    return "inf" if x == math.inf else ("-inf" if x == -math.inf else f"{x:.4g}")
+def print_protocols(records, out=None) -> None:
+    """What every record was made with: setup, width, depths, seeds and the protocol."""
+    from normtheory.theory.meanfield.constants import constants_of_record
 
-
-def print_report(comparisons, out=None) -> None:
     out = out if out is not None else sys.stdout
-    header = f"{'verdict':7} {'prediction':28} {'kind':7} {'setup':8} {'arch':7} {'d':>5} {'L':>4}  " \
-             f"{'quantity':34} {'measured':>11} {'+-se':>9} {'predicted':>22} {'tol':>9}"
-    print(header, file=out)
-    for c in comparisons:
-        predicted = _fmt(c.lower) if c.lower == c.upper else f"[{_fmt(c.lower)}, {_fmt(c.upper)}]"
-        print(f"{c.verdict:7} {c.prediction:28} {c.kind:7} {c.setup:8} {c.arch:7} {c.d:>5} "
-              f"{'' if c.L is None else c.L:>4}  {c.quantity:34} {c.measured:>11.5g} {c.se:>9.2g} "
-              f"{predicted:>22} {c.tolerance:>9.3g}", file=out)
-    exponents = [c for c in comparisons if c.quantity.startswith("exponent")]
-    if exponents:
-        print("\nfitted exponents in L (interval: +- t*se, t as judged):", file=out)
-        seen = set()
-        for c in exponents:
-            key = (c.setup, c.arch, c.d, c.quantity)
-            if key in seen:
-                continue
-            seen.add(key)
-            print(f"  {c.setup:8} {c.arch:7} d={c.d:<5} {c.quantity:34} {c.measured:+.4f} "
-                  f"[{c.measured - c.t * c.se:+.4f}, {c.measured + c.t * c.se:+.4f}]", file=out)
-    failed = sorted({c.prediction for c in comparisons if c.verdict != "PASS"})
-    t = comparisons[0].t if comparisons else float("nan")
-    print(f"\n{len(comparisons)} comparisons, Bonferroni family level 5% (t = {t:.3g} at the "
-          f"smallest dof); {sum(c.verdict != 'PASS' for c in comparisons)} FAIL"
-          + (f" in: {', '.join(failed)}" if failed else ""), file=out)
+    for r in records:
+        cfg, const = r["config"], constants_of_record(r)
+        print(f"record: {cfg['setup']} d={cfg['d']} L={','.join(str(x) for x in cfg['depths'])} seeds={len(r['seeds'])} "
+              f"tokens={cfg['n_tokens']} readout={cfg.get('readout', 'token')} loss={cfg.get('loss', 'linear')} "
+              f"qk_gain={cfg.get('qk_gain', 1.0):g} d_ff={const['d_ff']} eps={sorted(set(const['eps'].values()))} "
+              f"[constants {const['constants_source']}] archs={','.join(r['archs'])}", file=out)
+
+
+def print_results(results, *, detail: bool = False, out=None) -> None:
+    from normtheory.theory.claims.report import format_mde
+
+    out = out if out is not None else sys.stdout
+    print(f"\n{'claim':38} {'verdict':13} {'expected':13} {'':5} {'MDE':>7} {'tests':>7}  reason", file=out)
+    for r in results:
+        if not r.tests:
+            continue
+        mark = "ok" if r.matches else ("UNDER" if r.underpowered else "DIFF")
+        rejected = sum(t.rejected for t in r.tests)
+        print(f"{r.claim.id:38} {r.verdict:13} {r.claim.expectation.upper():13} {mark:5} {format_mde(r):>7} "
+              f"{rejected:>3}/{len(r.tests):<3}  {r.reason}", file=out)
+        if detail:
+            for t in r.tests:
+                interval = f"[{t.lower:.4g}, {t.upper:.4g}]" if t.lower != t.upper else f"{t.lower:.4g}"
+                print(f"    {'REJECT' if t.rejected else 'ok':6} {t.label:58} {t.quantity:36} {t.measured:.5g} "
+                      f"+- {t.se:.2g} vs {interval} (+- {t.model_error + t.systematic:.2g}) p={t.p_value:.2g}", file=out)
+    skipped = [r.claim.id for r in results if not r.tests]
+    if skipped:
+        print(f"\n{len(skipped)} registered claims have no evidence in this run (--claims lists every claim)", file=out)
 
 
 def run(args) -> int:
+    if args.claims:
+        from normtheory.theory.claims.report import print_registry
+
+        print_registry()
+        return 0
     archs = _name_list(args.arch, "--arch", ARCH_CHOICES) if args.arch else None
+    trained = _load_trained(args.trained)
     if args.records:
         records = _load_records(args.records, archs)
     else:
         setups = _name_list(args.setup, "--setup", SETUP_CHOICES)
-        widths = _int_list(args.d, "--d", 4)
-        depths = _int_list(args.L, "--L", 1)
-        records = _measure(args, archs or ["post_ln", "pre_ln"], setups, widths, depths)
+        records = _measure(args, archs or ["post_ln", "pre_ln"], setups, _int_list(args.d, "--d", 4),
+                           _int_list(args.L, "--L", 1))
         if args.record:
             _write(args.record, records)
+    results = _judge(records, trained, from_user=bool(args.records))
+    print_protocols(records)
+    print_results(results, detail=args.detail)
+    from normtheory.theory.claims.core import exit_code
 
-    from normtheory.theory.meanfield.predictions import analyse, comparisons_to_json, verdict
-
-    try:
-        comparisons = analyse(records)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        if not args.records:
-            raise  # our own measurements: a bug, not the user's input
-        raise UsageError(f"malformed record ({exc.__class__.__name__}: {exc})") from None
-    print_report(comparisons)
-    result = verdict(comparisons)
+    code = exit_code(results, allow_underpowered=args.allow_underpowered)
+    judged = [r for r in results if r.tests]
+    differ = [r.claim.id for r in judged if not r.matches and not r.underpowered]
+    under = [r.claim.id for r in judged if not r.matches and r.underpowered]
+    print(f"\n{len(judged)} claims judged (Holm within each claim, 5%): "
+          + ("every verdict matches its expectation" if not differ and not under else "")
+          + (f"{len(differ)} differ: {', '.join(differ)}" if differ else "")
+          + ("; " if differ and under else "")
+          + (f"{len(under)} underpowered (INCONCLUSIVE where a verdict is expected): {', '.join(under)}" if under else "")
+          + f" -> exit {code}")
     if args.json:
-        _write(args.json, {
-            "schema": SCHEMA,
-            "verdict": result,
-            "family_alpha": 0.05,
-            "records": [{"config": r["config"], "archs": r["archs"], "seeds": r["seeds"],
-                         "environment": r["environment"], "elapsed_s": r["elapsed_s"]} for r in records],
-            "comparisons": comparisons_to_json(comparisons),
-        })
+        from normtheory.theory.claims.report import results_to_json
+
+        _write(args.json, {"schema": SCHEMA, "exit": code, "records": [_record_meta(r) for r in records],
+                           "claims": results_to_json(results)})
     if args.plot:
         plot_records(records, args.plot)
-    return 0 if result == "pass" else 1
+    return code
+
+
+def _judge(records, trained, *, from_user: bool):
+    from normtheory.theory.claims.core import judge_all
+    from normtheory.theory.claims.evidence import Evidence
+    from normtheory.theory.claims.registry import all_claims
+
+    try:
+        evidence = Evidence.from_records(records, trained=trained)
+        return judge_all(all_claims(), evidence)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if not from_user:
+            raise  # our own measurements: a bug, not the user's input
+        raise UsageError(f"malformed record ({exc.__class__.__name__}: {exc})") from None
+
+
+def _record_meta(record: dict) -> dict:
+    from normtheory.theory.meanfield.constants import constants_of_record
+
+    return {"config": record["config"], "archs": record["archs"], "seeds": record["seeds"],
+            "constants": constants_of_record(record), "environment": record["environment"],
+            "elapsed_s": record["elapsed_s"]}
 
 
 def _write(path: str, payload) -> None:
@@ -194,62 +273,23 @@ def _write(path: str, payload) -> None:
 
 
 def plot_records(records: list[dict], path: str) -> None:
-    """Per setup: hidden mean square per layer (widest d, deepest model) with the Pre-LN band;
-    last-layer W2 gradient norm against depth, log-log, with the mean-field range."""
+    """Per setup: hidden mean square per layer (widest d, deepest model) with the recursion;
+    last-layer W2 gradient norm against depth, log-log."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    from normtheory.theory.meanfield.predictions import RecordView, hidden_band, last_w2_grad_sq
+    from normtheory.theory.meanfield.predictions import RecordView
 
     views = [RecordView(r) for r in records]
     setups = sorted({v.setup for v in views}, key=SETUP_CHOICES.index)
     fig, axes = plt.subplots(len(setups), 2, figsize=(10, 3.6 * len(setups)), squeeze=False)
-    colours = dict(zip(ARCH_CHOICES, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange")))
+    colours = dict(zip(ARCH_CHOICES, plt.get_cmap("tab10").colors))
     for row, setup in enumerate(setups):
         mine = [v for v in views if v.setup == setup]
-        widest = max(mine, key=lambda v: v.d)
-        ax = axes[row][0]
-        for arch in widest.archs:
-            ms = widest.array(arch, "hidden_ms")
-            layers = np.arange(ms.shape[1])
-            if arch == "post_ln":  # its h_l is an LN output (exactly 1): show x + FFN(x) instead
-                ax.plot(layers[1:], widest.array(arch, "residual_sum_ms").mean(axis=0), color=colours[arch],
-                        label="post_ln: x + FFN(x)")
-            else:
-                ax.plot(layers, ms.mean(axis=0), color=colours[arch], label=arch)
-            if arch in ("pre_ln", "lns"):
-                g = widest.gains(arch)
-                band = np.array([hidden_band(arch, g, int(l)) for l in layers])
-                ax.fill_between(layers, band[:, 0], band[:, 1], color=colours[arch], alpha=0.15)
-        ax.set_yscale("log")
-        ax.set_xlabel("layer l")
-        ax.set_ylabel("E||h_l||^2 / d")
-        ax.set_title(f"{setup}, d={widest.d}: hidden mean square (band shaded)", fontsize=9)
-        ax.legend(fontsize=7)
-        ax = axes[row][1]
-        for view in mine:
-            for arch in view.archs:
-                depths = np.array(view.depths)
-                sq = np.array([view.grad_sq(arch, L, "w2")[:, L - 1] for L in depths])
-                mean = sq.mean(axis=1)
-                se = sq.std(axis=1, ddof=1) / np.sqrt(sq.shape[1])
-                norm = np.sqrt(mean)
-                ax.errorbar(depths, norm, yerr=0.5 * se / norm, color=colours[arch], marker="o", ms=3,
-                            label=f"{arch} d={view.d}", alpha=0.5 + 0.5 * (view.d == widest.d))
-                if arch == "pre_ln":
-                    g = view.gains(arch)
-                    lo = [last_w2_grad_sq(arch, g, L, view.n_tokens, hidden_band(arch, g, L)[1]) for L in depths]
-                    hi = [last_w2_grad_sq(arch, g, L, view.n_tokens, hidden_band(arch, g, L)[0]) for L in depths]
-                    ax.fill_between(depths, np.sqrt(lo), np.sqrt(hi), color=colours[arch], alpha=0.12)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("depth L")
-        ax.set_ylabel("||dLoss/dW2 of block L||_F")
-        ax.set_title(f"{setup}: last W2 gradient (Pre-LN mean-field range shaded)", fontsize=9)
-        ax.legend(fontsize=6, ncol=2)
+        _plot_hidden(axes[row][0], max(mine, key=lambda v: v.d), colours)
+        _plot_gradients(axes[row][1], mine, colours)
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=80)
@@ -257,3 +297,47 @@ def plot_records(records: list[dict], path: str) -> None:
         raise UsageError(f"cannot write {path}: {exc}") from None
     finally:
         plt.close(fig)
+
+
+def _plot_hidden(ax, view, colours) -> None:
+    import numpy as np
+
+    from normtheory.theory.meanfield import recursion
+
+    for arch in view.archs:
+        ms = view.array(arch, "hidden_ms")
+        layers = np.arange(ms.shape[1])
+        key = "residual_sum_ms" if arch == "post_ln" else None
+        if key:  # its h_l is an LN output (exactly 1): show x + FFN(x) instead
+            ax.plot(layers[1:], view.array(arch, key).mean(axis=0), color=colours[arch], label="post_ln: x + FFN(x)")
+        else:
+            ax.plot(layers, ms.mean(axis=0), color=colours[arch], label=arch)
+        if arch in recursion.RECURSION_ARCHS and arch not in ("mix_ln", "post_ln"):
+            m = recursion.forward(arch, view.setup, view.d, int(layers[-1]), view.n_tokens, gain=view.qk_gain).m
+            ax.plot(layers, m, color=colours[arch], ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer l")
+    ax.set_ylabel("E||h_l||^2 / d")
+    ax.set_title(f"{view.setup}, d={view.d}: hidden mean square (dotted: recursion)", fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _plot_gradients(ax, views, colours) -> None:
+    import numpy as np
+
+    widest = max(v.d for v in views)
+    for view in views:
+        for arch in view.archs:
+            depths = np.array(view.depths)
+            sq = np.array([view.grad_sq(arch, L, "w2")[:, L - 1] for L in depths])
+            mean = sq.mean(axis=1)
+            se = sq.std(axis=1, ddof=1) / np.sqrt(sq.shape[1])
+            norm = np.sqrt(mean)
+            ax.errorbar(depths, norm, yerr=0.5 * se / norm, color=colours[arch], marker="o", ms=3,
+                        label=f"{arch} d={view.d}", alpha=0.5 + 0.5 * (view.d == widest))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("||dLoss/dW2 of block L||_F")
+    ax.set_title(f"{views[0].setup}: last W2 gradient", fontsize=9)
+    ax.legend(fontsize=6, ncol=2)

@@ -35,6 +35,7 @@ class Comparison:
     reference_norm: float  # ‖original's output‖₂
     max_abs_relative: float  # ‖D‖∞ / ‖original's output‖∞
     bound: float  # bound on ‖D‖₂
+    typical: float = float("nan")  # sqrt(Ŝ_a + Ŝ_b): the error model's rms ‖D‖₂
 
     @property
     def ratio(self) -> float:
@@ -43,6 +44,20 @@ class Comparison:
     @property
     def ok(self) -> bool:
         return self.diff_norm <= self.bound
+
+    @property
+    def mde(self) -> float:
+        """The smallest ‖δ‖₂ of a deterministic error δ (a wrong conversion) that this check
+        detects with probability >= 80%: ‖δ + D‖ >= ‖δ‖ - ‖D‖ exceeds the bound once ‖δ‖ >=
+        bound + q, where ‖D‖ <= q with probability 80% (the single-direction worst case of
+        bound.py: q = z_0.8·sqrt(S_a + S_b) with z_0.8 the two-sided 80% normal quantile
+        1.2816). Without an error model (typical unknown) the bound itself."""
+        q = 1.2816 * self.typical if self.typical == self.typical else 0.0
+        return self.bound + q
+
+    @property
+    def mde_relative(self) -> float:
+        return self.mde / self.reference_norm if self.reference_norm > 0 else float("inf")
 
 
 @dataclass
@@ -73,6 +88,18 @@ class Report:
         return diff / ref if ref > 0 else (0.0 if diff == 0 else float("inf"))
 
     @property
+    def verdict(self) -> str:
+        """HOLDS (equal within the derived bound) or REFUTED; what the check cannot see is
+        `mde_relative`."""
+        return "HOLDS" if self.passed else "REFUTED"
+
+    @property
+    def mde_relative(self) -> float:
+        """The smallest relative error ‖δ‖/‖y‖ of one compared tensor that the check detects
+        with probability 80% (the most sensitive tensor)."""
+        return min(c.mde_relative for c in self.comparisons)
+
+    @property
     def worst(self) -> Comparison:
         return max(self.comparisons, key=lambda c: c.ratio)
 
@@ -83,9 +110,11 @@ class Report:
     def to_json(self) -> dict:
         out = asdict(self)
         out["passed"] = self.passed
+        out["verdict"] = self.verdict
         out["relative_difference"] = self.relative_difference
+        out["mde_relative"] = self.mde_relative
         for c, raw in zip(self.comparisons, out["comparisons"]):
-            raw["ratio"], raw["ok"] = c.ratio, c.ok
+            raw["ratio"], raw["ok"], raw["mde"], raw["mde_relative"] = c.ratio, c.ok, c.mde, c.mde_relative
         return out
 
 
@@ -99,7 +128,8 @@ def loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.double().reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
 
-def compare(name: str, original: torch.Tensor, other: torch.Tensor, bound: float) -> Comparison:
+def compare(name: str, original: torch.Tensor, other: torch.Tensor, bound: float,
+            typical: float = float("nan")) -> Comparison:
     a, b = original.detach().double(), other.detach().double()
     diff = b - a
     return Comparison(
@@ -108,6 +138,7 @@ def compare(name: str, original: torch.Tensor, other: torch.Tensor, bound: float
         a.norm().item(),
         (diff.abs().max() / a.abs().max().clamp_min(1e-300)).item(),
         bound,
+        typical,
     )
 
 
@@ -193,9 +224,9 @@ def inference_check(subject: Subject, target: str, fmt: str, idx: torch.Tensor, 
         clean_b = {"logits": model.deployed_logits(idx, False)}
         s_a = model.second_moments(lambda: {"logits": model.original_logits(model.theta, idx, True)}, clean_a, samples)
         s_b = model.second_moments(lambda: {"logits": model.deployed_logits(idx, True)}, clean_b, samples)
-    bound = tail_factor(samples) * (s_a["logits"] + s_b["logits"]) ** 0.5
+    typical = (s_a["logits"] + s_b["logits"]) ** 0.5
     report = Report("inference", subject.name, target, fmt, samples)
-    report.comparisons.append(compare("logits", original, other, bound))
+    report.comparisons.append(compare("logits", original, other, tail_factor(samples) * typical, typical))
     return report
 
 
@@ -216,6 +247,7 @@ def gradient_check(subject: Subject, target: str, fmt: str, idx, labels, *, samp
     factor = tail_factor(samples)
     report = Report("gradients", subject.name, target, fmt, samples)
     for name in theta_a:
-        bound = factor * (s_a[name] + s_b[name]) ** 0.5
-        report.comparisons.append(compare(f"grad {name}", theta_a[name].grad.cpu(), theta_b[name].grad.cpu(), bound))
+        typical = (s_a[name] + s_b[name]) ** 0.5
+        report.comparisons.append(compare(f"grad {name}", theta_a[name].grad.cpu(), theta_b[name].grad.cpu(),
+                                          factor * typical, typical))
     return report

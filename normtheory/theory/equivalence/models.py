@@ -48,6 +48,7 @@ class DecoderConfig:
     eps: float = 1e-5
     placement: str = "pre"  # "post" exists so that the converter can refuse it
     dropout: float = 0.0  # at branch ends and on the embeddings (the converter refuses > 0)
+    qk_norm: bool = False  # RMSNorm (no affine) of q and k per head before the scores (QK-Norm)
 
     def __post_init__(self):
         if self.norm not in NORM_KINDS:
@@ -157,6 +158,11 @@ class Block(nn.Module):
         head_dim = cfg.d // cfg.n_heads
         qkv = _linear(ops, h, self.attn_in).view(batch, length, 3, cfg.n_heads, head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if cfg.qk_norm:  # reads q and k, never the residual stream: the conversion leaves it as is
+            def qk(t):
+                return F.rms_norm(t, (head_dim,), None, cfg.eps)
+            q = ops.store(ops.norm(qk, q, "rmsnorm", head_dim, cfg.eps))
+            k = ops.store(ops.norm(qk, k, "rmsnorm", head_dim, cfg.eps))
         if isinstance(ops, ExactOps):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:  # spelled out so that each rounding site is visible to the error model

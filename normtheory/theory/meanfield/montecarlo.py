@@ -1,29 +1,32 @@
 """Monte Carlo harness: real torch Transformer stacks at initialisation, seeds batched.
 
-Two setups (see THEORY_NOTES.md, Xiong et al. 2020):
+Two setups (Xiong et al. 2020; every constant in meanfield/constants.py):
 
 * ``xiong`` — the proof's setup: W^Q = W^K = 0, so attention is the uniform average over
   tokens; W^V, W^1, W^2 are d x d with Xavier N(0, 1/d) entries; no output projection, no
   biases; normalisers without eps and without affine parameters; ReLU FFN.
 * ``standard`` — softmax attention with d/64 heads (``F.scaled_dot_product_attention``),
   W^Q, W^K, W^V, W^O d x d and an FFN d -> 4d -> d, all Xavier-normal, zero biases,
-  LayerNorm eps 1e-5 (RMSNorm 1e-6) with identity affine parameters (not recorded).
+  LayerNorm eps 1e-5 (RMSNorm 1e-6) with identity affine parameters (constants.py; every
+  recording stores them).
 
-Architectures: ``post_ln``, ``pre_ln``, ``peri_ln`` (normalise the input and the output of
-each sublayer), ``lns`` (Pre-LN with every LN output of block l scaled by 1/sqrt(l),
-Sun et al. 2025), ``pre_rms`` (Pre-LN with RMSNorm) and ``pre_lp:P`` (Pre-LN with the Lp
-normaliser of exponent P >= 1 or inf, eps as RMSNorm's; normtheory.kernels.lp's stable kernel,
-see theory/lp/depth.py). Pre-style stacks end in a final normaliser; Post-LN ends in its last
-block's LN.
+Architectures: normtheory/theory/archs (post_ln, pre_ln, peri_ln, lns, pre_rms, mix_ln,
+hybrid_norm, normformer, ngpt, qk_norm, and pre_lp:P, the Pre-LN stack with the Lp normaliser
+of exponent P >= 1 or inf); their blocks are archs/blocks.py.
 
-Loss: L = (1/n) sum_i <u_i, out_i> with u_i ~ N(0, I_d) drawn once per seed. Its gradient
-at the output is known in closed form (u_i / n), which is what lets meanfield.py predict
-the last layer's weight gradient without any fitted constant.
+Protocol (constants.py): L = (1/n) sum_i <u_i, out_i> with u_i ~ N(0, I_d) per token (readout
+"token", the default), one u for all tokens ("shared"), or the cross-entropy of a random
+head against random labels (loss "xent"). The token readout's output gradient is known in
+closed form (u_i / n), which lets predictions.py predict the last layer's weight gradient
+without any fitted constant. The readout of every protocol is drawn after the weights'
+generator has produced h0 and the token readout, so every protocol sees identical weights.
 
 Depths share weights: the depth-L model is the first L blocks of the deepest one (weights
 are drawn layer by layer from one generator per seed), so one forward pass serves every
 depth and each depth gets its own loss and backward pass. Points at different depths are
 then positively correlated, which makes independent-error intervals on slopes conservative.
+Mix-LN is the exception (its switch layer depends on the model's depth): each depth gets its
+own forward pass over the same weights.
 """
 
 from __future__ import annotations
@@ -38,32 +41,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ARCHS = ("post_ln", "pre_ln", "peri_ln", "lns", "pre_rms")
-LP_ARCH_PREFIX = "pre_lp:"
+from normtheory.theory import archs as A
+from normtheory.theory.archs import blocks as B
+from normtheory.theory.meanfield import constants as C
 
-
-def lp_arch(p: float) -> str:
-    """The arch name of a Pre-Lp stack: pre_lp:1.5, pre_lp:inf, ..."""
-    return LP_ARCH_PREFIX + ("inf" if math.isinf(p) else f"{float(p):g}")
-
-
-def lp_exponent(arch: str) -> float | None:
-    """p of a pre_lp:P arch, None for every other arch (ValueError for a bad P)."""
-    if not arch.startswith(LP_ARCH_PREFIX):
-        return None
-    p = float(arch[len(LP_ARCH_PREFIX):])
-    if not p >= 1:
-        raise ValueError(f"{arch!r}: p must be >= 1 or inf")
-    return p
-
-
-def _check_arch(arch: str) -> None:
-    if arch not in ARCHS and lp_exponent(arch) is None:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS} or {LP_ARCH_PREFIX}P")
-SETUPS = ("xiong", "standard")
+ARCHS = A.ORIGINAL_ARCHS  # the five archs of the H100 recordings; A.ARCHS has every arch
+LP_ARCH_PREFIX = A.LP_ARCH_PREFIX
+lp_arch = A.lp_arch
+lp_exponent = A.lp_exponent
+SETUPS = C.SETUPS
 ACTIVATIONS = ("relu", "gelu")
-
-HEAD_DIM = 64
+HEAD_DIM = C.HEAD_DIM
+uniform_attention = B.uniform_attention
 
 
 @dataclass(frozen=True)
@@ -73,8 +62,11 @@ class StackConfig:
     setup: str
     d: int
     depths: tuple[int, ...]
-    n_tokens: int = 16
+    n_tokens: int = C.DEFAULT_TOKENS
     activation: str = "relu"
+    readout: str = C.DEFAULT_READOUT
+    loss: str = C.DEFAULT_LOSS
+    qk_gain: float = 1.0  # W^Q and W^K multiplied by this after drawing (sharpens attention)
 
     def __post_init__(self):
         if self.setup not in SETUPS:
@@ -89,6 +81,10 @@ class StackConfig:
             raise ValueError("depths must be positive integers")
         if self.n_tokens < 2:
             raise ValueError("n_tokens must be at least 2")
+        if self.readout not in C.READOUTS or self.loss not in C.LOSSES:
+            raise ValueError(f"readout must be one of {C.READOUTS}, loss one of {C.LOSSES}")
+        if not self.qk_gain > 0:
+            raise ValueError("qk_gain must be positive")
 
     @property
     def max_depth(self) -> int:
@@ -96,16 +92,14 @@ class StackConfig:
 
     @property
     def d_ff(self) -> int:
-        return self.d if self.setup == "xiong" else 4 * self.d
+        return C.d_ff(self.setup, self.d)
 
     @property
     def n_heads(self) -> int:
-        return max(1, self.d // HEAD_DIM)
+        return C.n_heads(self.d)
 
     def eps(self, arch: str) -> float:
-        if self.setup == "xiong":
-            return 0.0
-        return 1e-6 if arch == "pre_rms" or arch.startswith(LP_ARCH_PREFIX) else 1e-5
+        return C.eps(self.setup, arch)
 
     def weight_shapes(self) -> dict[str, tuple[int, int]]:
         d, f = self.d, self.d_ff
@@ -119,9 +113,11 @@ def xavier_normal_var(fan_in: int, fan_out: int) -> float:
     return 2.0 / (fan_in + fan_out)
 
 
-def seed_key(seed: int, cfg: StackConfig) -> int:
-    """One generator seed per (seed, setup, d, n): independent of chunking and of depths."""
-    mixed = np.random.SeedSequence([int(seed), SETUPS.index(cfg.setup), cfg.d, cfg.n_tokens])
+def seed_key(seed: int, cfg: StackConfig, stream: int = 0) -> int:
+    """One generator seed per (seed, setup, d, n): independent of chunking and of depths.
+    stream 1 is the readout generator of the shared and xent protocols."""
+    parts = [int(seed), SETUPS.index(cfg.setup), cfg.d, cfg.n_tokens] + ([1000 + stream] if stream else [])
+    mixed = np.random.SeedSequence(parts)
     return int(mixed.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
@@ -130,11 +126,28 @@ def seed_key(seed: int, cfg: StackConfig) -> int:
 
 @dataclass
 class RandomStack:
-    """Weights (per layer: name -> tensor (S, in, out)), inputs h0 (S, n, d), readout u."""
+    """Weights (per layer: name -> tensor (S, in, out)), inputs h0 (S, n, d), readout u
+    (S, n, d) of the token protocol, and the other protocols' readout tensors."""
 
     layers: list[dict[str, torch.Tensor]]
     h0: torch.Tensor
     u: torch.Tensor
+    readout: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _protocol_readout(cfg: StackConfig, seeds: Sequence[int], device: str, dtype) -> dict[str, torch.Tensor]:
+    S, n, d = len(seeds), cfg.n_tokens, cfg.d
+    if cfg.readout == "token" and cfg.loss == "linear":
+        return {}
+    out = {"u_shared": torch.empty(S, d, device=device, dtype=dtype),
+           "head": torch.empty(S, d, C.XENT_VOCAB, device=device, dtype=dtype),
+           "labels": torch.empty(S, n, device=device, dtype=torch.long)}
+    for s, seed in enumerate(seeds):
+        gen = torch.Generator(device=device).manual_seed(seed_key(seed, cfg, stream=1))
+        out["u_shared"][s].normal_(generator=gen)
+        out["head"][s].normal_(std=1.0 / math.sqrt(d), generator=gen)
+        out["labels"][s] = torch.randint(0, C.XENT_VOCAB, (n,), generator=gen, device=device)
+    return out
 
 
 def draw_stack(cfg: StackConfig, seeds: Sequence[int], device: str, dtype=torch.float32) -> RandomStack:
@@ -156,38 +169,20 @@ def draw_stack(cfg: StackConfig, seeds: Sequence[int], device: str, dtype=torch.
             for name, (fan_in, fan_out) in shapes.items():
                 layer[name][s].normal_(std=math.sqrt(xavier_normal_var(fan_in, fan_out)), generator=gen)
     for layer in layers:
-        for w in layer.values():
+        for name, w in layer.items():
+            if name in ("wq", "wk") and cfg.qk_gain != 1.0:
+                w.mul_(cfg.qk_gain)
             w.requires_grad_(True)
-    return RandomStack(layers, h0, u)
-
-
-# ---------------------------------------------------------------- building blocks
-
-
-def _normalise(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
-    if kind.startswith(LP_ARCH_PREFIX):
-        from normtheory.kernels.lp import lp_norm_stable
-
-        return lp_norm_stable(x, None, None, eps, lp_exponent(kind))
-    if kind == "rms":
-        return F.rms_norm(x, (x.shape[-1],), eps=eps)
-    return F.layer_norm(x, (x.shape[-1],), eps=eps)
-
-
-def uniform_attention(x: torch.Tensor, wv: torch.Tensor) -> torch.Tensor:
-    """Attention with W^Q = W^K = 0: softmax of zeros is uniform, so every token gets the mean
-    of the values. (tests check this equals softmax attention with zero W^Q, W^K.)"""
-    v = torch.bmm(x, wv)
-    return v.mean(dim=1, keepdim=True).expand_as(v)
+    return RandomStack(layers, h0, u, _protocol_readout(cfg, seeds, device, dtype))
 
 
 def softmax_attention(x: torch.Tensor, w: dict[str, torch.Tensor], n_heads: int) -> torch.Tensor:
-    S, n, d = x.shape
-    def heads(t):
-        return t.view(S, n, n_heads, d // n_heads).transpose(1, 2)
-    q, k, v = (heads(torch.bmm(x, w[name])) for name in ("wq", "wk", "wv"))
-    out = F.scaled_dot_product_attention(q, k, v)
-    return torch.bmm(out.transpose(1, 2).reshape(S, n, d), w["wo"])
+    """Plain multi-head softmax attention (the standard setup's Pre-LN/Post-LN attention)."""
+    ctx = B.BlockContext(setup="standard", arch="pre_ln", eps=0.0, n_heads=n_heads)
+    return B.softmax_attention(x, w, ctx)
+
+
+# ---------------------------------------------------------------- forward
 
 
 @dataclass
@@ -195,109 +190,115 @@ class ForwardTrace:
     """Per-layer tensors kept for measurement; lists indexed by block (0-based)."""
 
     hidden: list[torch.Tensor] = field(default_factory=list)  # h_0 .. h_L, shape (S, n, d)
-    activation_ms: list[torch.Tensor] = field(default_factory=list)  # (S,) mean ||act||^2 / d_ff
-    residual_sum_ms: list[torch.Tensor] = field(default_factory=list)  # post_ln: x + FFN(x), (S,)
-    attention_sum_ms: list[torch.Tensor] = field(default_factory=list)  # post_ln: x + Attn(x), (S,)
+    blocks: B.BlockTrace = field(default_factory=B.BlockTrace)
+
+    @property
+    def activation_ms(self):
+        return self.blocks.activation_ms
 
 
-def _sum_of_squares(t: torch.Tensor, dims) -> torch.Tensor:
-    """Sum of squares over dims. torch's fp32 norm reduces in blocks (relative error ~1e-6 at
-    these sizes, far below the Monte Carlo error) and is 20x faster than a float64 copy."""
-    return torch.linalg.vector_norm(t.detach(), dim=dims).double().square()
-
-
-def _mean_square(t: torch.Tensor) -> torch.Tensor:
-    """Per seed: mean over tokens of ||t_i||^2 / width."""
-    return _sum_of_squares(t, (-1, -2)) / (t.shape[-1] * t.shape[-2])
-
-
-def forward_stack(arch: str, cfg: StackConfig, stack: RandomStack) -> ForwardTrace:
-    """Run the deepest model once, keeping every hidden state (with its autograd graph)."""
-    _check_arch(arch)
-    eps = cfg.eps(arch)
-    norm_kind = _norm_kind(arch)
-    act = F.relu if cfg.activation == "relu" else F.gelu
-
-    def attention(x, w):
-        if cfg.setup == "xiong":
-            return uniform_attention(x, w["wv"])
-        return softmax_attention(x, w, cfg.n_heads)
-
+def forward_stack(arch: str, cfg: StackConfig, stack: RandomStack, depth: int | None = None) -> ForwardTrace:
+    """Run the model of `depth` blocks (default: the deepest) once, keeping every hidden state
+    with its autograd graph."""
+    A.check_arch(arch, cfg.setup if stack is not None else None)
+    depth = cfg.max_depth if depth is None else depth
     trace = ForwardTrace()
-
-    def ffn(x, w):
-        a = act(torch.bmm(x, w["w1"]))
-        trace.activation_ms.append(_mean_square(a))
-        return torch.bmm(a, w["w2"])
-
-    h = stack.h0
+    ctx = B.BlockContext(setup=cfg.setup, arch=arch, eps=cfg.eps(arch), n_heads=cfg.n_heads,
+                         activation=cfg.activation, depth=depth, trace=trace.blocks)
+    block = B.block_of(arch)
+    h = B.embed(arch, stack.h0)
     trace.hidden.append(h)
-    for index, w in enumerate(stack.layers):
-        layer_number = index + 1
-        if arch == "post_ln":
-            s = h + attention(h, w)
-            trace.attention_sum_ms.append(_mean_square(s))
-            h = _normalise(s, "ln", eps)
-            s = h + ffn(h, w)
-            trace.residual_sum_ms.append(_mean_square(s))
-            h = _normalise(s, "ln", eps)
-        elif arch == "peri_ln":
-            h = h + _normalise(attention(_normalise(h, "ln", eps), w), "ln", eps)
-            h = h + _normalise(ffn(_normalise(h, "ln", eps), w), "ln", eps)
-        else:  # pre_ln, pre_rms, lns, pre_lp:P
-            scale = 1.0 / math.sqrt(layer_number) if arch == "lns" else 1.0
-            h = h + attention(_normalise(h, norm_kind, eps) * scale, w)
-            h = h + ffn(_normalise(h, norm_kind, eps) * scale, w)
+    for index, w in enumerate(stack.layers[:depth]):
+        if arch == "ngpt":
+            w = B.ngpt_weights(w)
+        h = block(h, w, index + 1, ctx)
         trace.hidden.append(h)
     return trace
 
 
-def model_output(arch: str, cfg: StackConfig, h_last: torch.Tensor) -> torch.Tensor:
-    if arch == "post_ln":
-        return h_last  # already the output of the last block's LN
-    return _normalise(h_last, _norm_kind(arch), cfg.eps(arch))
+def model_output(arch: str, cfg: StackConfig, h_last: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+    return B.output(arch, h_last, cfg.eps(arch), cfg.max_depth if depth is None else depth)
 
 
-def _norm_kind(arch: str) -> str:
-    if arch == "pre_rms":
-        return "rms"
-    return arch if lp_exponent(arch) is not None else "ln"
+def protocol_loss(cfg: StackConfig, stack: RandomStack, y: torch.Tensor) -> torch.Tensor:
+    """The summed per-seed losses (seeds are independent models: each gets its own gradient)."""
+    if cfg.loss == "xent":
+        logits = torch.bmm(y, stack.readout["head"])
+        per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), stack.readout["labels"].reshape(-1),
+                                    reduction="none")
+        return per_token.view(y.shape[0], -1).mean(dim=-1).sum()
+    u = stack.u if cfg.readout == "token" else stack.readout["u_shared"][:, None, :]
+    return (u * y).sum(dim=-1).mean(dim=-1).sum()
 
 
 # ---------------------------------------------------------------- measurement
 
 
-def measure_chunk(arch: str, cfg: StackConfig, stack: RandomStack) -> dict:
-    """Forward once, then one loss and one backward pass per depth. Returns numpy arrays with
-    a leading seed axis."""
-    trace = forward_stack(arch, cfg, stack)
+def _token_statistics(hidden: list[torch.Tensor]) -> dict[str, np.ndarray]:
+    """Per layer: mean pairwise cosine of the centred tokens, and mean cos(h_l, h_0)."""
+    corr, cos0 = [], []
+    with torch.no_grad():
+        h0 = hidden[0].double()
+        for h in hidden:
+            c = h.double() - h.double().mean(dim=-1, keepdim=True)
+            unit = c / torch.linalg.vector_norm(c, dim=-1, keepdim=True).clamp_min(1e-300)
+            gram = torch.bmm(unit, unit.transpose(1, 2))
+            n = gram.shape[-1]
+            corr.append((gram.sum(dim=(1, 2)) - n) / (n * (n - 1)))
+            cos0.append(F.cosine_similarity(h.double(), h0, dim=-1).mean(dim=-1))
+    return {"token_corr": torch.stack(corr, dim=1).cpu().numpy(), "hidden_cos0": torch.stack(cos0, dim=1).cpu().numpy()}
+
+
+def _trace_arrays(arch: str, trace: ForwardTrace) -> dict:
+    def stacked(values):
+        return torch.stack(values, dim=1).cpu().numpy()
+
     out: dict = {
-        "hidden_ms": torch.stack([_mean_square(h) for h in trace.hidden], dim=1).cpu().numpy(),
-        "hidden_centered_ms": torch.stack(
-            [_mean_square(h - h.mean(dim=-1, keepdim=True)) for h in trace.hidden], dim=1
-        ).cpu().numpy(),
-        "activation_ms": torch.stack(trace.activation_ms, dim=1).cpu().numpy(),
+        "hidden_ms": stacked([B.mean_square(h) for h in trace.hidden]),
+        "hidden_centered_ms": stacked([B.mean_square(h - h.mean(dim=-1, keepdim=True)) for h in trace.hidden]),
+        "activation_ms": stacked(trace.blocks.activation_ms),
+        **_token_statistics(trace.hidden),
     }
-    if arch == "post_ln":
-        out["residual_sum_ms"] = torch.stack(trace.residual_sum_ms, dim=1).cpu().numpy()
-        out["attention_sum_ms"] = torch.stack(trace.attention_sum_ms, dim=1).cpu().numpy()
+    for key in ("residual_sum_ms", "attention_sum_ms", "logit_max", "entropy"):
+        values = getattr(trace.blocks, key)
+        if values and len(values) == len(trace.hidden) - 1:
+            out[key] = stacked(values)
+    return out
+
+
+def _gradients(arch: str, cfg: StackConfig, stack: RandomStack, trace: ForwardTrace, depth: int) -> dict:
     names = list(stack.layers[0])
-    per_depth = {}
-    for depth in cfg.depths:
-        y = model_output(arch, cfg, trace.hidden[depth])
-        # Seeds are independent models: summing their losses gives each its own gradient.
-        loss = (stack.u * y).sum(dim=-1).mean(dim=-1).sum()
-        weights = [layer[name] for layer in stack.layers[:depth] for name in names]
-        hidden = trace.hidden[1 : depth + 1]
-        grads = torch.autograd.grad(loss, weights + hidden, retain_graph=True)
-        wgrads, hgrads = grads[: len(weights)], grads[len(weights) :]
-        grad_sq = {}
-        for j, name in enumerate(names):
-            per_layer = [_sum_of_squares(wgrads[i * len(names) + j], (-2, -1)) for i in range(depth)]
-            grad_sq[name] = torch.stack(per_layer, dim=1).cpu().numpy()
-        grad_sq["hidden"] = torch.stack([_sum_of_squares(g, (-1, -2)) / g.shape[-2] for g in hgrads], dim=1).cpu().numpy()
-        per_depth[depth] = grad_sq
-        del grads, wgrads, hgrads
+    y = model_output(arch, cfg, trace.hidden[depth], depth)
+    loss = protocol_loss(cfg, stack, y)
+    weights = [layer[name] for layer in stack.layers[:depth] for name in names]
+    hidden = trace.hidden[1 : depth + 1]
+    grads = torch.autograd.grad(loss, weights + hidden, retain_graph=True)
+    wgrads, hgrads = grads[: len(weights)], grads[len(weights) :]
+    grad_sq = {}
+    for j, name in enumerate(names):
+        per_layer = [B.sum_of_squares(wgrads[i * len(names) + j], (-2, -1)) for i in range(depth)]
+        grad_sq[name] = torch.stack(per_layer, dim=1).cpu().numpy()
+    grad_sq["hidden"] = torch.stack([B.sum_of_squares(g, (-1, -2)) / g.shape[-2] for g in hgrads], dim=1).cpu().numpy()
+    return grad_sq
+
+
+def measure_chunk(arch: str, cfg: StackConfig, stack: RandomStack) -> dict:
+    """Forward once (Mix-LN: once per depth), then one loss and one backward pass per depth.
+    Returns numpy arrays with a leading seed axis."""
+    if A.is_prefix(arch):
+        trace = forward_stack(arch, cfg, stack)
+        out = _trace_arrays(arch, trace)
+        out["grad_sq"] = {depth: _gradients(arch, cfg, stack, trace, depth) for depth in cfg.depths}
+        return out
+    out, per_depth, finals = {}, {}, {}
+    for depth in sorted(cfg.depths):
+        trace = forward_stack(arch, cfg, stack, depth)
+        if depth == cfg.max_depth:
+            out = _trace_arrays(arch, trace)
+        finals[depth] = B.mean_square(trace.hidden[depth]).cpu().numpy()
+        per_depth[depth] = _gradients(arch, cfg, stack, trace, depth)
+        del trace
+    out["final_hidden_ms"] = finals
     out["grad_sq"] = per_depth
     return out
 
@@ -332,6 +333,8 @@ def measure(
     Returns {arch: {"hidden_ms": (S, Lmax+1), ..., "grad_sq": {L: {name: (S, L)}}}}.
     """
     archs = list(archs)
+    for arch in archs:
+        A.check_arch(arch, cfg.setup)
     per_chunk = chunk_size(cfg, memory_budget_bytes)
     results: dict[str, list[dict]] = {a: [] for a in archs}
     for start in range(0, len(seeds), per_chunk):
@@ -359,7 +362,7 @@ def environment(device: str) -> dict:
 
 def to_record(cfg: StackConfig, archs: Sequence[str], seeds: Sequence[int], device: str,
               measured: dict[str, dict], elapsed_s: float) -> dict:
-    """A JSON-ready record (lists of floats), the input of meanfield.analyse_record."""
+    """A JSON-ready record (lists of floats) with every constant it was made with."""
 
     def listify(value):
         if isinstance(value, dict):
@@ -370,6 +373,8 @@ def to_record(cfg: StackConfig, archs: Sequence[str], seeds: Sequence[int], devi
         "config": asdict(cfg),
         "archs": list(archs),
         "seeds": [int(s) for s in seeds],
+        "constants": C.recorded_constants(cfg.setup, cfg.d, archs, n_tokens=cfg.n_tokens,
+                                          readout=cfg.readout, loss=cfg.loss),
         "environment": environment(device),
         "elapsed_s": elapsed_s,
         "measurements": {arch: listify(measured[arch]) for arch in archs},
