@@ -11,6 +11,7 @@
 #   equivalence_speed_cuda.json    Pre-LN / Pre-RMSNorm / Pre-CRMSNorm speed (notebook 02 finds it)
 #   meanfield_deep.tgz             issue 17: Pre-/Post-LN at d 512 with L up to 384 (both setups), the protocol
 #                                  budget at d 512, and the claims judged on them (not run yet: no GPU session since)
+#   training_probes_cuda.json      only with STEPS=training (see that step): trained-model claims at a GPU size
 # Back on a CPU machine: unpack the recordings, run
 #   PYTHONPATH=. python benchmarks/record_catalog.py --check-only --out <dir>
 # (writes the manifest with each verdict; CPU CI re-judges what is committed under tests/data/certify/).
@@ -103,6 +104,18 @@ step "meanfield: claims on the deep grid"
 timeout 60 "$PY" -m normtheory meanfield --from "$MF/xiong_d${MF_D:-512}.json" --from "$MF/standard_d${MF_D:-512}.json" \
     --allow-underpowered --json "$MF/claims.json"
 tar czf "$OUT/meanfield_deep.tgz" -C "$OUT" meanfield_deep && rm -rf "$MF"
+fi
+
+# Trained-model claims (docs/trained_claims.md) at a GPU size: deeper and wider decoders than the
+# CPU reference runs. NOT RUN YET, and not part of "all" (the steps above already take about 7 of
+# the session's 15 minutes): ask for it with STEPS=training. Sized by estimate to about 4 minutes
+# for curse_of_depth and warmup; the JSON is rewritten after each probe, so a timeout keeps those
+# that finished, and TRAINING_PROBES=gradient_profile runs the rest in a follow-up call. Re-judge
+# on any machine: normtheory train-probe --from training_probes_cuda.json
+if [[ " ${STEPS:-all} " == *" training "* ]]; then
+step "training probes at a GPU size"
+timeout 240 "$PY" benchmarks/training_probe.py --size gpu --device "$DEVICE" \
+    --probes "${TRAINING_PROBES:-curse_of_depth,warmup,gradient_profile}" --out "$OUT/training_probes_cuda.json"
 fi
 
 step "pack recordings"

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                  "probe what the installed ml_dtypes, torch and Liger do with numbers, against docs/upstream.md"),
     "equiv": ("normtheory.cli.equiv",
               "Pre-LN ≡ Pre-RMSNorm ≡ Pre-CRMSNorm: convert a model, check logits, gradients and training"),
+    "train-probe": ("normtheory.cli.train_probe", "train tiny decoders: Curse of Depth, Mix-/Peri-LN gradients, warm-up"),
 }
 
 
