@@ -41,18 +41,23 @@ class QuantityResult:
         return self.violations > 0
 
 
-def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
-                   shape: tuple[int, ...], *, entry_scale: np.ndarray | None = None,
-                   accept: np.ndarray | None = None) -> QuantityResult:
-    """`got`, `exact` (fp32 correctly rounded) and `bound` are float64 arrays of one shape.
+BLOCK_ROWS = 512  # rows judged at a time: temporaries stay small enough for malloc to reuse
 
-    `entry_scale` (fp8 outputs): got is q/s and an ulp is the format's ulp at y·s, over s.
-    `accept`: elements whose value is accepted whatever it is (a cast allowed to overflow).
-    """
-    got = np.asarray(got, dtype=np.float64)
-    exact = np.asarray(exact, dtype=np.float64)
+
+@dataclass
+class _Block:
+    """One block's judgement, merged into a QuantityResult by `judge_elements`."""
+
+    ratio: np.ndarray
+    error: np.ndarray
+    bound: np.ndarray
+    unbounded: int
+    kinds: tuple  # (nonfinite, nan_mismatch, wrong_scale) masks
+
+
+def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale) -> _Block:
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        bound = np.where(np.isnan(bound), np.inf, np.asarray(bound, dtype=np.float64))
+        bound = np.where(np.isnan(bound), np.inf, bound)
         exact_nan = np.isnan(exact)
         both_finite = np.isfinite(got) & np.isfinite(exact)
         error = np.where(both_finite, np.abs(got - exact), 0.0)
@@ -70,35 +75,77 @@ def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndar
     if accept is not None:
         bad_value &= ~accept
         ratio = np.where(accept, 0.0, ratio)
+    if wrong_scale is not None:
+        bad_value |= wrong_scale
     ratio = np.where(bad_value, np.inf, ratio)
     unbounded = np.isfinite(exact) & ~np.isfinite(bound) & ~bad_value
     ratio = np.where(unbounded, 0.0, ratio)
-    violating = ratio > 1
-    result = QuantityResult(name, out_fmt, tuple(shape), int(got.size), int(np.count_nonzero(violating)),
-                            float(ratio.max()) if ratio.size else 0.0, int(np.count_nonzero(unbounded)))
-    if ratio.size:
-        flat = int(np.argmax(ratio.ravel()))
-        ulp = out_fmt.ulp(exact.ravel()[flat] * (1.0 if entry_scale is None else entry_scale.ravel()[flat]))
-        ulp = ulp / (1.0 if entry_scale is None else entry_scale.ravel()[flat])
-        result.worst = {
-            "index": tuple(int(i) for i in np.unravel_index(flat, shape)),
-            "got": float(got.ravel()[flat]), "exact": float(exact.ravel()[flat]),
-            "error": float(error.ravel()[flat]), "ulps": float(error.ravel()[flat] / ulp) if np.isfinite(ulp) else np.nan,
-            "bound": float(bound.ravel()[flat]), "ratio": float(ratio.ravel()[flat]),
-            "kind": "not finite" if nonfinite.ravel()[flat] else ("NaN expected" if nan_mismatch.ravel()[flat] else ""),
-        }
-    set_rows(result, violating)
+    return _Block(ratio, error, bound, int(np.count_nonzero(unbounded)), (nonfinite, nan_mismatch, wrong_scale))
+
+
+def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
+                   shape: tuple[int, ...], *, entry_scale: np.ndarray | None = None,
+                   accept: np.ndarray | None = None, wrong_scale: np.ndarray | None = None) -> QuantityResult:
+    """`got`, `exact` (fp32 correctly rounded) and `bound` are float64 arrays of one shape,
+    (rows, n) or (n,); `shape` is the caller's shape, for reporting indices.
+
+    `entry_scale` (fp8 outputs): got is q/s and an ulp is the format's ulp at y·s, over s.
+    `accept`: elements whose value is accepted whatever it is (a cast allowed to overflow).
+    `wrong_scale`: elements whose fp8 group scale the recipe cannot give (violations).
+    """
+    arrays = [np.asarray(a, dtype=np.float64) if a is not None and a.dtype != bool else a
+              for a in (got, exact, bound, entry_scale, accept, wrong_scale)]
+    rows = arrays[0].shape[0] if arrays[0].ndim == 2 else 1
+    blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, rows, BLOCK_ROWS)] if arrays[0].ndim == 2 else [slice(None)]
+    result = QuantityResult(name, out_fmt, tuple(shape), int(arrays[0].size), 0, 0.0)
+    violating_rows, best = [], None
+    for block in blocks:
+        part = [a if a is None else (a[block] if a.ndim == 2 else a) for a in arrays]
+        judged = _judge_block(*part[:3], out_fmt, *part[3:])
+        violating = judged.ratio > 1
+        result.violations += int(np.count_nonzero(violating))
+        result.unbounded += judged.unbounded
+        violating_rows.append(violating.any(axis=1) if violating.ndim == 2 else violating)
+        if judged.ratio.size and (best is None or judged.ratio.max() > best[1].ratio.max()):
+            best = (block, judged, part)
+    if best is not None:
+        _set_worst(result, *best, out_fmt, shape, entry_scale is not None)
+    _set_rows(result, np.concatenate(violating_rows), one_dimensional=arrays[0].ndim < 2)
     return result
 
 
-def set_rows(result: QuantityResult, violating: np.ndarray) -> None:
+def _set_worst(result, block, judged: _Block, part, out_fmt, shape, scaled: bool) -> None:
+    got, exact = part[0], part[1]
+    flat = int(np.argmax(judged.ratio.ravel()))
+    offset = (block.start or 0) * got.shape[-1] if got.ndim == 2 else 0
+    scale = part[3].ravel()[flat] if scaled else 1.0
+    ulp = out_fmt.ulp(exact.ravel()[flat] * scale) / scale
+    error = float(judged.error.ravel()[flat])
+    result.max_ratio = float(judged.ratio.ravel()[flat])
+    result.worst = {
+        "index": tuple(int(i) for i in np.unravel_index(offset + flat, shape)),
+        "got": float(got.ravel()[flat]), "exact": float(exact.ravel()[flat]), "error": error,
+        "ulps": error / ulp if np.isfinite(ulp) else float("nan"),
+        "bound": float(judged.bound.ravel()[flat]), "ratio": result.max_ratio, "kind": _kind(flat, *judged.kinds),
+    }
+
+
+def _kind(flat: int, nonfinite, nan_mismatch, wrong_scale) -> str:
+    if nonfinite.ravel()[flat]:
+        return "not finite"
+    if nan_mismatch.ravel()[flat]:
+        return "NaN expected"
+    if wrong_scale is not None and wrong_scale.ravel()[flat]:
+        return "its group's scale is not one the recipe gives"
+    return ""
+
+
+def _set_rows(result: QuantityResult, per_row: np.ndarray, one_dimensional: bool) -> None:
     """The rows (for a 1-D quantity such as gw: the columns) that hold violations."""
-    if not violating.any():
+    if one_dimensional:
+        result.row_label = "column"
+    if not per_row.any():
         return
-    if violating.ndim >= 2:
-        per_row = violating.reshape(-1, violating.shape[-1]).any(axis=1)
-    else:
-        per_row, result.row_label = violating.ravel(), "column"
     indices = np.flatnonzero(per_row)
     result.row_count = int(indices.size)
     result.rows = [int(i) for i in indices[:12]]
@@ -118,5 +165,6 @@ def judge_exact_match(name: str, got: np.ndarray, expected: np.ndarray, fmt: Flo
                         "got": float(got.ravel()[flat]), "exact": float(expected.ravel()[flat]),
                         "error": error, "ulps": error / float(fmt.ulp(expected.ravel()[flat])),
                         "bound": 0.0, "ratio": float("inf"), "kind": "differs"}
-    set_rows(result, differ.reshape(shape))
+    differ = differ.reshape(-1, differ.shape[-1]) if differ.ndim > 1 else differ
+    _set_rows(result, differ.any(axis=1) if differ.ndim == 2 else differ, one_dimensional=differ.ndim < 2)
     return result
