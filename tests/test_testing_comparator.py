@@ -129,6 +129,24 @@ def test_fused_add_normalizes_the_rounded_sum_and_returns_it_exactly():
         assert_close_to_exact({"y": y, "h": wrong_h}, op="add_rmsnorm", x=x, residual=residual, weight=w, eps=EPS)
 
 
+def test_fused_backward_with_a_gradient_on_h_too():
+    """Liger's fused add + RMSNorm test backpropagates into both outputs: x's gradient is then
+    gh + the VJP of gy; forgetting gh is caught, and so is an h-gradient that is dropped."""
+    x, w, _, gy = _inputs(shape=(32, 256))
+    residual, _, _, gh = _inputs(shape=(32, 256), seed=1)
+    xr, rr = x.clone().requires_grad_(), residual.clone().requires_grad_()
+    h = xr + rr
+    y = defective.careful_rms_norm(h, w, None, EPS)
+    torch.autograd.backward((y, h), (gy, gh))
+    kwargs = dict(op="add_rmsnorm", x=x, residual=residual, weight=w, gy=gy, eps=EPS)
+    assert_close_to_exact({"y": y, "h": h, "gx": xr.grad}, gh=gh, **kwargs)
+    assert torch.equal(xr.grad, rr.grad)
+    with pytest.raises(AssertionError, match="gx"):
+        assert_close_to_exact({"y": y, "h": h, "gx": xr.grad}, **kwargs)  # the judge was not told about gh
+    with pytest.raises(AssertionError, match="gx"):
+        assert_close_to_exact({"y": y, "h": h, "gx": (xr.grad.float() - gh.float()).bfloat16()}, gh=gh, **kwargs)
+
+
 @pytest.mark.parametrize("scaling", ["tensor", "row"])
 def test_fp8_output_with_its_scale(scaling):
     x, w, _, _ = _inputs(shape=(32, 256))

@@ -21,7 +21,7 @@ from normtheory.testing.problem import parse_problem
 from normtheory.testing.replay import ENV, replay_hint, save
 
 
-def assert_close_to_exact(actual, *, op: str, x, weight=None, bias=None, residual=None, gy=None, eps: float,
+def assert_close_to_exact(actual, *, op: str, x, weight=None, bias=None, residual=None, gy=None, gh=None, eps: float,
                           affine: str | None = None, eps_mode: str = "inside", p=None, contract: str = "default",
                           scale=None, scaling: str | None = None, semantics: str = "exact",
                           msg: str | None = None) -> Verdict:
@@ -34,6 +34,7 @@ def assert_close_to_exact(actual, *, op: str, x, weight=None, bias=None, residua
     op: layernorm | rmsnorm | crmsnorm | lpnorm, or add_layernorm | add_rmsnorm (fused; any op
         given `residual` is fused too: h = x + residual rounded, y = norm(h)).
     gy: the incoming gradient of y (needed for gx, gw, gb).
+    gh: fused kernels whose h output also receives a gradient: gx is then gh + the VJP of gy.
     affine: none | weight | weight_bias | offset_weight; by default read off weight/bias.
     contract: default | model:NAME | ulp:K.
     scale, scaling: an fp8 y with its scale s, y ≈ q / s (Transformer Engine's convention; for a
@@ -45,7 +46,7 @@ def assert_close_to_exact(actual, *, op: str, x, weight=None, bias=None, residua
     Bad arguments raise normtheory.errors.UsageError.
     """
     __tracebackhide__ = True
-    problem = parse_problem(actual, op=op, x=x, weight=weight, bias=bias, residual=residual, gy=gy, eps=eps,
+    problem = parse_problem(actual, op=op, x=x, weight=weight, bias=bias, residual=residual, gy=gy, gh=gh, eps=eps,
                             affine=affine, eps_mode=eps_mode, p=p, contract=contract, scale=scale, scaling=scaling,
                             semantics=semantics)
     verdict = judge(problem)
@@ -62,7 +63,7 @@ def _save_for_replay(problem, op, eps, contract, scaling, semantics, msg) -> str
     if not directory:
         return None
     params = problem.params
-    arrays = {"x": problem.x, "weight": problem.weight, "bias": problem.bias, "gy": problem.gy,
+    arrays = {"x": problem.x, "weight": problem.weight, "bias": problem.bias, "gy": problem.gy, "gh": problem.gh,
               "residual": problem.residual}
     arrays.update({f"actual_{name}": values for name, values in problem.actual.items()})
     settings = {"op": op, "eps": eps, "affine": params.affine, "eps_mode": params.eps_mode,

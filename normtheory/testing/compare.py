@@ -55,13 +55,14 @@ class _Block:
     kinds: tuple  # (nonfinite, nan_mismatch, wrong_scale) masks
 
 
-def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale) -> _Block:
+def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale, resolution) -> _Block:
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         bound = np.where(np.isnan(bound), np.inf, bound)
         exact_nan = np.isnan(exact)
         both_finite = np.isfinite(got) & np.isfinite(exact)
         error = np.where(both_finite, np.abs(got - exact), 0.0)
-        resolution = 0.5 * FP32.ulp(np.where(np.isfinite(exact), exact, 0.0))
+        if resolution is None:  # the reference's own error: half an fp32 ulp
+            resolution = 0.5 * FP32.ulp(np.where(np.isfinite(exact), exact, 0.0))
         proven = np.maximum(error - resolution, 0.0)
         ratio = np.where(proven == 0, 0.0, proven / bound)  # bound 0 and proven > 0: inf
         if entry_scale is None:
@@ -85,16 +86,18 @@ def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale) -
 
 def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
                    shape: tuple[int, ...], *, entry_scale: np.ndarray | None = None,
-                   accept: np.ndarray | None = None, wrong_scale: np.ndarray | None = None) -> QuantityResult:
+                   accept: np.ndarray | None = None, wrong_scale: np.ndarray | None = None,
+                   resolution: np.ndarray | None = None) -> QuantityResult:
     """`got`, `exact` (fp32 correctly rounded) and `bound` are float64 arrays of one shape,
     (rows, n) or (n,); `shape` is the caller's shape, for reporting indices.
 
     `entry_scale` (fp8 outputs): got is q/s and an ulp is the format's ulp at y·s, over s.
     `accept`: elements whose value is accepted whatever it is (a cast allowed to overflow).
     `wrong_scale`: elements whose fp8 group scale the recipe cannot give (violations).
+    `resolution`: the reference's error where it is not half an fp32 ulp of `exact`.
     """
     arrays = [np.asarray(a, dtype=np.float64) if a is not None and a.dtype != bool else a
-              for a in (got, exact, bound, entry_scale, accept, wrong_scale)]
+              for a in (got, exact, bound, entry_scale, accept, wrong_scale, resolution)]
     rows = arrays[0].shape[0] if arrays[0].ndim == 2 else 1
     blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, rows, BLOCK_ROWS)] if arrays[0].ndim == 2 else [slice(None)]
     result = QuantityResult(name, out_fmt, tuple(shape), int(arrays[0].size), 0, 0.0)

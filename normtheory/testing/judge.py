@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from normtheory.formats import FORMATS
+from normtheory.testing.arrays import rows_of
 from normtheory.testing.compare import QuantityResult, judge_elements, judge_exact_match
 from normtheory.testing.problem import Problem
 
@@ -99,6 +101,25 @@ def _bounds_and_reference(problem: Problem, quantities: list[str]) -> tuple[dict
     return ref, bounds
 
 
+def with_residual_gradient(problem: Problem, vjp: np.ndarray, vjp_bound: np.ndarray, fmt):
+    """Fused kernels whose h also receives a gradient gh: x's gradient is gh + J^T·gy.
+
+    The kernel computes ĝ within T (the gx bound, its rounding to `fmt` included) of the VJP g
+    and adds gh, rounding to fmt (autograd's accumulation of the unfused graph), or in fp32 and
+    then to fmt (a fused kernel): |fl(ĝ + gh) − (g + gh)| ≤ T + (u + u₃₂ + u·u₃₂)·(|g + gh| + T) + η,
+    u and η the unit roundoff and half the smallest subnormal of fmt. The reference g + gh is the
+    fp32-rounded VJP plus gh in float64 (both fp32 values: exact unless their exponents are 29
+    apart, and then within 2^-53 relative), so its resolution is half an fp32 ulp of the VJP."""
+    gh = rows_of(problem.gh.values)
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = vjp + gh
+        resolution = 0.5 * FORMATS["fp32"].ulp(np.where(np.isfinite(vjp), vjp, 0.0)) * (1 + 2.0**-50)
+        resolution = resolution + 2.0**-53 * np.abs(np.where(np.isfinite(total), total, 0.0))
+        u, u32 = fmt.unit_roundoff, FORMATS["fp32"].unit_roundoff
+        limit = vjp_bound + (u + u32 + u * u32) * (np.abs(total) + vjp_bound + resolution) + fmt.min_subnormal / 2
+    return total, limit, resolution
+
+
 def _has_quantity(problem: Problem, quantity: str) -> bool:
     """gw exists only with a weight, gb only with a bias (the reference gives no other)."""
     affine = problem.params.affine
@@ -130,9 +151,11 @@ def judge(problem: Problem) -> Verdict:
             verdict.results["y"] = judge_llama(problem, ref["y"])
             continue
         exact = ref[quantity]  # (rows, n) for y and gx, (n,) for gw and gb
-        limit = bounds[quantity]
-        verdict.results[quantity] = judge_elements(quantity, got.values.reshape(exact.shape), exact,
-                                                   limit.reshape(exact.shape), got.fmt, got.shape)
+        limit, resolution = bounds[quantity].reshape(exact.shape), None
+        if quantity == "gx" and problem.gh is not None:
+            exact, limit, resolution = with_residual_gradient(problem, exact, limit, got.fmt)
+        verdict.results[quantity] = judge_elements(quantity, got.values.reshape(exact.shape), exact, limit, got.fmt,
+                                                   got.shape, resolution=resolution)
     if "h" in problem.actual:
         verdict.results["h"] = judge_exact_match("h", problem.actual["h"].values, problem.h.values, problem.h.fmt,
                                                  problem.h.shape, "x + residual correctly rounded")

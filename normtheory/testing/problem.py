@@ -41,6 +41,7 @@ class Problem:
     weight: Values | None
     bias: Values | None
     gy: Values | None
+    gh: Values | None  # fused: the incoming gradient of h, added to x's and residual's gradient
     actual: dict[str, Values]
     scaling: str | None
 
@@ -143,7 +144,7 @@ def _check_formats(h: Values, actual: dict[str, Values], scaled: bool) -> None:
                              f"{', '.join(OUTPUT_FORMATS)}{hint}")
 
 
-def parse_problem(actual, *, op, x, weight, bias, residual, gy, eps, affine, eps_mode, p, contract,
+def parse_problem(actual, *, op, x, weight, bias, residual, gy, eps, gh=None, affine, eps_mode, p, contract,
                   scale, scaling, semantics) -> Problem:
     """Validate everything (UsageError for what the caller got wrong) into a Problem."""
     fused = op in FUSED_OPS or residual is not None
@@ -172,6 +173,9 @@ def parse_problem(actual, *, op, x, weight, bias, residual, gy, eps, affine, eps
     elif "h" in outputs:
         raise UsageError("actual['h'] is the fused residual output: pass residual=")
     _check_formats(h, outputs, scaled="scale" in outputs)
+    gh_values = optional_values(gh, "gh")
+    if gh_values is not None and (not fused or gh_values.shape != x_values.shape or "gx" not in outputs):
+        raise UsageError("gh (the gradient of the fused output h) goes with residual=, the shape of x, and actual['gx']")
     if scaling is not None:
         from normtheory.precision.lowprecision.scaling import parse_scaling
 
@@ -181,7 +185,7 @@ def parse_problem(actual, *, op, x, weight, bias, residual, gy, eps, affine, eps
     if semantics == "llama" and params.affine not in ("weight", "none"):
         raise UsageError("semantics 'llama' (cast, then multiply by the weight) takes affine 'weight' or 'none'")
     return Problem(params, fused, parse_contract(contract), semantics, x_values, residual_values, h, weight, bias,
-                   gy_values, outputs, scaling)
+                   gy_values, gh_values, outputs, scaling)
 
 
 __all__ = ["Problem", "parse_problem", "round_sum", "FUSED_OPS", "FORMATS"]

@@ -21,7 +21,7 @@ from normtheory.formats import FORMATS
 from normtheory.testing.arrays import Values
 
 ENV = "NORMTHEORY_SAVE_FAILURES"
-_INPUTS = ("x", "weight", "bias", "residual", "gy")
+_INPUTS = ("x", "weight", "bias", "residual", "gy", "gh")
 
 
 def current_test() -> str | None:
