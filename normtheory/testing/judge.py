@@ -101,6 +101,17 @@ def _bounds_and_reference(problem: Problem, quantities: list[str]) -> tuple[dict
     return ref, bounds
 
 
+def _refuse_if_nothing_judged(verdict: Verdict) -> None:
+    """An output none of whose elements has a bound was not judged at all: passing it would
+    claim what nothing showed (e.g. contract model:bf16_accum at widths where its γ_k ≥ 1)."""
+    from normtheory.errors import UsageError
+
+    for result in verdict.results.values():
+        if result.elements and result.unbounded == result.elements:
+            raise UsageError(f"contract {verdict.problem.contract} gives no finite bound for any element of "
+                             f"{result.name} here: nothing would be judged (choose another contract)")
+
+
 def with_residual_gradient(problem: Problem, vjp: np.ndarray, vjp_bound: np.ndarray, fmt):
     """Fused kernels whose h also receives a gradient gh: x's gradient is gh + J^T·gy.
 
@@ -156,6 +167,7 @@ def judge(problem: Problem) -> Verdict:
             exact, limit, resolution = with_residual_gradient(problem, exact, limit, got.fmt)
         verdict.results[quantity] = judge_elements(quantity, got.values.reshape(exact.shape), exact, limit, got.fmt,
                                                    got.shape, resolution=resolution)
+    _refuse_if_nothing_judged(verdict)
     if "h" in problem.actual:
         verdict.results["h"] = judge_exact_match("h", problem.actual["h"].values, problem.h.values, problem.h.fmt,
                                                  problem.h.shape, "x + residual correctly rounded")
