@@ -9,6 +9,8 @@
 #   accumulation_cuda.npz          accumulator-precision probe (issue 9) -> tests/data/
 #   fp8_probe_cuda.json            the fp8 cast semantics of this torch on CUDA
 #   equivalence_speed_cuda.json    Pre-LN / Pre-RMSNorm / Pre-CRMSNorm speed (notebook 02 finds it)
+#   peer_liger_margins.json        the re-written peer suites against the installed Liger kernels,
+#                                  judged by assert_close_to_exact (issue 16; its table is in session.log)
 # Back on a CPU machine: unpack the recordings, run
 #   PYTHONPATH=. python benchmarks/record_catalog.py --check-only --out <dir>
 # (writes the manifest with each verdict; CPU CI re-judges what is committed under tests/data/certify/).
@@ -54,7 +56,7 @@ fi
 if want tests; then
 step "gpu tests"
 timeout 140 "$PY" -m pytest -q -m gpu -p no:cacheprovider -n 4 -W default::DeprecationWarning \
-    -W default::UserWarning -W default::FutureWarning tests/
+    -W default::UserWarning -W default::FutureWarning --ignore=tests/peer tests/
 fi
 
 # Full certificates (default budget: families, hypothesis search, safe domain) of CUDA kernels,
@@ -77,6 +79,17 @@ for args in RUNS:
     code = main(["certify", *args, "--d", "4096", "--device", "cuda", "--json", f"{sys.argv[1]}/{name}.json"])
     print(f"{name}: exit {code} in {time.perf_counter() - start:.1f} s", flush=True)
 PYCODE
+fi
+
+# The peer suites re-written (tests/peer) against the real Liger kernels: every Liger RMSNorm,
+# fused add + RMSNorm and LayerNorm case (in_place both ways), judged by the comparator; the
+# plugin writes each test's largest error/bound, tabled for docs/kernel_authors.md.
+if want peer; then
+step "peer suites against Liger (gpu tests in tests/peer)"
+timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -p normtheory.testing.pytest_plugin \
+    -W default::DeprecationWarning -W default::UserWarning -W default::FutureWarning \
+    --normtheory-report "$OUT/peer_liger_margins.json" tests/peer
+"$PY" benchmarks/margins_table.py "$OUT/peer_liger_margins.json"
 fi
 
 if want speed; then

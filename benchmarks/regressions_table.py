@@ -60,9 +60,9 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="the CI sizes instead of the threads' shapes")
     args = parser.parse_args()
     start = time.perf_counter()
-    print(f"| regression | threads | anchor: check | anchor flags defect | anchor flags careful twin | "
-          f"comparator flags defect (worst error/bound; violating share) | comparator flags careful twin (max "
-          f"error/bound) |")
+    print("| regression | threads | anchor: check | anchor flags defect | anchor flags careful twin | "
+          "comparator flags defect (worst error/bound; violating share) | comparator flags careful twin (max "
+          "error/bound) |")
     print("|---|---|---|---|---|---|---|")
     n = args.seeds
     for name, case in REGRESSIONS.items():

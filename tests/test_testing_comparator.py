@@ -3,7 +3,6 @@ says where, and what a caller gets wrong is a UsageError."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 
 import pytest
 
@@ -78,6 +77,7 @@ def test_without_the_option_the_plugin_records_nothing(pytester):
 
 
 def test_the_entry_point_names_the_plugin_module():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as handle:
         entry_points = tomllib.load(handle)["project"]["entry-points"]["pytest11"]
     assert entry_points == {PLUGIN: PLUGIN}  # name = module: `-p` and the entry point are one plugin

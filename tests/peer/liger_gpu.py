@@ -5,7 +5,6 @@ in_place kernels get clones of the incoming gradients (they overwrite them)."""
 from __future__ import annotations
 
 import torch
-
 from peer_cases import PeerCase
 
 
