@@ -182,6 +182,9 @@ def parse_problem(actual, *, op, x, weight, bias, residual, gy, eps, gh=None, af
         scaling = str(parse_scaling(scaling))
         if "scale" not in outputs:
             raise UsageError(f"scaling={scaling!r} judges an fp8 output's scale: pass scale= or actual['scale']")
+    if semantics == "llama" and "scale" in outputs:
+        raise UsageError("semantics 'llama' is for a y in the activation dtype; an fp8 y with a scale is judged "
+                         "by the fp8 output bound of the exact normalizer")
     if semantics == "llama" and params.affine not in ("weight", "none"):
         raise UsageError("semantics 'llama' (cast, then multiply by the weight) takes affine 'weight' or 'none'")
     return Problem(params, fused, parse_contract(contract), semantics, x_values, residual_values, h, weight, bias,

@@ -23,7 +23,7 @@ from normtheory.testing.compare import QuantityResult, judge_elements
 from normtheory.testing.problem import Problem
 
 
-def judge_llama(problem: Problem, _exact_y: np.ndarray) -> QuantityResult:
+def judge_llama(problem: Problem) -> QuantityResult:
     from normtheory.precision import tolerance
     from normtheory.reference import correctly_rounded
 
