@@ -12,6 +12,8 @@
 #   meanfield_deep.tgz             issue 17: Pre-/Post-LN at d 512 with L up to 384 (both setups), the protocol
 #                                  budget at d 512, and the claims judged on them (not run yet: no GPU session since)
 #   training_probes_cuda.json      only with STEPS=training (see that step): trained-model claims at a GPU size
+#   peer_liger_margins.json        the re-written peer suites against the installed Liger kernels,
+#                                  judged by assert_close_to_exact (issue 16; its table is in session.log)
 # Back on a CPU machine: unpack the recordings, run
 #   PYTHONPATH=. python benchmarks/record_catalog.py --check-only --out <dir>
 # (writes the manifest with each verdict; CPU CI re-judges what is committed under tests/data/certify/).
@@ -57,7 +59,7 @@ fi
 if want tests; then
 step "gpu tests"
 timeout 140 "$PY" -m pytest -q -m gpu -p no:cacheprovider -n 4 -W default::DeprecationWarning \
-    -W default::UserWarning -W default::FutureWarning tests/
+    -W default::UserWarning -W default::FutureWarning --ignore=tests/peer tests/
 fi
 
 # Full certificates (default budget: families, hypothesis search, safe domain) of CUDA kernels,
@@ -80,6 +82,17 @@ for args in RUNS:
     code = main(["certify", *args, "--d", "4096", "--device", "cuda", "--json", f"{sys.argv[1]}/{name}.json"])
     print(f"{name}: exit {code} in {time.perf_counter() - start:.1f} s", flush=True)
 PYCODE
+fi
+
+# The peer suites re-written (tests/peer) against the real Liger kernels: every Liger RMSNorm,
+# fused add + RMSNorm and LayerNorm case (in_place both ways), judged by the comparator; the
+# plugin writes each test's largest error/bound, tabled for docs/kernel_authors.md.
+if want peer; then
+step "peer suites against Liger (gpu tests in tests/peer)"
+timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -p normtheory.testing.pytest_plugin \
+    -W default::DeprecationWarning -W default::UserWarning -W default::FutureWarning \
+    --normtheory-report "$OUT/peer_liger_margins.json" tests/peer
+"$PY" benchmarks/margins_table.py "$OUT/peer_liger_margins.json"
 fi
 
 if want speed; then
