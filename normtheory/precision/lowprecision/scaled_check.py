@@ -95,9 +95,9 @@ def judge_scaled_output(op, x, w, b, q, scale, *, format, eps, affine, out_forma
                         "outside the fp32 kernel's safe domain)")
     if nonfinite:
         findings.append(f"{nonfinite} dequantized outputs are not finite where the exact output is")
-    scales_checked = elements.wrong_group is not None
-    bad_scales = int(np.count_nonzero(elements.wrong_group)) if scales_checked else 0
-    if not scales_checked:
+    wrong_group = elements.wrong_group
+    bad_scales = int(np.count_nonzero(wrong_group)) if wrong_group is not None else 0
+    if wrong_group is None:
         findings.append("delayed scaling: the scale depends on the amax history and was not checked")
     elif bad_scales:
         findings.append(f"{bad_scales} scales are not what the {scaling} recipe gives for this output")
