@@ -66,7 +66,7 @@ class ScaledVerdict:
     passed: bool
     max_err_over_bound: float
     worst_index: tuple
-    scales_checked: bool
+    wrong_group is not None: bool
     bad_scales: int
     nonfinite: int
     unbounded: int  # entries where no bound holds (a non-saturating cast may overflow there)
@@ -104,5 +104,5 @@ def judge_scaled_output(op, x, w, b, q, scale, *, format, eps, affine, out_forma
     if max_ratio > 1:
         findings.append(f"error {max_ratio:.3g}x the bound at {tuple(int(i) for i in worst)}")
     passed = max_ratio <= 1 and nonfinite == 0 and bad_scales == 0
-    return ScaledVerdict(passed, max_ratio, tuple(int(i) for i in worst), scales_checked, bad_scales, nonfinite,
+    return ScaledVerdict(passed, max_ratio, tuple(int(i) for i in worst), wrong_group is not None, bad_scales, nonfinite,
                          unbounded, findings)
