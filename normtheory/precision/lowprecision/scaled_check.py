@@ -66,7 +66,7 @@ class ScaledVerdict:
     passed: bool
     max_err_over_bound: float
     worst_index: tuple
-    wrong_group is not None: bool
+    scales_checked: bool
     bad_scales: int
     nonfinite: int
     unbounded: int  # entries where no bound holds (a non-saturating cast may overflow there)
