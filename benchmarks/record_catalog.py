@@ -7,7 +7,7 @@
 (The GPU host may lack numba and python-flint, which the reference needs: record there with
 --no-check, then write the manifest on a CPU machine with --check-only.)
 
-Writes one recording per kernel × format × d (`normtheory record`, raw bits, DESIGN.md) and a
+Writes one recording per kernel × format × d (`normtheory record`, raw bits, docs/design.md §Recordings) and a
 manifest.json with what `normtheory check` says about each (verdict, worst ulps and error/bound,
 forward and backward). CPU CI re-checks every recording listed in a manifest
 (tests/test_certify_recorded.py). Rows per family shrink with d so that the whole set stays

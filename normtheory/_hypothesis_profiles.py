@@ -1,4 +1,4 @@
-"""Hypothesis profiles shared by tests/ and proofs/ (house style, DESIGN.md rule 4).
+"""Hypothesis profiles shared by tests/ and proofs/ (docs/design.md §Testing and §House style).
 
 - `dev`: fast local iteration.
 - `ci`: extends hypothesis' built-in `ci` profile (derandomized, no deadline, database off).

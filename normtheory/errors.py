@@ -1,4 +1,4 @@
-"""Exceptions that the command line turns into exit codes (see DESIGN.md).
+"""Exceptions that the command line turns into exit codes (docs/design.md §Exit codes).
 
 UsageError -> exit 2 with a one-line message (bad flag, unreadable file, unknown name).
 CheckFailed -> exit 1 (a failed check or certificate).

@@ -1,7 +1,7 @@
 """Structured input families shared by tests, benchmarks and the certifier.
 
 Each family draws float64 rows that are then rounded to the input format by the caller
-(`draw_rows` does both). Families are chosen for the failure modes in THEORY_NOTES.md:
+(`draw_rows` does both). Families are chosen for the failure modes of docs/theory.md §Failure modes in real kernels:
 cancellation (offset), massive activations (outlier), overflow (near_overflow), underflow
 and eps-domination (tiny), degenerate statistics (constant, near_constant), sparse rows.
 """

@@ -1,6 +1,6 @@
 """Claim 6: the Lp normalizer y = x/N, N = ((1/d)Σ|x_i|^p + eps^(p/2))^(1/p); p = ∞: x/max(‖x‖∞, √eps).
 
-Source: this project's definition (registry.py; THEORY_NOTES "Lp normalizers": no published
+Source: this project's definition (registry.py; docs/theory.md §Lp normalizers: no published
 stability theory was found). Closed forms: normtheory/symbolic/lp.py. The claims:
 1. p = 2 is RMSNorm (both eps placements), and the floor of N is √eps for every p (general d, p).
 2. eps = 0: y(cx) = y(x) for c > 0 (general d, p); eps > 0 breaks it.
@@ -87,7 +87,7 @@ def test_floor_is_sqrt_eps_for_every_p_and_not_for_the_naive_placement():
     at = {P: 8, POSITIVE_EPS: sp.Rational(1, 10**6)}
     verdict = decide(naive, sp.sqrt(POSITIVE_EPS), [at])
     assert verdict.refuted, verdict
-    # THEORY_NOTES: the naive floor at p = 8, eps = 1e-6 is eps^(1/8) = 10^(−3/4) ≈ 0.18
+    # docs/theory.md §Lp eps placement: the naive floor at p = 8, eps = 1e-6 is eps^(1/8) = 10^(−3/4) ≈ 0.18
     assert abs(naive.subs(at).evalf(30) - sp.Integer(10) ** sp.Rational(-3, 4)) < 1e-25
 
 

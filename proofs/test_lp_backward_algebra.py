@@ -1,4 +1,4 @@
-"""Algebra behind normtheory/precision/lp.stable_backward_bound (steps L3–L5), in sympy, with the
+"""Algebra behind normtheory/precision/bounds/lp.py (stable_backward_bound) (steps L3–L5), in sympy, with the
 bound of L4 checked at every corner of its error box in mpmath."""
 
 import itertools

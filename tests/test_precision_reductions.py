@@ -36,7 +36,7 @@ def test_tree_sum_follows_the_stated_order(lanes):
 
 
 def test_bf16_sequential_sum_stagnates_and_the_tree_does_not():
-    """The THEORY_NOTES example: 4096 bf16 ones summed in bf16."""
+    """The docs/theory.md §Reduction order example: 4096 bf16 ones summed in bf16."""
     ones = np.ones((1, 4096))
     assert tree_sum(ones, Arith("bf16"), Model("s", acc="bf16", lanes=1))[0] == 256.0
     assert tree_sum(ones, Arith("bf16"), Model("p", acc="bf16", lanes=None))[0] == 4096.0

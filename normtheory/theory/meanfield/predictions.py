@@ -7,7 +7,7 @@ on any CPU machine. How they are judged — one claim at a time, Holm within the
 comparisons, HOLDS / REFUTED / INCONCLUSIVE — is normtheory/theory/claims; the
 token-correlation recursion is meanfield/recursion.py.
 
-Sources (restated in THEORY_NOTES.md): Xiong et al. 2020 (arXiv 2002.04745) Lemma 1, 2 and
+Sources (restated in docs/theory.md §Mean-field theory): Xiong et al. 2020 (arXiv 2002.04745) Lemma 1, 2 and
 Theorem 1; Kedia et al. 2024 (DeepScaleLM) variance rules; Sun et al. 2025 (arXiv
 2502.05795) Curse of Depth and LayerNorm Scaling; Peri-LN (arXiv 2502.02732).
 """
