@@ -13,7 +13,8 @@ from normtheory.reference.bitcast import bits_of, float_of
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def round_to_format(v, precision, emin, min_normal, max_finite, has_inf):
-    """RNE of a float64 to the format (exponent unbounded, then overflow: inf, or NaN)."""
+    """RNE of a finite float64 to the format (exponent unbounded, then overflow: inf, or NaN);
+    ±0, ±inf and NaN pass through unchanged (no caller rounds a non-finite value)."""
     if v == 0.0 or not math.isfinite(v):
         return v
     if abs(v) >= min_normal:  # drop the low bits of the binary64 pattern, ties to even

@@ -244,30 +244,63 @@ def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bia
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def cell_constants(precision, min_normal, max_finite, quantum):
+    """The constants of `cell_test` for one format (quantum: its smallest subnormal)."""
+    dropped = np.uint64(52 - (precision - 1))
+    half_minus_one = (np.uint64(1) << (dropped - np.uint64(1))) - np.uint64(1)
+    keep = ~((np.uint64(1) << dropped) - np.uint64(1))
+    return (dropped, half_minus_one, keep, np.uint64(precision) << np.uint64(52), min_normal, max_finite, quantum,
+            1.0 / quantum)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def cell_test(a, err, consts):
+    """(q, inside) for a = |ŷ| ≥ 0 with bound err, branch-free (see `_elements`): q = round(a) in
+    the format; inside when [a − err, a + err] provably rounds to q, q > 0, and a is below
+    the largest finite value."""
+    dropped, half_minus_one, keep, precision_field, min_normal, max_finite, quantum, to_quanta = consts
+    significand = np.uint64((1 << 52) - 1)
+    widened = err * _WIDEN_REL + a * _WIDEN_ABS
+    bits = bits_of(a)
+    q_bits = (bits + half_minus_one + ((bits >> dropped) & np.uint64(1))) & keep
+    q = float_of(q_bits)
+    half = float_of((q_bits & ~significand) - precision_field)  # 2^(e − p): half of q's spacing
+    half_below = half * 0.5 if (q_bits & significand) == 0 else half
+    if a < min_normal:  # the format's subnormals: one fixed spacing (exact scaling by it)
+        q = np.rint(a * to_quanta) * quantum
+        half = quantum * 0.5
+        half_below = half
+    return q, (q > 0.0) & (a < max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def cell_test_batch(values, errors, precision, min_normal, max_finite, quantum, q_out, inside_out):
+    """`cell_test` over arrays (for the tests: the same compiled rule the row pass uses)."""
+    consts = cell_constants(precision, min_normal, max_finite, quantum)
+    for k in range(values.shape[0]):
+        q_out[k], inside_out[k] = cell_test(abs(values[k]), errors[k], consts)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, store_yn, rounded, status, yn_out,
               yn_err_out):
     """ŷ, E and the rounding test for every element of one row, without branches so that the
     loop vectorizes (`store_yn` is a literal at both call sites).
 
     ŷ and E as decide.forward_element (the bias term weighted by 0 or 1). q = round(|y|): by
-    the bit pattern in the format's normal range, by scaling to its fixed quantum below it.
-    Decided when q > 0, |y| < the largest finite, and [|y| − W, |y| + W] lies strictly inside
-    q's rounding cell (q − h⁻, q + h): h = half of q's spacing, h⁻ = h/2 when q is a normal
-    power of two (the spacing halves below it; at the smallest normal this is merely
-    conservative), W the widening of decide.py. Every other element (zeros, overflow, cells
-    the interval leaves) is marked _RECHECK and goes through decide_element, with exactly
-    decide.py's rules (signed zeros included).
+    the bit pattern in the format's normal range, by scaling to its fixed quantum below it
+    (`cell_test`). Decided when q > 0, |y| < the largest finite, and [|y| − W, |y| + W] lies
+    strictly inside q's rounding cell (q − h⁻, q + h): h = half of q's spacing, h⁻ = h/2 when q
+    is a normal power of two (the spacing halves below it; at the smallest normal this is
+    merely conservative), W the widening of decide.py. Every other element (zeros, overflow,
+    cells the interval leaves) is marked _RECHECK and goes through decide_element, with
+    exactly decide.py's rules (signed zeros included).
     """
     n = row.shape[0]
     u, safety = U, SAFETY
     pivot, delta, row_term, centring, r, r_rel = stats
     precision, min_normal, max_finite, quantum = fmt_params
-    to_quanta = 1.0 / quantum  # exact: a power of two
-    dropped = np.uint64(52 - (precision - 1))
-    half_minus_one = (np.uint64(1) << (dropped - np.uint64(1))) - np.uint64(1)
-    keep = ~((np.uint64(1) << dropped) - np.uint64(1))
-    significand = np.uint64((1 << 52) - 1)
-    precision_field = np.uint64(precision) << np.uint64(52)
+    consts = cell_constants(precision, min_normal, max_finite, quantum)
     recheck = 0
     for j in range(n):
         c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
@@ -279,18 +312,7 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
         if store_yn:
             yn_out[j] = yn
             yn_err_out[j] = yn_err
-        a = abs(y)
-        widened = y_err * _WIDEN_REL + a * _WIDEN_ABS
-        bits = bits_of(a)
-        q_bits = (bits + half_minus_one + ((bits >> dropped) & np.uint64(1))) & keep
-        q = float_of(q_bits)
-        half = float_of((q_bits & ~significand) - precision_field)  # 2^(e − p): half of q's spacing
-        half_below = half * 0.5 if (q_bits & significand) == 0 else half
-        if a < min_normal:  # the format's subnormals: one fixed spacing (exact scaling by it)
-            q = np.rint(a * to_quanta) * quantum
-            half = quantum * 0.5
-            half_below = half
-        inside = (q > 0.0) & (a < max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
+        q, inside = cell_test(abs(y), y_err, consts)
         rounded[j] = math.copysign(q, y)
         status[j] = DECIDED if inside else _RECHECK
         recheck += not inside
