@@ -64,7 +64,7 @@ def evaluate_on_device(op, x, w=None, b=None, *, format, eps=None, eps_mode="ins
     if open_ids.size:
         x_open = x64[torch.as_tensor(open_ids, device=x64.device)].cpu().numpy()
         outcome = lnrms.compute(params, fmt, x_open, w64, b64, None, d, all_slow=False, check_x=False)
-        rounded_host[open_ids] = outcome.values["y"]
+        rounded_host[open_ids] = outcome.values["y"].astype(np.float32)  # exact: format values
         stats["y"], stats["y_midpoint_tier"] = outcome.escalated["y"], outcome.midpoint_tier
     bad_columns = ~(np.isfinite(w64) & np.isfinite(b64))
     rounded_host[:, bad_columns] = np.nan

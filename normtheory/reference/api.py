@@ -156,6 +156,8 @@ def _correctly_rounded(op, x, w, b, gy, *, format, eps, eps_mode, affine, p, w_f
 
 def _to_format(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """Rounded values (float32 or float64, already in the format) as an array of fmt.dtype."""
+    if values.dtype == fmt.dtype:  # the row pass writes bf16, fp16 and fp32 results directly
+        return values
     if values.dtype == np.float32:
         return encode.to_format(values, fmt)
     return _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)

@@ -42,7 +42,7 @@ BOUND_SAFETY = 1.0 + 2.0**-20
 _SPLITTER = 134217729.0  # 2^27 + 1 (Veltkamp)
 _EXACT_PRODUCTS = 2.0**-900  # TwoProduct is exact at and above this magnitude
 
-_jit = numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit

@@ -27,7 +27,7 @@ from normtheory.registry import NormParams
 
 @dataclass
 class Outcome:
-    values: dict  # kind -> rounded values (float32 for y, float64 otherwise), NaN where masked
+    values: dict  # kind -> rounded values (y: fmt.dtype or float32, rowpass.py; float64 otherwise)
     escalated: dict = field(default_factory=dict)  # kind -> elements decided by arb / exact arithmetic
     midpoint_tier: int = 0  # y elements decided by the double-word tier
     invalid: np.ndarray | None = None  # per row: values of x not representable in the format

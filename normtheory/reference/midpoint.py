@@ -36,7 +36,6 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
 from normtheory.formats import FloatFormat
 from normtheory.reference.doubleword import U, add, certified_sign, is_exact_zero, mul, two_prod, two_sum
@@ -219,10 +218,10 @@ def _resolve_pass(x_row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias, fm
     return decided, left
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def _elements_kernel(x, d, centred, eps, inside, f_hi, f_lo, bias, has_bias, fmt_params, rows, cols, slot, straddles,
                      rs, ps, out):
-    for k in prange(rows.size):
+    for k in range(rows.size):
         i, j = rows[k], cols[k]
         s_hi, s_lo, s_err, q_hi, q_lo, q_err = exact_row_sums(x[i], d, centred, rs, ps)
         t = row_term(q_hi, q_lo, q_err, d, eps, inside, centred, rs, ps)

@@ -1,4 +1,4 @@
-"""LayerNorm and RMSNorm forward, one compiled pass per row, rows in parallel (numba prange).
+"""LayerNorm and RMSNorm forward, one compiled pass per row, blocks of rows on threads (threads.py).
 
 Per row: check the inputs (finite, representable in the format), the statistics with a
 rigorous relative bound, then every element ŷ with its bound E and the rounding test — do
@@ -29,15 +29,16 @@ import math
 
 import numba
 import numpy as np
-from numba import prange
 
 from normtheory.formats import FloatFormat
 from normtheory.reference.bitcast import bits_of, float_of
 from normtheory.reference.decide import forward_element
 from normtheory.reference.doubleword import two_sum
+from normtheory.reference.encode import BF16_BITS, FLOAT32, FP16_BITS, bf16_bits, encoding_of, fp16_bits
 from normtheory.reference.fastpath import SAFETY, U
 from normtheory.reference.formatbits import quantum_at, round_to_format
 from normtheory.reference.midpoint import MAX_WIDTH, resolve_row, weight_factor_words
+from normtheory.reference.threads import run_blocks
 
 DECIDED, STRADDLES, UNDECIDED = 0, 1, 2
 _RECHECK = 3  # transient: the vectorized test could not decide, decide_element will
@@ -98,7 +99,7 @@ def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, ch
         invalid += check_x & (not ok)
         same += (v == first) if centred else (v == 0.0)
     lanes = np.zeros(LANES)
-    for j0 in range(0, n, LANES):
+    for j0 in range(0, n if centred else 0, LANES):  # RMSNorm needs no pivot
         for k in range(min(LANES, n - j0)):
             lanes[k] += np.float64(row[j0 + k])
     return lanes.sum(), finite < n, invalid, same == n
@@ -147,19 +148,23 @@ def _centring(row, d, pivot, gamma2, u, safety):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety):
-    """(s, bound on s): s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated."""
+def _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety, centred):
+    """(s, bound on s): s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated.
+    `centred` is a literal at each call site: RMSNorm's loop (ĉ = x, no error) compiles lean."""
     n = row.shape[0]
     hi, lo, prop = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
     for j0 in range(0, n, LANES):
         for k in range(min(LANES, n - j0)):
-            c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
+            if centred:
+                c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
+                prop[k] += c_err * (2.0 * abs(c) + c_err)
+            else:
+                c = np.float64(row[j0 + k])
             p = c * c
             s = hi[k] + p
             bb = s - hi[k]
             lo[k] += (hi[k] - (s - bb)) + (p - bb)
             hi[k] = s
-            prop[k] += c_err * (2.0 * abs(c) + c_err)
     ss = _combine_lanes(hi, lo)
     propagated = prop.sum()
     ss_err = u * ss + gamma2 * ss + u * ss + propagated * (1.0 + (n + 1) * u)
@@ -187,60 +192,102 @@ def _normalizer(s, s_err, eps, inside, degenerate, u, safety):
     return r, (N_rel + u) * safety, rho, rho_rel
 
 
-@numba.njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x, want_yn,
-                 midpoint_tier, precision, emin, min_normal, max_finite, has_inf,
-                 rounded, status, flags, yn_out, yn_err_out, row_out):
-    """One row per prange iteration; see `forward_rows` for the outputs."""
-    rows, n = x.shape
-    u, safety = U, SAFETY
-    gamma = (n + LANES) * u / (1.0 - (n + LANES) * u)
-    gamma2 = gamma * gamma
-    centring = 1.0 if centred else 0.0
-    bias_weight = 1.0 if has_bias else 0.0
-    for i in prange(rows):
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
+                 want_yn, midpoint_tier, precision, emin, min_normal, max_finite, has_inf, encoding,
+                 out16, out32, status, flags, yn_out, yn_err_out, row_out):
+    """Rows start..stop − 1, each on its own; see `forward_rows` for the outputs. A row is
+    worked out in scratch rows (in cache), then written once in the format's encoding; its
+    statuses are kept only when something is left for the slow path."""
+    n = x.shape[1]
+    rounded = np.empty(n, dtype=np.float32)
+    row_status = np.empty(n, dtype=np.uint8)
+    for i in range(start, stop):
         row = x[i]
         total, nonfinite, bad, degenerate = _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf,
                                                       check_x)
         flags[i, 0] = bad
         if nonfinite or (degenerate and eps == 0.0):  # NaN rows: non-finite input, or 0/0
             flags[i, 1] = 1
-            rounded[i, :] = math.nan
-            status[i, :] = DECIDED
+            rounded[:] = math.nan
             if want_yn:  # never used (the row is masked), but defined
                 yn_out[i, :] = 0.0
                 yn_err_out[i, :] = 0.0
-            continue
-        pivot, delta, row_term = 0.0, 0.0, 0.0
-        if centred:  # a constant row pivots on its own value: ĉ = 0 exactly
-            pivot = np.float64(row[0]) if degenerate else total / d
-            if not degenerate:
-                delta, row_term = _centring(row, d, pivot, gamma2, u, safety)
-        s, s_err = _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety)
-        r, r_rel, rho, rho_rel = _normalizer(s, s_err, eps, inside, degenerate, u, safety)
-        stats = (pivot, delta, row_term, centring, r, r_rel)
-        fmt_params = (precision, min_normal, max_finite, math.ldexp(1.0, emin - (precision - 1)))
-        if want_yn:
-            row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = r, r_rel, rho, rho_rel
-            recheck = _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, True, rounded[i],
-                                status[i], yn_out[i], yn_err_out[i])
         else:
-            recheck = _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, False, rounded[i],
-                                status[i], yn_out[0], yn_err_out[0])
-        left = 0
-        for j in range(n if recheck else 0):  # what the vectorized test left: zeros, subnormals, near boundaries
-            if status[i, j] == _RECHECK:
-                c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
-                y, y_err, _, _ = forward_element(c, c_err, r, r_rel, factor[j], factor_err[j], bias[j], has_bias, u,
-                                                 safety)
-                status[i, j], rounded[i, j] = decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf)
-                left += status[i, j] != DECIDED
-        if left and midpoint_tier and d <= MAX_WIDTH:
-            by_midpoint = resolve_row(row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias,
-                                      (precision, emin, min_normal, max_finite, has_inf), rounded[i], status[i], 1.0, 1.0)
-            flags[i, 3] = by_midpoint
-            left -= by_midpoint
-        flags[i, 2] = left
+            stats = _row_statistics(row, d, centred, eps, inside, total, degenerate)
+            if want_yn:
+                row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = stats[4], stats[5], stats[6], stats[7]
+            left = _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal,
+                                 max_finite, has_inf, rounded, row_status, yn_out[i if want_yn else 0],
+                                 yn_err_out[i if want_yn else 0])
+            if left and midpoint_tier and d <= MAX_WIDTH:
+                by_midpoint = resolve_row(row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias,
+                                          (precision, emin, min_normal, max_finite, has_inf), rounded, row_status,
+                                          1.0, 1.0)
+                flags[i, 3] = by_midpoint
+                left -= by_midpoint
+            flags[i, 2] = left
+            if left:
+                status[i, :] = row_status
+        _write_row(rounded, encoding, out16, out32, i)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _write_row(rounded, encoding, out16, out32, i):
+    bits = rounded.view(np.uint32)
+    if encoding == BF16_BITS:
+        for j in range(rounded.shape[0]):
+            out16[i, j] = bf16_bits(bits[j])
+    elif encoding == FP16_BITS:
+        for j in range(rounded.shape[0]):
+            out16[i, j] = fp16_bits(bits[j])
+    else:
+        out32[i, :] = rounded
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _row_statistics(row, d, centred, eps, inside, total, degenerate):
+    """(pivot, δ, row term of ĉ's bound, centring weight, r, r_rel, ρ, ρ_rel) of one row."""
+    n = row.shape[0]
+    u, safety = U, SAFETY
+    gamma = (n + LANES) * u / (1.0 - (n + LANES) * u)
+    gamma2 = gamma * gamma
+    pivot, delta, row_term = 0.0, 0.0, 0.0
+    if centred:  # a constant row pivots on its own value: ĉ = 0 exactly
+        pivot = np.float64(row[0]) if degenerate else total / d
+        if not degenerate:
+            delta, row_term = _centring(row, d, pivot, gamma2, u, safety)
+        s, s_err = _mean_square(row, d, pivot, delta, row_term, 1.0, gamma2, u, safety, True)
+    else:
+        s, s_err = _mean_square(row, d, pivot, delta, row_term, 0.0, gamma2, u, safety, False)
+    r, r_rel, rho, rho_rel = _normalizer(s, s_err, eps, inside, degenerate, u, safety)
+    return pivot, delta, row_term, 1.0 if centred else 0.0, r, r_rel, rho, rho_rel
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal, max_finite,
+                  has_inf, rounded, row_status, yn_row, yn_err_row):
+    """Tier 1 for one row's elements: the vectorized test, then decide_element where it could
+    not decide; returns how many are left undecided."""
+    u, safety = U, SAFETY
+    pivot, delta, row_term, centring, r, r_rel = stats[0], stats[1], stats[2], stats[3], stats[4], stats[5]
+    fmt_params = (precision, min_normal, max_finite, math.ldexp(1.0, emin - (precision - 1)))
+    bias_weight = 1.0 if has_bias else 0.0
+    row_stats = (pivot, delta, row_term, centring, r, r_rel)
+    if want_yn:
+        recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, True, rounded,
+                            row_status, yn_row, yn_err_row)
+    else:
+        recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, False, rounded,
+                            row_status, yn_row, yn_err_row)
+    left = 0
+    for j in range(row.shape[0] if recheck else 0):  # zeros, subnormal edges, near boundaries
+        if row_status[j] == _RECHECK:
+            c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
+            y, y_err, _, _ = forward_element(c, c_err, r, r_rel, factor[j], factor_err[j], bias[j], has_bias, u, safety)
+            row_status[j], rounded[j] = decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf)
+            left += row_status[j] != DECIDED
+    return left
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -322,24 +369,35 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
 def forward_rows(*, centred: bool, x: np.ndarray, d: int, eps: float, inside: bool, affine: str, w: np.ndarray,
                  factor: np.ndarray, factor_err: np.ndarray, bias: np.ndarray, has_bias: bool, fmt: FloatFormat,
                  check_x: bool, want_yn: bool = False, midpoint_tier: bool = True):
-    """(rounded float32, status uint8, flags, ŷ, bound on ŷ, per-row (r, r_rel, ρ, ρ_rel)).
+    """(rounded, status uint8, flags, ŷ, bound on ŷ, per-row (r, r_rel, ρ, ρ_rel)).
 
     x is float64, C-contiguous; w the weight (for the midpoint tier's exact w̃), factor and
-    factor_err w̃ and its bound in float64 (fastpath.weight_factor). ŷ and the per-row statistics
-    are only filled with `want_yn` (the backward pass needs them). Per row i: flags[i, 0] counts
-    values not in `fmt` (with `check_x`), flags[i, 1] is 1 on NaN rows (a non-finite entry, or
-    0/0), flags[i, 2] counts elements left undecided, flags[i, 3] those the midpoint tier decided.
+    factor_err w̃ and its bound in float64 (fastpath.weight_factor). `rounded` is an array of
+    fmt.dtype for bf16 and fp16, of float32 otherwise (every value of the other formats this
+    path serves is a float32). `status` is only written on rows with something left (other
+    rows read 0 = DECIDED). ŷ and the per-row statistics are only filled with `want_yn` (the
+    backward pass needs them). Per row i: flags[i, 0] counts values not in `fmt` (with
+    `check_x`), flags[i, 1] is 1 on NaN rows (a non-finite entry, or 0/0), flags[i, 2] counts
+    elements left undecided, flags[i, 3] those the midpoint tier decided.
     """
     rows, n = x.shape
     vec = lambda v: np.ascontiguousarray(np.broadcast_to(v, (n,)), dtype=np.float64)  # noqa: E731
-    rounded = np.empty((rows, n), dtype=np.float32)
-    status = np.empty((rows, n), dtype=np.uint8)
+    encoding = encoding_of(fmt)
+    out16 = np.empty((rows, n) if encoding != FLOAT32 else (1, 0), dtype=np.uint16)
+    out32 = np.empty((rows, n) if encoding == FLOAT32 else (1, 0), dtype=np.float32)
+    status = np.zeros((rows, n), dtype=np.uint8)  # calloc: pages no row writes are never touched
     flags = np.zeros((rows, 4), dtype=np.int64)
     shape = (rows, n) if want_yn else (1, 0)
     yn, yn_err = np.empty(shape), np.empty(shape)
     row_stats = np.zeros((rows, 4) if want_yn else (1, 4))
     f_hi, f_lo = weight_factor_words(affine, vec(w))
-    _rows_kernel(x, d, centred, eps, inside, vec(factor), vec(factor_err), f_hi, f_lo, vec(bias), has_bias, check_x,
-                 want_yn, midpoint_tier, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, fmt.has_inf,
-                 rounded, status, flags, yn, yn_err, row_stats)
+    factor, factor_err, bias = vec(factor), vec(factor_err), vec(bias)
+
+    def block(start: int, stop: int) -> None:
+        _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
+                     want_yn, midpoint_tier, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, fmt.has_inf,
+                     encoding, out16, out32, status, flags, yn, yn_err, row_stats)
+
+    run_blocks(block, rows)
+    rounded = out32 if encoding == FLOAT32 else out16.view(fmt.dtype)
     return rounded, status, flags, yn, yn_err, row_stats
