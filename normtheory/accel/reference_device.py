@@ -187,7 +187,7 @@ def cell_test(a: torch.Tensor, err: torch.Tensor, fmt: FloatFormat, scale: float
     half = torch.where(subnormal, torch.full_like(half, quantum / 2), half)
     half_below = torch.where(subnormal, torch.full_like(half, quantum / 2), half_below)
     inside = (q > 0) & (a < fmt.max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
-    return q, inside
+    return q, inside | ((a == 0) & (err == 0))  # an exact zero: itself (its sign is the caller's)
 
 
 def _accepts(x) -> bool:

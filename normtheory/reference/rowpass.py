@@ -304,7 +304,7 @@ def cell_constants(precision, min_normal, max_finite, quantum):
 def cell_test(a, err, consts):
     """(q, inside) for a = |ŷ| ≥ 0 with bound err, branch-free (see `_elements`): q = round(a) in
     the format; inside when [a − err, a + err] provably rounds to q, q > 0, and a is below
-    the largest finite value."""
+    the largest finite value — or when ŷ is an exact zero (err = 0), whose sign the caller keeps."""
     dropped, half_minus_one, keep, precision_field, min_normal, max_finite, quantum, to_quanta = consts
     significand = np.uint64((1 << 52) - 1)
     widened = err * _WIDEN_REL + a * _WIDEN_ABS
@@ -317,7 +317,8 @@ def cell_test(a, err, consts):
         q = np.rint(a * to_quanta) * quantum
         half = quantum * 0.5
         half_below = half
-    return q, (q > 0.0) & (a < max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
+    inside = (q > 0.0) & (a < max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
+    return q, inside | ((a == 0.0) & (err == 0.0))  # an exact zero (a constant LayerNorm row): itself
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -349,12 +350,13 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
     precision, min_normal, max_finite, quantum = fmt_params
     consts = cell_constants(precision, min_normal, max_finite, quantum)
     recheck = 0
+    with_bias = bias_weight != 0.0
     for j in range(n):
         c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
         yn = c * r
         yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
         scaled = yn * factor[j]
-        y = scaled + bias[j]  # bias 0 without a bias: y + 0 only differs from y at ±0, rechecked
+        y = scaled + bias[j] if with_bias else scaled  # (−0 + 0 would lose a zero's sign)
         y_err = (abs(factor[j]) * yn_err + abs(yn) * factor_err[j] + u * abs(scaled) + bias_weight * u * abs(y)) * safety
         if store_yn:
             yn_out[j] = yn
