@@ -166,3 +166,22 @@ def test_unrepresentable_inputs_are_found_by_the_row_pass():
     x[66, 5] = 70000.0  # beyond fp16's range
     with pytest.raises(UsageError, match="not representable in fp16"):
         correctly_rounded("rmsnorm", x, format="fp16")
+
+
+def test_weight_gradient_column_sums_are_correct():
+    """gw over 200 rows (compensated column sums over fixed blocks, lnrms._column_total): every
+    column equals the 256-bit evaluation rounded to fp32, none needed arb."""
+    from mp_oracle import round_oracle
+
+    from normtheory.reference import evaluate
+
+    fmt = FORMATS["fp32"]
+    rng = np.random.default_rng(4)
+    x = draw_rows("normal", rng, 200, 12, fmt)
+    gy = fmt.round_to_float64(rng.standard_normal(x.shape))
+    w = fmt.round_to_float64(rng.standard_normal(12))
+    out, stats = correctly_rounded("layernorm", x, w, format="fp32", gy=gy, affine="weight", return_stats=True)
+    assert stats["gw"] == 0
+    expected, ambiguous = round_oracle(evaluate("layernorm", x, w, gy=gy, affine="weight")["gw"], fmt)
+    assert not ambiguous.any()
+    assert np.array_equal(fmt.to_float64(out["gw"]), expected)

@@ -21,6 +21,7 @@ from normtheory.reference import fastpath
 from normtheory.reference.decide import decide_interval
 from normtheory.reference.masks import CHUNK_ROWS, nan_mask, nan_rows_of
 from normtheory.reference.rowpass import DECIDED, forward_rows
+from normtheory.reference.threads import run_blocks
 from normtheory.reference.ziv import SlowEvaluator
 from normtheory.registry import NormParams
 
@@ -106,46 +107,86 @@ def _resolve_y(inputs: _Inputs, rounded, status, flags, slow: SlowEvaluator, mas
     return int(flags[:, 3].sum()), int(rows.size)
 
 
+_QUIET = dict(divide="ignore", invalid="ignore", over="ignore", under="ignore")  # 0/0 rows, masked later
+
+
 def _backward(inputs: _Inputs, yn, yn_err, row_stats, slow: SlowEvaluator, outcome: Outcome, all_slow: bool) -> None:
-    """gx per block of rows, gw and gb as column sums (api.py's derivation), then the slow path."""
-    params, fmt, gy, d = inputs.params, inputs.fmt, inputs.gy, inputs.d
+    """gx per block of rows (blocks on the reference's threads), gw and gb as column sums
+    (api.py's derivation), then the slow path. The blocks are fixed (CHUNK_ROWS) and their
+    column sums added in block order, so nothing depends on the thread count."""
+    gy = inputs.gy
     assert gy is not None
     rows, n = yn.shape
     gx = np.empty((rows, n))
+    starts = list(range(0, rows, CHUNK_ROWS))
+    parts: list = [None] * len(starts)
+
+    def work(first: int, last: int) -> None:
+        with np.errstate(**_QUIET):  # numpy's error state is per thread
+            for k in range(first, last):
+                parts[k] = _gx_block(inputs, yn, yn_err, row_stats, gx, starts[k], all_slow)
+
+    run_blocks(work, len(starts), min_block=1)
     undecided: dict[str, list] = {"gx": [], "gw": [], "gb": []}
-    gw_sum, gw_err = np.zeros(n), np.zeros(n)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        for start in range(0, rows, CHUNK_ROWS):
-            block = slice(start, min(start + CHUNK_ROWS, rows))
-            r, r_rel, rho, rho_rel = (row_stats[block, k:k + 1] for k in range(4))
-            stats = fastpath.RowStats(None, None, r, r_rel, rho, rho_rel, None)
-            value, bound = fastpath.backward_gx(params, stats, yn[block], yn_err[block], inputs.w, gy[block], d)
-            decided, gx[block] = decide_interval(value, bound, fmt)
-            _collect(undecided["gx"], decided, value, start, all_slow)
-            term, term_err = fastpath.gw_terms(yn[block], yn_err[block], gy[block])
-            gw_sum += term.sum(axis=0)
-            gw_err += term_err.sum(axis=0) + (rows + 1) * fastpath.U * np.abs(term).sum(axis=0)
+    for pending, *_ in parts:
+        undecided["gx"] += pending
+    with np.errstate(**_QUIET):
+        gw_sum, gw_err = _column_total(parts)
         gb_hi, gb_lo, gb_bound = fastpath.tree_sum(gy, axis=0)
         # fl(hi + lo) errs by at most u·|result|, and by at most |lo| (hi itself is a float)
         rounding = np.minimum(fastpath.U * np.abs(gb_hi + gb_lo), np.abs(gb_lo))
         columns = {}
         for kind, value, bound in (("gw", gw_sum, gw_err), ("gb", gb_hi + gb_lo, gb_bound + rounding)):
-            decided, columns[kind] = decide_interval(value[None, :], (bound * fastpath.SAFETY)[None, :], fmt)
+            decided, columns[kind] = decide_interval(value[None, :], (bound * fastpath.SAFETY)[None, :], inputs.fmt)
             _collect(undecided[kind], decided, value[None, :], 0, all_slow)
     outcome.values.update(gx=gx, gw=columns["gw"], gb=columns["gb"])
     for kind, pending in undecided.items():
-        values = outcome.values[kind]
-        mask = nan_mask(kind, inputs.nan_rows, inputs.nan_rows_gx, inputs.bad_columns, values.shape)
-        escalated = 0
-        for rows_i, cols_j, estimates in pending:
-            for i, j, estimate in zip(rows_i, cols_j, estimates):
-                if mask is not None and mask[i, j]:
-                    continue
-                values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
-                escalated += 1
-        if mask is not None:
-            values[mask] = np.nan
-        outcome.escalated[kind] = escalated
+        outcome.escalated[kind] = _escalate(inputs, kind, outcome.values[kind], pending, slow)
+
+
+def _gx_block(inputs: _Inputs, yn, yn_err, row_stats, gx, start: int, all_slow: bool):
+    """gx of rows start..start + CHUNK_ROWS − 1 (written into gx), its undecided elements, and
+    this block's gw column sums as TwoSum words (hi, lo) with a bound on |Σ exact terms − (hi + lo)|:
+    the terms' own bounds (fastpath.gw_terms) plus the tree's."""
+    gy = inputs.gy
+    assert gy is not None
+    block = slice(start, min(start + CHUNK_ROWS, yn.shape[0]))
+    r, r_rel, rho, rho_rel = (row_stats[block, k:k + 1] for k in range(4))
+    stats = fastpath.RowStats(None, None, r, r_rel, rho, rho_rel, None)
+    value, bound = fastpath.backward_gx(inputs.params, stats, yn[block], yn_err[block], inputs.w, gy[block], inputs.d)
+    decided, gx[block] = decide_interval(value, bound, inputs.fmt)
+    pending: list = []
+    _collect(pending, decided, value, start, all_slow)
+    term, term_err = fastpath.gw_terms(yn[block], yn_err[block], gy[block])
+    hi, lo, tree_bound = fastpath.tree_sum(term, axis=0)
+    return pending, hi, lo, tree_bound + fastpath.abs_sum(term_err.T)
+
+
+def _column_total(parts):
+    """gw = Σ over blocks of (hi + lo), and its bound: each block's Σ of the terms' own bounds and
+    TwoSum-tree bound, the tree over the blocks' words, and the final fl(hi + lo) (as gb's)."""
+    words = np.stack([part[1] for part in parts] + [part[2] for part in parts])
+    hi, lo, tree_bound = fastpath.tree_sum(words, axis=0)
+    value = hi + lo
+    rounding = np.minimum(fastpath.U * np.abs(value), np.abs(lo))
+    block_bounds = np.stack([part[3] for part in parts])
+    total_bound = block_bounds.sum(axis=0) * (1 + (len(parts) + 1) * fastpath.U)
+    return value, total_bound + tree_bound + rounding
+
+
+def _escalate(inputs: _Inputs, kind: str, values, pending: list, slow: SlowEvaluator) -> int:
+    """The slow path for one output's undecided elements, then its NaN mask; returns how many."""
+    mask = nan_mask(kind, inputs.nan_rows, inputs.nan_rows_gx, inputs.bad_columns, values.shape)
+    escalated = 0
+    for rows_i, cols_j, estimates in pending:
+        for i, j, estimate in zip(rows_i, cols_j, estimates):
+            if mask is not None and mask[i, j]:
+                continue
+            values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
+            escalated += 1
+    if mask is not None:
+        values[mask] = np.nan
+    return escalated
 
 
 def _collect(pending: list, decided, value, row_offset: int, all_slow: bool) -> None:

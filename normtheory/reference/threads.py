@@ -57,10 +57,11 @@ def thread_count(threads: int | str | None = None) -> Iterator[int]:
         _current.reset(token)
 
 
-def run_blocks(kernel: Callable[[int, int], object], items: int) -> None:
-    """kernel(start, stop) over [0, items) in contiguous blocks, on the current thread count."""
+def run_blocks(kernel: Callable[[int, int], object], items: int, min_block: int = MIN_BLOCK) -> None:
+    """kernel(start, stop) over [0, items) in contiguous blocks of at least `min_block` items,
+    on the current thread count."""
     threads = _current.get() or resolve_threads()
-    blocks = min(threads * BLOCKS_PER_THREAD, max(1, items // MIN_BLOCK))
+    blocks = min(threads * BLOCKS_PER_THREAD, max(1, items // min_block))
     if threads == 1 or blocks == 1:
         kernel(0, items)
         return
