@@ -107,7 +107,9 @@ def _resolve_y(inputs: _Inputs, rounded, status, flags, slow: SlowEvaluator, mas
     return int(flags[:, 3].sum()), int(rows.size)
 
 
-_QUIET = dict(divide="ignore", invalid="ignore", over="ignore", under="ignore")  # 0/0 rows, masked later
+def _quiet():
+    """0/0 rows and overflowing bounds are expected here (masked or escalated later)."""
+    return np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
 
 
 def _backward(inputs: _Inputs, yn, yn_err, row_stats, slow: SlowEvaluator, outcome: Outcome, all_slow: bool) -> None:
@@ -122,7 +124,7 @@ def _backward(inputs: _Inputs, yn, yn_err, row_stats, slow: SlowEvaluator, outco
     parts: list = [None] * len(starts)
 
     def work(first: int, last: int) -> None:
-        with np.errstate(**_QUIET):  # numpy's error state is per thread
+        with _quiet():  # numpy's error state is per thread
             for k in range(first, last):
                 parts[k] = _gx_block(inputs, yn, yn_err, row_stats, gx, starts[k], all_slow)
 
@@ -130,7 +132,7 @@ def _backward(inputs: _Inputs, yn, yn_err, row_stats, slow: SlowEvaluator, outco
     undecided: dict[str, list] = {"gx": [], "gw": [], "gb": []}
     for pending, *_ in parts:
         undecided["gx"] += pending
-    with np.errstate(**_QUIET):
+    with _quiet():
         gw_sum, gw_err = _column_total(parts)
         gb_hi, gb_lo, gb_bound = fastpath.tree_sum(gy, axis=0)
         # fl(hi + lo) errs by at most u·|result|, and by at most |lo| (hi itself is a float)
