@@ -5,6 +5,7 @@
 #   OUT=$OUT PYTHONPATH=/tmp/site bash benchmarks/gpu_session.sh
 # Writes at most 8 files under $OUT (the device tool returns no more):
 #   session.log                    everything printed, with the seconds each step started at
+#                                  (the reference-on-CUDA throughput table is in it)
 #   recordings.tgz.a?              `normtheory record` of the CUDA catalog (tar.gz split in 15 MB parts)
 #   accumulation_cuda.npz          accumulator-precision probe (issue 9) -> tests/data/
 #   fp8_probe_cuda.json            the fp8 cast semantics of this torch on CUDA
@@ -93,6 +94,14 @@ timeout 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider -p normtheory.testing.
     -W default::DeprecationWarning -W default::UserWarning -W default::FutureWarning \
     --normtheory-report "$OUT/peer_liger_margins.json" tests/peer
 "$PY" benchmarks/margins_table.py "$OUT/peer_liger_margins.json"
+fi
+
+# The reference on CUDA tensors (normtheory.accel): float64 pass and rounding test on the GPU, leftover
+# rows on the CPU tiers; throughput as a ratio to torch float64 LayerNorm/RMSNorm on the same GPU.
+if want reference; then
+step "reference on CUDA tensors vs torch float64 on this GPU"
+timeout 150 "$PY" benchmarks/reference_speed.py --device "$DEVICE" --rows 512 --d 4096 --repeats 3 \
+    --formats bf16,fp32 --families normal,offset_1e4,tiny
 fi
 
 if want speed; then

@@ -8,7 +8,9 @@ with a `fail` certificate naming the fault.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,8 @@ from normtheory.kernels.catalog import Kernel
 
 FAMILY_SHARE, SEARCH_SHARE = 0.7, 0.2  # of the row budget; the rest goes to the domain probes
 NAN_PROBE_ROWS = 2
+WORKERS_ENV = "NORMTHEORY_WORKERS"  # processes judging family batches (default: every core)
+PARALLEL_FROM = 2**20  # family elements below which judging stays in this process (a pool costs seconds)
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Config:
     captured: CapturedInputs | None = None  # --inputs, loaded and checked before any kernel runs
     families: tuple[str, ...] = ()
     backward_note: str | None = None  # why the backward pass is not certified, when it is not
+    workers: int | None = None  # judging processes (None: NORMTHEORY_WORKERS, else every core)
 
 
 @dataclass
@@ -84,13 +89,19 @@ class Certifier:
     def run_batch(self, batch: Batch, *, backward: bool | None = None, keep: bool = False) -> dict:
         """Run and judge a batch; returns {quantity: Comparison}. KernelFault propagates.
         `keep` stores (batch, outputs, reference) for explaining a failure afterwards."""
+        outputs, out_fmt = self._run_kernel(batch, backward)
+        ref = reference(batch, self.config.setting)
+        comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
+        return self._judged(batch, outputs, ref, comparisons, keep)
+
+    def _run_kernel(self, batch: Batch, backward: bool | None = None):
         backward = self.config.backward if backward is None else backward
         start = time.perf_counter()
         outputs = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=backward)
         self.state.kernel_seconds += time.perf_counter() - start
-        out_fmt = self._output_format(outputs)
-        ref = reference(batch, self.config.setting)
-        comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
+        return outputs, self._output_format(outputs)
+
+    def _judged(self, batch, outputs, ref, comparisons, keep: bool) -> dict:
         self.last_outputs = outputs  # the search keeps its worst row's outputs
         if keep:
             self.judged.append((batch, outputs, ref))
@@ -98,6 +109,29 @@ class Certifier:
         if self.progress is not None:
             self.progress.update(batch.x.shape[0])
         return comparisons
+
+    def run_batches(self, batches: list) -> None:
+        """Family batches (kept for explain.py): every kernel call here, in order; with several
+        workers their judging (reference and bounds) runs in other processes, and the results
+        are recorded in the same order — the certificate does not depend on the worker count."""
+        workers = min(judging_workers(self.config), len(batches))
+        if workers <= 1 or sum(b.x.size for b in batches) < PARALLEL_FROM:
+            for batch in batches:
+                self.run_batch(batch, keep=True)
+            return
+        ran, fault = [], None
+        for batch in batches:
+            try:
+                ran.append((batch, *self._run_kernel(batch)))
+            except KernelFault as exc:  # the batches before it are judged, as in the sequential order
+                fault = exc
+                break
+        pool = _judging_pool(workers)
+        futures = [pool.submit(_judge, batch, outputs, self.config.setting, out_fmt) for batch, outputs, out_fmt in ran]
+        for (batch, outputs, _), future in zip(ran, futures):
+            self._judged(batch, outputs, *future.result(), keep=True)
+        if fault is not None:
+            raise fault
 
     def _output_format(self, outputs) -> FloatFormat:
         """The output format: the requested one, or under autocast whatever dtype autocast
@@ -154,8 +188,7 @@ class Certifier:
             batches += list(input_gen.captured_batches(
                 c.captured, fmt=c.setting.fmt, w_fmt=c.setting.w_fmt, affine=c.setting.affine,
                 seed=c.seed, max_rows=rows_per_family * 4, backward=c.backward, fused=c.setting.fused))
-        for batch in batches:
-            self.run_batch(batch, keep=True)
+        self.run_batches(batches)
 
     def run_nan_probe(self) -> None:
         """A NaN in a row must make that whole row NaN: NaN in → NaN out. (An inf input is not
@@ -184,6 +217,43 @@ class Certifier:
                     f"{batch.label} inputs (output changes run to run)")
                 break
         self.state.deterministic = deterministic
+
+
+def judging_workers(config: Config) -> int:
+    from normtheory.errors import UsageError
+
+    if config.workers is not None:
+        return max(1, int(config.workers))
+    value = os.environ.get(WORKERS_ENV)
+    if not value:
+        return os.cpu_count() or 1
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"{WORKERS_ENV}={value!r}: the number of workers must be a positive integer")
+    return int(value)
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _judging_pool(workers: int) -> ProcessPoolExecutor:
+    """One pool per size for the life of the process ("spawn": numba's OpenMP threads do not
+    survive a fork); each worker's reference runs one thread, so the workers share the cores."""
+    if workers not in _POOLS:
+        import multiprocessing
+
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                              initializer=_one_thread_each)
+    return _POOLS[workers]
+
+
+def _one_thread_each() -> None:
+    os.environ["NORMTHEORY_THREADS"] = "1"
+
+
+def _judge(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat):
+    """(reference, comparisons) of one batch, in a worker process."""
+    ref = reference(batch, setting)
+    return ref, judge_batch(batch, outputs, setting, out_fmt, ref=ref)
 
 
 def certify(config: Config, progress=None) -> RunState:

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "certify": ("normtheory.cli.certify", "certify a normalization kernel against the correctly rounded reference"),
     "record": ("normtheory.cli.record", "run a kernel over the input families and save a recording"),
     "check": ("normtheory.cli.check", "judge a recording (no GPU needed)"),
+    "sweep": ("normtheory.cli.sweep", "record (and check) a grid of kernels and settings: local pool or Slurm"),
     "meanfield": ("normtheory.cli.meanfield", "mean-field predictions vs Monte Carlo measurement"),
     "lp": ("normtheory.cli.lp", "Lp normalizers: safe input range of naive and stable kernels, conditioning, bounds"),
     "fp8": ("normtheory.cli.fp8", "fp8 cast semantics of this torch (probe); accumulator bits from a recording"),

@@ -19,26 +19,32 @@ import numpy as np
 
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
-from normtheory.reference import fastpath
+from normtheory.reference import encode, fastpath, lnrms, tensors
 from normtheory.reference.decide import decide_interval, forward_and_decide
 from normtheory.reference.formulas import RowMath, row_is_nan
 from normtheory.reference.fused import fused_forward
+from normtheory.reference.masks import CHUNK_ROWS, nan_mask
 from normtheory.reference.rings import ArbRing
+from normtheory.reference.threads import thread_count
 from normtheory.reference.ziv import SlowEvaluator
 from normtheory.registry import NormParams, resolve_params
 
-CHUNK_ROWS = 64  # rows per vectorized block: keeps temporaries in cache
 _ML_DTYPES = tuple(fmt.dtype for fmt in FORMATS.values())
 
 
-def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
-    """Values as float64, each required to be exactly representable in `fmt`."""
+def _numeric_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
+    """Values as float64 (not yet checked against the format)."""
     arr = np.asarray(values)
     numeric = arr.dtype.kind in "fiu" or arr.dtype == fmt.dtype or arr.dtype in _ML_DTYPES
     if not numeric:
         raise UsageError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     with np.errstate(invalid="ignore"):  # widening an ml_dtypes NaN warns
-        arr = arr.astype(np.float64, copy=False)
+        return arr.astype(np.float64, copy=False)
+
+
+def _as_float64(values, name: str, fmt: FloatFormat) -> np.ndarray:
+    """Values as float64, each required to be exactly representable in `fmt`."""
+    arr = _numeric_float64(values, name, fmt)
     representable = _by_row_blocks(fmt.is_representable, arr, bool)
     if not representable.all():
         bad = np.flatnonzero(~representable.ravel())
@@ -59,7 +65,7 @@ def _by_row_blocks(fn, values: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
+def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_x=True):
     params = resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
     fmt = format if isinstance(format, FloatFormat) else get_format(format)
     w_fmt = fmt if w_format is None else (w_format if isinstance(w_format, FloatFormat) else get_format(w_format))
@@ -67,7 +73,7 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
         # fp6/fp4 have no NaN: an overflowing or 0/0 output would have no value to be rounded to
         raise UsageError(f"{fmt.name} has no NaN or inf, so the reference cannot write every output in it; "
                          "MX element formats are for scaled quantization (normtheory.precision.lowprecision.scaling)")
-    x = _as_float64(x, "x", fmt)
+    x = _as_float64(x, "x", fmt) if check_x else _numeric_float64(x, "x", fmt)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise UsageError(f"x must have shape (rows, n) or (n,) with n >= 1, got {x.shape}")
     single_row = x.ndim == 1
@@ -92,15 +98,47 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p):
 
 
 def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="inside", affine=None, p=None,
-                      gy=None, w_format=None, force_slow=False, return_stats=False):
+                      gy=None, w_format=None, force_slow=False, return_stats=False, threads=None):
     """The exact result rounded once to `format`: dict with "y" (and "gx", "gw", "gb" given gy).
 
+    x, w, b, gy: numpy arrays (any numeric or ml_dtypes dtype), or torch tensors of any
+    supported dtype and device (read through their own methods: this module never imports
+    torch; see tensors.py, which also runs CUDA tensors' float64 pass on their GPU once
+    normtheory.kernels.cuda_reference is imported). `threads`: CPU threads (default: the
+    NORMTHEORY_THREADS environment variable, else every core); the result never depends on it.
     `force_slow=True` sends every element through arb/exact evaluation (for testing the fast
-    path). With `return_stats=True` a second dict reports how many elements escalated.
+    tiers). With `return_stats=True` a second dict reports how many elements each tier decided.
     """
+    device_run = tensors.device_evaluation(op, x, w, b, gy)
+    x, w, b, gy = (tensors.to_host(v) for v in (x, w, b, gy))
+    with thread_count(threads):
+        if device_run is not None and not force_slow:
+            result, stats = device_run(op, x, w, b, format=format, eps=eps, eps_mode=eps_mode, affine=affine, p=p,
+                                       w_format=w_format)
+        else:
+            result, stats = _correctly_rounded(op, x, w, b, gy, format=format, eps=eps, eps_mode=eps_mode,
+                                               affine=affine, p=p, w_format=w_format, force_slow=force_slow)
+    return (result, stats) if return_stats else result
+
+
+def _uses_row_pass(op, fmt: FloatFormat) -> bool:
+    return op in ("layernorm", "rmsnorm") and fmt.precision <= 24
+
+
+def _correctly_rounded(op, x, w, b, gy, *, format, eps, eps_mode, affine, p, w_format, force_slow):
+    fmt = format if isinstance(format, FloatFormat) else get_format(format)
+    fast_rows = _uses_row_pass(resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p).op, fmt)
     params, fmt, x, w, b, gy, d, single_row, uses_weight = _prepare(
-        op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p)
-    outputs = _compute(params, fmt, x, w, b, gy, d, force_slow or fmt.precision > 24)
+        op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_x=not fast_rows)
+    if fast_rows:
+        outcome = lnrms.compute(params, fmt, x, w, b, gy, d, all_slow=force_slow, check_x=True)
+        if outcome.invalid is not None and outcome.invalid.any():
+            _as_float64(x, "x", fmt)  # raises the UsageError naming the first bad value
+        outputs = {kind: (values, outcome.escalated.get(kind, 0)) for kind, values in outcome.values.items()}
+        midpoint_tier = outcome.midpoint_tier
+    else:
+        outputs = _compute(params, fmt, x, w, b, gy, d, force_slow or fmt.precision > 24)
+        midpoint_tier = 0
     result = {}
     for kind, (values, _escalated) in outputs.items():
         if kind == "gw" and not uses_weight:
@@ -109,12 +147,20 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
             continue
         if kind in ("gw", "gb") or single_row:
             values = values[0]
-        result[kind] = _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)  # exact: already in the format
-    if return_stats:
-        stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
-        stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
-        return result, stats
-    return result
+        result[kind] = _to_format(values, fmt)
+    stats = {kind: int(esc) for kind, (_, esc) in outputs.items()}
+    stats["elements"] = int(sum(v.size for v, _ in outputs.values()))
+    stats["y_midpoint_tier"] = midpoint_tier
+    return result, stats
+
+
+def _to_format(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Rounded values (float32 or float64, already in the format) as an array of fmt.dtype."""
+    if values.dtype == fmt.dtype:  # the row pass writes bf16, fp16 and fp32 results directly
+        return values
+    if values.dtype == np.float32:
+        return encode.to_format(values, fmt)
+    return _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)
 
 
 def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
@@ -184,31 +230,18 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
     outputs = {}
     for kind in kinds:
         values = rounded[kind]
-        nan_mask = _nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, values.shape)
+        mask = nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, values.shape)
         escalated = 0
         for rows_i, cols_j, estimates in undecided[kind]:
             for i, j, estimate in zip(rows_i, cols_j, estimates):
-                if nan_mask is not None and nan_mask[i, j]:
+                if mask is not None and mask[i, j]:
                     continue
                 values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
                 escalated += 1
-        if nan_mask is not None:
-            values[nan_mask] = np.nan
+        if mask is not None:
+            values[mask] = np.nan
         outputs[kind] = (values, escalated)
     return outputs
-
-
-def _nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, shape):
-    """Where an output is NaN because a non-finite input (or a 0/0 row) reaches it; None if nowhere."""
-    if not (nan_rows.any() or np.any(nan_rows_gx) or bad_columns.any()):
-        return None
-    if kind == "y":
-        return nan_rows[:, None] | bad_columns[None, :]
-    if kind == "gx":
-        # a bad weight column enters every gx of the row through Σ g·ŷ
-        return np.broadcast_to(nan_rows_gx[:, None] | bad_columns.any(), shape)
-    column_bad = bad_columns | np.any(nan_rows_gx)
-    return np.broadcast_to(column_bad[None, :], shape)
 
 
 def evaluate(op, x, w=None, b=None, *, eps=None, eps_mode="inside", affine=None, p=None, gy=None, prec=256):

@@ -1,0 +1,405 @@
+"""LayerNorm and RMSNorm forward, one compiled pass per row, blocks of rows on threads (threads.py).
+
+Per row: check the inputs (finite, representable in the format), the statistics with a
+rigorous relative bound, then every element ŷ with its bound E and the rounding test — do
+ŷ − E and ŷ + E round to the same format value? The result is written straight into a
+float32 array (every value of the formats this path serves is a float32) with a status:
+
+    DECIDED      the rounded value (NaN rows included)
+    STRADDLES    [ŷ − E, ŷ + E] holds exactly one rounding boundary, between two adjacent
+                 format values; the slot holds the one nearer zero (midpoint.py decides)
+    UNDECIDED    anything else (zero crossings, overflow edges); the slot holds ŷ when ŷ = ±0
+                 and ±1 otherwise: all the exact step needs of ŷ is its sign and whether it is 0
+
+The bounds are those of fastpath.py and fused.py (derivations there), with one change that
+buys speed: the two sums (Σ(x − μ0) and Σĉ²) are accumulated in L = LANES independent
+TwoSum chains (which the compiler runs as vector instructions), and the L lane sums are then
+added by TwoSum. With p_1..p_n the terms, every TwoSum error e satisfies |e| ≤ u·|its sum|
+≤ u·Σ|p|, and there are at most n + L − 1 of them, so Σ|e| ≤ γ_{n+L}·Σ|p|; the float sum of
+the errors errs by at most γ_{n+L}·Σ|e|; the final hi + lo adds u·|s|. Hence
+    |s − Σp| ≤ u·|s| + γ_{n+L}²·Σ|p|,   γ_k = k·u/(1 − k·u),
+the Ogita–Rump–Oishi Sum2 bound (their γ_{n−1}²) with n + L in place of n − 1.
+
+Rows are independent, so the result does not depend on the number of threads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from normtheory.formats import FloatFormat
+from normtheory.reference.bitcast import bits_of, float_of
+from normtheory.reference.decide import forward_element
+from normtheory.reference.doubleword import two_sum
+from normtheory.reference.encode import BF16_BITS, FLOAT32, FP16_BITS, bf16_bits, encoding_of, fp16_bits
+from normtheory.reference.fastpath import SAFETY, U
+from normtheory.reference.formatbits import quantum_at, round_to_format
+from normtheory.reference.midpoint import MAX_WIDTH, resolve_row, weight_factor_words
+from normtheory.reference.threads import run_blocks
+
+DECIDED, STRADDLES, UNDECIDED = 0, 1, 2
+_RECHECK = 3  # transient: the vectorized test could not decide, decide_element will
+LANES = 16
+# Widening that makes the float64 ends enclose [ŷ − E, ŷ + E] despite their own rounding
+# (decide.py): fl(ŷ − W) ≤ ŷ − E and fl(ŷ + W) ≥ ŷ + E.
+_WIDEN_REL = 1.0 + 2.0**-40
+_WIDEN_ABS = 2.0**-51
+_EXPONENT_ONE = np.uint64(1023)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf):
+    """(status, value) for one element (module docstring)."""
+    if not (math.isfinite(y) and math.isfinite(y_err)):
+        return UNDECIDED, (y if y == 0.0 else math.copysign(1.0, y))
+    if y_err == 0.0:  # exact: no widening (and −0 + 0 would lose the sign of zero)
+        low = round_to_format(y, precision, emin, min_normal, max_finite, has_inf)
+        return DECIDED, low
+    widened = y_err * _WIDEN_REL + abs(y) * _WIDEN_ABS
+    low = round_to_format(y - widened, precision, emin, min_normal, max_finite, has_inf)
+    high = round_to_format(y + widened, precision, emin, min_normal, max_finite, has_inf)
+    if math.isnan(low) or math.isnan(high):
+        if math.isnan(low) and math.isnan(high):
+            return DECIDED, low
+    elif bits_of(low) == bits_of(high):
+        return DECIDED, low
+    elif low != 0.0 and high != 0.0 and (low > 0.0) == (high > 0.0) and math.isfinite(low) and math.isfinite(high):
+        near, far = min(abs(low), abs(high)), max(abs(low), abs(high))
+        if far == near + quantum_at(near, precision, emin):
+            return STRADDLES, math.copysign(near, low)
+    return UNDECIDED, (y if y == 0.0 else math.copysign(1.0, y))
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, check_x):
+    """(Σx in lanes — a pivot only, any order will do —, any non-finite, how many values are
+    not representable, degenerate: constant row (LayerNorm) or zero row).
+
+    Representable (as FloatFormat.is_representable): NaN; ±inf where the format has it; a
+    normal-range value whose dropped significand bits are zero and that is ≤ the largest
+    finite; a smaller one that is an integer multiple of the smallest subnormal.
+    """
+    n = row.shape[0]
+    low_bits = (np.uint64(1) << np.uint64(52 - (precision - 1))) - np.uint64(1)
+    to_quanta = 2.0 ** -(emin - (precision - 1))  # exact scaling: |v| < min_normal here
+    finite = 0
+    invalid = 0
+    first = np.float64(row[0])
+    same = 0
+    for j in range(n):
+        v = np.float64(row[j])
+        a = abs(v)
+        finite += a <= 1.7976931348623157e308
+        scaled = v * to_quanta
+        ok = (((bits_of(v) & low_bits) == 0) & (a <= max_finite)) if a >= min_normal else (np.rint(scaled) == scaled)
+        ok |= (v != v) | (has_inf & (a == math.inf))
+        invalid += check_x & (not ok)
+        same += (v == first) if centred else (v == 0.0)
+    lanes = np.zeros(LANES)
+    for j0 in range(0, n if centred else 0, LANES):  # RMSNorm needs no pivot
+        for k in range(min(LANES, n - j0)):
+            lanes[k] += np.float64(row[j0 + k])
+    return lanes.sum(), finite < n, invalid, same == n
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _combine_lanes(hi, lo):
+    """hi + lo of the TwoSum lanes: the lanes' sums added by TwoSum too, every error into lo."""
+    total = hi[0]
+    errors = 0.0
+    for k in range(1, LANES):
+        total, e = two_sum(total, hi[k])
+        errors += e
+    return total + (lo.sum() + errors)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _centred(v, pivot, delta, row_term, centring, u, safety):
+    """(ĉ, bound on |ĉ − c|) for one entry, without branches: LayerNorm ĉ = (x − μ0) − δ with
+    the bound of fused.py (`centring` = 1); RMSNorm passes μ0 = δ = B = 0 and `centring` = 0, so
+    ĉ = x exactly (−0 stays −0) with bound 0. A constant LayerNorm row passes μ0 = x_0, so
+    ĉ = 0 exactly, bound 0."""
+    t = v - pivot
+    c = t - delta
+    return c, centring * (u * (abs(c) + abs(t))) * safety + row_term
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _centring(row, d, pivot, gamma2, u, safety):
+    """(δ, row term B of the bound on ĉ) for LayerNorm (fused.py): T = Sum2(x − μ0) in lanes."""
+    n = row.shape[0]
+    hi, lo, mag = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
+    for j0 in range(0, n, LANES):
+        for k in range(min(LANES, n - j0)):  # independent lanes: the compiler runs them as vectors
+            t = np.float64(row[j0 + k]) - pivot
+            s = hi[k] + t
+            bb = s - hi[k]
+            lo[k] += (hi[k] - (s - bb)) + (t - bb)  # TwoSum, written out so that it vectorizes
+            hi[k] = s
+            mag[k] += abs(t)
+    T = _combine_lanes(hi, lo)
+    abs_t = mag.sum() * (1.0 + (n + 1) * u)
+    err_T = u * abs(T) + gamma2 * abs_t
+    delta = T / d
+    return delta, ((err_T + u * abs_t) / d + u * abs(delta)) * safety
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety, centred):
+    """(s, bound on s): s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated.
+    `centred` is a literal at each call site: RMSNorm's loop (ĉ = x, no error) compiles lean."""
+    n = row.shape[0]
+    hi, lo, prop = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
+    for j0 in range(0, n, LANES):
+        for k in range(min(LANES, n - j0)):
+            if centred:
+                c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
+                prop[k] += c_err * (2.0 * abs(c) + c_err)
+            else:
+                c = np.float64(row[j0 + k])
+            p = c * c
+            s = hi[k] + p
+            bb = s - hi[k]
+            lo[k] += (hi[k] - (s - bb)) + (p - bb)
+            hi[k] = s
+    ss = _combine_lanes(hi, lo)
+    propagated = prop.sum()
+    ss_err = u * ss + gamma2 * ss + u * ss + propagated * (1.0 + (n + 1) * u)
+    s = ss / d
+    return s, (ss_err / d + u * s) * safety
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _normalizer(s, s_err, eps, inside, degenerate, u, safety):
+    """(r = 1/N, relative bound on r, ρ, relative bound on ρ), as fastpath._finish_rms_family."""
+    if inside:
+        tt = s + eps
+        N = math.sqrt(tt)
+        N_rel = ((s_err + u * tt) / tt) / 2.0 + u if tt > 0 else math.inf
+        rho, rho_rel = 1.0, 0.0
+    else:
+        sigma = math.sqrt(s)
+        # s = 0 on a row that is not degenerate means the mean square underflowed: no bound
+        sigma_rel = (s_err / s if s > 0 else (0.0 if s_err == 0 else math.inf)) / 2.0 + u
+        N = sigma + eps
+        N_rel = (sigma * sigma_rel + u * N) / N if N > 0 else math.inf
+        rho = 0.0 if degenerate else N / sigma
+        rho_rel = (N_rel + sigma_rel + u) * safety
+    r = 1.0 / N if N > 0 else math.inf
+    return r, (N_rel + u) * safety, rho, rho_rel
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
+                 want_yn, midpoint_tier, precision, emin, min_normal, max_finite, has_inf, encoding,
+                 out16, out32, status, flags, yn_out, yn_err_out, row_out):
+    """Rows start..stop − 1, each on its own; see `forward_rows` for the outputs. A row is
+    worked out in scratch rows (in cache), then written once in the format's encoding; its
+    statuses are kept only when something is left for the slow path."""
+    n = x.shape[1]
+    rounded = np.empty(n, dtype=np.float32)
+    row_status = np.empty(n, dtype=np.uint8)
+    for i in range(start, stop):
+        row = x[i]
+        total, nonfinite, bad, degenerate = _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf,
+                                                      check_x)
+        flags[i, 0] = bad
+        if nonfinite or (degenerate and eps == 0.0):  # NaN rows: non-finite input, or 0/0
+            flags[i, 1] = 1
+            rounded[:] = math.nan
+            if want_yn:  # never used (the row is masked), but defined
+                yn_out[i, :] = 0.0
+                yn_err_out[i, :] = 0.0
+        else:
+            stats = _row_statistics(row, d, centred, eps, inside, total, degenerate)
+            if want_yn:
+                row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = stats[4], stats[5], stats[6], stats[7]
+            left = _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal,
+                                 max_finite, has_inf, rounded, row_status, yn_out[i if want_yn else 0],
+                                 yn_err_out[i if want_yn else 0])
+            if left and midpoint_tier and d <= MAX_WIDTH:
+                by_midpoint = resolve_row(row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias,
+                                          (precision, emin, min_normal, max_finite, has_inf), rounded, row_status,
+                                          1.0, 1.0)
+                flags[i, 3] = by_midpoint
+                left -= by_midpoint
+            flags[i, 2] = left
+            if left:
+                status[i, :] = row_status
+        _write_row(rounded, encoding, out16, out32, i)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _write_row(rounded, encoding, out16, out32, i):
+    bits = rounded.view(np.uint32)
+    if encoding == BF16_BITS:
+        for j in range(rounded.shape[0]):
+            out16[i, j] = bf16_bits(bits[j])
+    elif encoding == FP16_BITS:
+        for j in range(rounded.shape[0]):
+            out16[i, j] = fp16_bits(bits[j])
+    else:
+        out32[i, :] = rounded
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _row_statistics(row, d, centred, eps, inside, total, degenerate):
+    """(pivot, δ, row term of ĉ's bound, centring weight, r, r_rel, ρ, ρ_rel) of one row."""
+    n = row.shape[0]
+    u, safety = U, SAFETY
+    gamma = (n + LANES) * u / (1.0 - (n + LANES) * u)
+    gamma2 = gamma * gamma
+    pivot, delta, row_term = 0.0, 0.0, 0.0
+    if centred:  # a constant row pivots on its own value: ĉ = 0 exactly
+        pivot = np.float64(row[0]) if degenerate else total / d
+        if not degenerate:
+            delta, row_term = _centring(row, d, pivot, gamma2, u, safety)
+        s, s_err = _mean_square(row, d, pivot, delta, row_term, 1.0, gamma2, u, safety, True)
+    else:
+        s, s_err = _mean_square(row, d, pivot, delta, row_term, 0.0, gamma2, u, safety, False)
+    r, r_rel, rho, rho_rel = _normalizer(s, s_err, eps, inside, degenerate, u, safety)
+    return pivot, delta, row_term, 1.0 if centred else 0.0, r, r_rel, rho, rho_rel
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal, max_finite,
+                  has_inf, rounded, row_status, yn_row, yn_err_row):
+    """Tier 1 for one row's elements: the vectorized test, then decide_element where it could
+    not decide; returns how many are left undecided."""
+    u, safety = U, SAFETY
+    pivot, delta, row_term, centring, r, r_rel = stats[0], stats[1], stats[2], stats[3], stats[4], stats[5]
+    fmt_params = (precision, min_normal, max_finite, math.ldexp(1.0, emin - (precision - 1)))
+    bias_weight = 1.0 if has_bias else 0.0
+    row_stats = (pivot, delta, row_term, centring, r, r_rel)
+    if want_yn:
+        recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, True, rounded,
+                            row_status, yn_row, yn_err_row)
+    else:
+        recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, False, rounded,
+                            row_status, yn_row, yn_err_row)
+    left = 0
+    for j in range(row.shape[0] if recheck else 0):  # zeros, subnormal edges, near boundaries
+        if row_status[j] == _RECHECK:
+            c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
+            y, y_err, _, _ = forward_element(c, c_err, r, r_rel, factor[j], factor_err[j], bias[j], has_bias, u, safety)
+            row_status[j], rounded[j] = decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf)
+            left += row_status[j] != DECIDED
+    return left
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def cell_constants(precision, min_normal, max_finite, quantum):
+    """The constants of `cell_test` for one format (quantum: its smallest subnormal)."""
+    dropped = np.uint64(52 - (precision - 1))
+    half_minus_one = (np.uint64(1) << (dropped - np.uint64(1))) - np.uint64(1)
+    keep = ~((np.uint64(1) << dropped) - np.uint64(1))
+    return (dropped, half_minus_one, keep, np.uint64(precision) << np.uint64(52), min_normal, max_finite, quantum,
+            1.0 / quantum)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def cell_test(a, err, consts):
+    """(q, inside) for a = |ŷ| ≥ 0 with bound err, branch-free (see `_elements`): q = round(a) in
+    the format; inside when [a − err, a + err] provably rounds to q, q > 0, and a is below
+    the largest finite value — or when ŷ is an exact zero (err = 0), whose sign the caller keeps."""
+    dropped, half_minus_one, keep, precision_field, min_normal, max_finite, quantum, to_quanta = consts
+    significand = np.uint64((1 << 52) - 1)
+    widened = err * _WIDEN_REL + a * _WIDEN_ABS
+    bits = bits_of(a)
+    q_bits = (bits + half_minus_one + ((bits >> dropped) & np.uint64(1))) & keep
+    q = float_of(q_bits)
+    half = float_of((q_bits & ~significand) - precision_field)  # 2^(e − p): half of q's spacing
+    half_below = half * 0.5 if (q_bits & significand) == 0 else half
+    if a < min_normal:  # the format's subnormals: one fixed spacing (exact scaling by it)
+        q = np.rint(a * to_quanta) * quantum
+        half = quantum * 0.5
+        half_below = half
+    inside = (q > 0.0) & (a < max_finite) & (a - widened > q - half_below) & (a + widened < q + half)
+    return q, inside | ((a == 0.0) & (err == 0.0))  # an exact zero (a constant LayerNorm row): itself
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def cell_test_batch(values, errors, precision, min_normal, max_finite, quantum, q_out, inside_out):
+    """`cell_test` over arrays (for the tests: the same compiled rule the row pass uses)."""
+    consts = cell_constants(precision, min_normal, max_finite, quantum)
+    for k in range(values.shape[0]):
+        q_out[k], inside_out[k] = cell_test(abs(values[k]), errors[k], consts)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, store_yn, rounded, status, yn_out,
+              yn_err_out):
+    """ŷ, E and the rounding test for every element of one row, without branches so that the
+    loop vectorizes (`store_yn` is a literal at both call sites).
+
+    ŷ and E as decide.forward_element (the bias term weighted by 0 or 1). q = round(|y|): by
+    the bit pattern in the format's normal range, by scaling to its fixed quantum below it
+    (`cell_test`). Decided when q > 0, |y| < the largest finite, and [|y| − W, |y| + W] lies
+    strictly inside q's rounding cell (q − h⁻, q + h): h = half of q's spacing, h⁻ = h/2 when q
+    is a normal power of two (the spacing halves below it; at the smallest normal this is
+    merely conservative), W the widening of decide.py. Every other element (zeros, overflow,
+    cells the interval leaves) is marked _RECHECK and goes through decide_element, with
+    exactly decide.py's rules (signed zeros included).
+    """
+    n = row.shape[0]
+    u, safety = U, SAFETY
+    pivot, delta, row_term, centring, r, r_rel = stats
+    precision, min_normal, max_finite, quantum = fmt_params
+    consts = cell_constants(precision, min_normal, max_finite, quantum)
+    recheck = 0
+    with_bias = bias_weight != 0.0
+    for j in range(n):
+        c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
+        yn = c * r
+        yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+        scaled = yn * factor[j]
+        y = scaled + bias[j] if with_bias else scaled  # (−0 + 0 would lose a zero's sign)
+        y_err = (abs(factor[j]) * yn_err + abs(yn) * factor_err[j] + u * abs(scaled) + bias_weight * u * abs(y)) * safety
+        if store_yn:
+            yn_out[j] = yn
+            yn_err_out[j] = yn_err
+        q, inside = cell_test(abs(y), y_err, consts)
+        rounded[j] = math.copysign(q, y)
+        status[j] = DECIDED if inside else _RECHECK
+        recheck += not inside
+    return recheck
+
+
+def forward_rows(*, centred: bool, x: np.ndarray, d: int, eps: float, inside: bool, affine: str, w: np.ndarray,
+                 factor: np.ndarray, factor_err: np.ndarray, bias: np.ndarray, has_bias: bool, fmt: FloatFormat,
+                 check_x: bool, want_yn: bool = False, midpoint_tier: bool = True):
+    """(rounded, status uint8, flags, ŷ, bound on ŷ, per-row (r, r_rel, ρ, ρ_rel)).
+
+    x is float64, C-contiguous; w the weight (for the midpoint tier's exact w̃), factor and
+    factor_err w̃ and its bound in float64 (fastpath.weight_factor). `rounded` is an array of
+    fmt.dtype for bf16 and fp16, of float32 otherwise (every value of the other formats this
+    path serves is a float32). `status` is only written on rows with something left (other
+    rows read 0 = DECIDED). ŷ and the per-row statistics are only filled with `want_yn` (the
+    backward pass needs them). Per row i: flags[i, 0] counts values not in `fmt` (with
+    `check_x`), flags[i, 1] is 1 on NaN rows (a non-finite entry, or 0/0), flags[i, 2] counts
+    elements left undecided, flags[i, 3] those the midpoint tier decided.
+    """
+    rows, n = x.shape
+    vec = lambda v: np.ascontiguousarray(np.broadcast_to(v, (n,)), dtype=np.float64)  # noqa: E731
+    encoding = encoding_of(fmt)
+    out16 = np.empty((rows, n) if encoding != FLOAT32 else (1, 0), dtype=np.uint16)
+    out32 = np.empty((rows, n) if encoding == FLOAT32 else (1, 0), dtype=np.float32)
+    status = np.zeros((rows, n), dtype=np.uint8)  # calloc: pages no row writes are never touched
+    flags = np.zeros((rows, 4), dtype=np.int64)
+    shape = (rows, n) if want_yn else (1, 0)
+    yn, yn_err = np.empty(shape), np.empty(shape)
+    row_stats = np.zeros((rows, 4) if want_yn else (1, 4))
+    f_hi, f_lo = weight_factor_words(affine, vec(w))
+    factor, factor_err, bias = vec(factor), vec(factor_err), vec(bias)
+
+    def block(start: int, stop: int) -> None:
+        _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
+                     want_yn, midpoint_tier, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, fmt.has_inf,
+                     encoding, out16, out32, status, flags, yn, yn_err, row_stats)
+
+    run_blocks(block, rows)
+    rounded = out32 if encoding == FLOAT32 else out16.view(fmt.dtype)
+    return rounded, status, flags, yn, yn_err, row_stats
