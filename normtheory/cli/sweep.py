@@ -6,6 +6,10 @@ exit codes and time). Exit 0 when every cell recorded (and passed, with check), 
 from __future__ import annotations
 
 import argparse
+import os
+
+from normtheory.errors import UsageError
+from normtheory.output_files import write_json_file
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +32,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from normtheory.cli.certify import write_json
-    from normtheory.errors import UsageError
     from normtheory.sweep.executors import ExecutorOptions, run_grid
     from normtheory.sweep.grid import load_grid
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                               timeout_min=args.timeout_min, gpus_per_task=args.gpus_per_task,
                               array_parallelism=args.array_parallelism)
     results = run_grid(grid, cells, args.executor, options)
-    write_json(os.path.join(grid.out_dir, "sweep.json"), {
+    write_json_file(os.path.join(grid.out_dir, "sweep.json"), {
         "grid": grid.path, "executor": args.executor, "check": grid.check, "contract": grid.contract,
         "cells": [dict(result, argv=["record", *cell.record_argv]) for cell, result in zip(cells, results)],
         "skipped": [cell.name for cell in grid.cells if cell not in cells]})
