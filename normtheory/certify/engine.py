@@ -23,6 +23,7 @@ from normtheory.certify.judge import hidden_mismatches, judge_batch, normalized_
 from normtheory.certify.metrics import Summary
 from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
 from normtheory.certify.setting import Setting, scaling_name
+from normtheory.errors import UsageError
 from normtheory.formats import FloatFormat, get_format
 from normtheory.kernels.catalog import Kernel
 
@@ -220,7 +221,6 @@ class Certifier:
 
 
 def judging_workers(config: Config) -> int:
-    from normtheory.errors import UsageError
 
     if config.workers is not None:
         return max(1, int(config.workers))

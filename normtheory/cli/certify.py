@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from normtheory.certify.report import write_report
 from normtheory.output_files import check_writable, write_json_file
 
 CERT_FORMATS = "fp32 | fp16 | bf16"
@@ -169,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
     from normtheory.certify.api import certify_kernel
     from normtheory.certify.certificate import environment
     from normtheory.certify.recording import save_worst
-    from normtheory.certify.report import write_report
 
     check_outputs(args, "json", "report", "worst_out")
     config = config_from_args(args, contract=args.contract, search=not args.no_search)

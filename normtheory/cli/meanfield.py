@@ -16,6 +16,13 @@ import sys
 from pathlib import Path
 
 from normtheory.errors import UsageError
+from normtheory.theory.claims.core import exit_code, judge_all
+from normtheory.theory.claims.evidence import Evidence
+from normtheory.theory.claims.registry import all_claims
+from normtheory.theory.claims.report import format_mde, print_registry, results_to_json
+from normtheory.theory.meanfield import recursion
+from normtheory.theory.meanfield.constants import constants_of_record
+from normtheory.theory.meanfield.predictions import RecordView
 
 ARCH_CHOICES = ("post_ln", "pre_ln", "peri_ln", "lns", "pre_rms", "mix_ln", "hybrid_norm", "normformer", "ngpt",
                 "qk_norm")
@@ -169,7 +176,6 @@ def _measure(args, archs, setups, widths, depths) -> list[dict]:
 
 def print_protocols(records, out=None) -> None:
     """What every record was made with: setup, width, depths, seeds and the protocol."""
-    from normtheory.theory.meanfield.constants import constants_of_record
 
     out = out if out is not None else sys.stdout
     for r in records:
@@ -181,7 +187,6 @@ def print_protocols(records, out=None) -> None:
 
 
 def print_results(results, *, detail: bool = False, out=None) -> None:
-    from normtheory.theory.claims.report import format_mde
 
     out = out if out is not None else sys.stdout
     print(f"\n{'claim':38} {'verdict':13} {'expected':13} {'':5} {'MDE':>7} {'tests':>7}  reason", file=out)
@@ -204,7 +209,6 @@ def print_results(results, *, detail: bool = False, out=None) -> None:
 
 def run(args) -> int:
     if args.claims:
-        from normtheory.theory.claims.report import print_registry
 
         print_registry()
         return 0
@@ -221,7 +225,6 @@ def run(args) -> int:
     results = _judge(records, trained, from_user=bool(args.records))
     print_protocols(records)
     print_results(results, detail=args.detail)
-    from normtheory.theory.claims.core import exit_code
 
     code = exit_code(results, allow_underpowered=args.allow_underpowered)
     judged = [r for r in results if r.tests]
@@ -234,7 +237,6 @@ def run(args) -> int:
           + (f"{len(under)} underpowered (INCONCLUSIVE where a verdict is expected): {', '.join(under)}" if under else "")
           + f" -> exit {code}")
     if args.json:
-        from normtheory.theory.claims.report import results_to_json
 
         _write(args.json, {"schema": SCHEMA, "exit": code, "records": [_record_meta(r) for r in records],
                            "claims": results_to_json(results)})
@@ -244,9 +246,6 @@ def run(args) -> int:
 
 
 def _judge(records, trained, *, from_user: bool):
-    from normtheory.theory.claims.core import judge_all
-    from normtheory.theory.claims.evidence import Evidence
-    from normtheory.theory.claims.registry import all_claims
 
     try:
         evidence = Evidence.from_records(records, trained=trained)
@@ -258,7 +257,6 @@ def _judge(records, trained, *, from_user: bool):
 
 
 def _record_meta(record: dict) -> dict:
-    from normtheory.theory.meanfield.constants import constants_of_record
 
     return {"config": record["config"], "archs": record["archs"], "seeds": record["seeds"],
             "constants": constants_of_record(record), "environment": record["environment"],
@@ -280,7 +278,6 @@ def plot_records(records: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from normtheory.theory.meanfield.predictions import RecordView
 
     views = [RecordView(r) for r in records]
     setups = sorted({v.setup for v in views}, key=SETUP_CHOICES.index)
@@ -302,7 +299,6 @@ def plot_records(records: list[dict], path: str) -> None:
 def _plot_hidden(ax, view, colours) -> None:
     import numpy as np
 
-    from normtheory.theory.meanfield import recursion
 
     for arch in view.archs:
         ms = view.array(arch, "hidden_ms")

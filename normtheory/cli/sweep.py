@@ -10,6 +10,8 @@ import os
 
 from normtheory.errors import UsageError
 from normtheory.output_files import write_json_file
+from normtheory.sweep.executors import ExecutorOptions, run_grid
+from normtheory.sweep.grid import load_grid
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +34,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from normtheory.sweep.executors import ExecutorOptions, run_grid
-    from normtheory.sweep.grid import load_grid
 
     grid = load_grid(args.grid, args.out)
     if args.dry_run:

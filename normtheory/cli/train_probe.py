@@ -13,6 +13,7 @@ import math
 import sys
 
 from normtheory.errors import UsageError
+from normtheory.output_files import check_writable, write_json_file
 
 PROBE_NAMES = ("curse_of_depth", "gradient_profile", "warmup")
 
@@ -176,7 +177,6 @@ def _judge(result: dict) -> dict:
 
 def run(args) -> int:
     _validate(args)
-    from normtheory.output_files import check_writable, write_json_file
 
     check_writable(args.json, flag="--json", inputs=(args.from_json,))
     results = _load(args.from_json) if args.from_json else [_train(_settings(args)[1])]

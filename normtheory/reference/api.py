@@ -15,6 +15,8 @@ Conventions a user must know:
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from normtheory.errors import UsageError
@@ -163,57 +165,73 @@ def _to_format(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     return _by_row_blocks(fmt.from_exact_float64, values, fmt.dtype)
 
 
-def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
-    """{kind: (rounded float64 values, number of escalated elements)}."""
-    rows, n = x.shape
+@dataclass
+class _Pending:
+    """The float64 pass's results: rounded values per kind, and the elements it left undecided."""
+
+    fmt: FloatFormat
+    all_slow: bool
+    rounded: dict[str, np.ndarray]
+    undecided: dict[str, list] = field(default_factory=dict)  # kind -> [(rows, cols, float64 estimates)]
+
+    def judge(self, kind, value, bound, row_offset, decided=None):
+        if decided is None:
+            decided, self.rounded[kind][row_offset:row_offset + value.shape[0]] = decide_interval(value, bound, self.fmt)
+        if self.all_slow:
+            decided = np.zeros(value.shape, dtype=bool)
+        if not decided.all():
+            i, j = np.nonzero(~decided)
+            self.undecided.setdefault(kind, []).append((i + row_offset, j, value[i, j]))
+
+
+def _non_finite_masks(params: NormParams, x, w, b, gy):
+    """(nan_rows, nan_rows_gx, bad_columns) and the inputs with those rows/columns made harmless:
+    NaN rows and columns are set at the end; computing them on zeros keeps the math finite."""
+    rows = x.shape[0]
     nan_rows = np.concatenate([~np.isfinite(x[i:i + CHUNK_ROWS]).all(axis=1) for i in range(0, rows, CHUNK_ROWS)])
     if params.eps == 0:
         nan_rows |= np.array([row_is_nan(params, row) for row in x])
     nan_rows_gx = nan_rows | (~np.isfinite(gy).all(axis=1) if gy is not None else False)
     bad_columns = ~(np.isfinite(w) & np.isfinite(b))
-    # NaN rows and columns are set at the end; computing them on zeros keeps the math finite
     if nan_rows.any():
         x = np.where(nan_rows[:, None], 0.0, x)
     if bad_columns.any():
         w, b = np.where(bad_columns, 1.0, w), np.where(bad_columns, 0.0, b)
     if gy is not None and nan_rows_gx.any():
         gy = np.where(nan_rows_gx[:, None], 0.0, gy)
+    return (nan_rows, nan_rows_gx, bad_columns), (x, w, b, gy)
 
+
+def _forward_block(params: NormParams, fmt, x_block, b, d, factor, factor_err, out, want_yn: bool):
+    """(decided, ŷ·w, ŷ, its bound, row statistics) of one block of rows, rounded into `out`."""
+    has_bias = params.affine == "weight_bias"
+    if params.op in ("layernorm", "rmsnorm"):  # the common case: one compiled pass per row
+        decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
+            params.op, x_block, d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
+            fmt, fastpath.U, fastpath.SAFETY, out, want_yn)
+        stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
+        return decided, y, yn, yn_err, stats
+    stats = fastpath.row_stats(params, x_block, d)
+    decided, out[...], y, yn, yn_err = forward_and_decide(stats, factor, factor_err, b, has_bias, fmt,
+                                                         fastpath.U, fastpath.SAFETY)
+    return decided, y, yn, yn_err, stats
+
+
+def _float64_pass(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool) -> _Pending:
+    """Every element in float64 with a rigorous bound; what the bound decides is rounded."""
+    rows, n = x.shape
     kinds = ["y"] + (["gx", "gw", "gb"] if gy is not None else [])
-    rounded = {k: np.empty((rows, n)) for k in kinds if k in ("y", "gx")}
-    undecided: dict[str, list] = {k: [] for k in kinds}  # (rows, cols, float64 estimates) per block
+    pending = _Pending(fmt, all_slow, {k: np.empty((rows, n)) for k in kinds if k in ("y", "gx")})
     gw_sum, gw_err = np.zeros(n), np.zeros(n)
     factor, factor_err = fastpath.weight_factor(params, w)
-
-    def judge(kind, value, bound, row_offset, decided=None):
-        if decided is None:
-            decided, rounded[kind][row_offset:row_offset + value.shape[0]] = decide_interval(value, bound, fmt)
-        if all_slow:
-            decided = np.zeros(value.shape, dtype=bool)
-        if not decided.all():
-            i, j = np.nonzero(~decided)
-            undecided[kind].append((i + row_offset, j, value[i, j]))
-
-    # 0/0 rows (overwritten with NaN below) and float64 overflow (an infinite bound, so the
-    # element goes to the slow path) are expected here: numpy's warnings would only be noise
-    fast_path_errors = np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore")
-    fast_path_errors.__enter__()
     for start in range(0, rows, CHUNK_ROWS):
         block = slice(start, min(start + CHUNK_ROWS, rows))
-        has_bias = params.affine == "weight_bias"
-        if params.op in ("layernorm", "rmsnorm"):  # the common case: one compiled pass per row
-            decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
-                params.op, x[block], d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
-                fmt, fastpath.U, fastpath.SAFETY, rounded["y"][block], gy is not None)
-            stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
-        else:
-            stats = fastpath.row_stats(params, x[block], d)
-            decided, rounded["y"][block], y, yn, yn_err = forward_and_decide(
-                stats, factor, factor_err, b, has_bias, fmt, fastpath.U, fastpath.SAFETY)
-        judge("y", y, None, start, decided)
+        decided, y, yn, yn_err, stats = _forward_block(params, fmt, x[block], b, d, factor, factor_err,
+                                                       pending.rounded["y"][block], gy is not None)
+        pending.judge("y", y, None, start, decided)
         if gy is not None:
             gx, gx_bound = fastpath.backward_gx(params, stats, yn, yn_err, w, gy[block], d)
-            judge("gx", gx, gx_bound, start)
+            pending.judge("gx", gx, gx_bound, start)
             term, term_err = fastpath.gw_terms(yn, yn_err, gy[block])
             gw_sum += term.sum(axis=0)
             gw_err += term_err.sum(axis=0) + (rows + 1) * fastpath.U * np.abs(term).sum(axis=0)
@@ -222,17 +240,24 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
         # fl(hi + lo) errs by at most u·|result|, and by at most |lo| (hi itself is a float)
         rounding = np.minimum(fastpath.U * np.abs(gb_hi + gb_lo), np.abs(gb_lo))
         for kind, value, bound in (("gw", gw_sum, gw_err), ("gb", gb_hi + gb_lo, gb_bound + rounding)):
-            rounded[kind] = np.empty((1, n))
-            judge(kind, value[None, :], (bound * fastpath.SAFETY)[None, :], 0)
-    fast_path_errors.__exit__(None, None, None)
+            pending.rounded[kind] = np.empty((1, n))
+            pending.judge(kind, value[None, :], (bound * fastpath.SAFETY)[None, :], 0)
+    return pending
 
+
+def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
+    """{kind: (rounded float64 values, number of escalated elements)}."""
+    (nan_rows, nan_rows_gx, bad_columns), (x, w, b, gy) = _non_finite_masks(params, x, w, b, gy)
+    # 0/0 rows (overwritten with NaN below) and float64 overflow (an infinite bound, so the
+    # element goes to the slow path) are expected here: numpy's warnings would only be noise
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        pending = _float64_pass(params, fmt, x, w, b, gy, d, all_slow)
     slow = SlowEvaluator(params, x, w, b, gy, d, fmt)
     outputs = {}
-    for kind in kinds:
-        values = rounded[kind]
+    for kind, values in pending.rounded.items():
         mask = nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, values.shape)
         escalated = 0
-        for rows_i, cols_j, estimates in undecided[kind]:
+        for rows_i, cols_j, estimates in pending.undecided.get(kind, []):
             for i, j, estimate in zip(rows_i, cols_j, estimates):
                 if mask is not None and mask[i, j]:
                     continue

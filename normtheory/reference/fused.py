@@ -33,6 +33,8 @@ def _two_sum(a, b):
     return s, (a - (s - bb)) + (b - bb)
 
 
+# One compiled loop per row, longer than the house limit on purpose: numba compiles it into a
+# single pass over the row held in cache, and splitting it would cost a call per element.
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias, want_yn, u, safety,
                  precision, emin, min_normal, max_finite, has_inf,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 
+from normtheory.cli import main
 from normtheory.sweep.grid import Cell
 
 
@@ -15,7 +16,6 @@ def certificate_path(cell: Cell) -> str:
 
 def run_cell(cell: Cell, check: bool = False, contract: str = "default") -> dict:
     """{name, recording, record_exit, check_exit, seconds}; exit codes as the commands give them."""
-    from normtheory.cli import main
 
     start = time.perf_counter()
     result: dict[str, object] = {"name": cell.name, "recording": cell.recording, "record_exit": None, "check_exit": None,

@@ -29,6 +29,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from normtheory.cli import record
 from normtheory.errors import UsageError
 
 _TOP_KEYS = {"out", "check", "contract", "kernel", "grid", "options"}
@@ -127,7 +128,6 @@ def _flags(options: dict) -> list[str]:
 
 def _check_cells(path: str, cells: list[Cell]) -> None:
     """Every cell parses as a `normtheory record` command line, and names are unique."""
-    from normtheory.cli import record
 
     parser = _ParserRaising(prog="normtheory record")
     record.configure(parser)

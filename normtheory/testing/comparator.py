@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 
 from normtheory.testing import margins
+from normtheory.testing.failures import ENV, replay_hint, save
 from normtheory.testing.judge import Verdict, judge
 from normtheory.testing.message import failure_message
 from normtheory.testing.problem import parse_problem
-from normtheory.testing.replay import ENV, replay_hint, save
 
 
 def assert_close_to_exact(actual, *, op: str, x, weight=None, bias=None, residual=None, gy=None, gh=None, eps: float,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from normtheory.errors import UsageError
 from normtheory.formats import FORMATS
 from normtheory.testing.arrays import rows_of
 from normtheory.testing.compare import QuantityResult, judge_elements, judge_exact_match
@@ -106,7 +107,6 @@ def _bounds_and_reference(problem: Problem, quantities: list[str]) -> tuple[dict
 def _refuse_if_nothing_judged(verdict: Verdict) -> None:
     """An output none of whose elements has a bound was not judged at all: passing it would
     claim what nothing showed (e.g. contract model:bf16_accum at widths where its γ_k ≥ 1)."""
-    from normtheory.errors import UsageError
 
     for result in verdict.results.values():
         if result.elements and result.unbounded == result.elements:

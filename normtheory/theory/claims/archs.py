@@ -9,6 +9,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from normtheory.theory.archs import derivations as D
+from normtheory.theory.archs.derivations import softmax_entropy_floor
 from normtheory.theory.claims.core import Test
 from normtheory.theory.claims.evidence import Evidence, estimate
 from normtheory.theory.claims.meanfield import _exact, _label
@@ -21,7 +23,6 @@ FP32_SLACK = 2.0**-20  # relative: a handful of fp32 roundings in a logit or a n
 
 @lru_cache(maxsize=1)
 def _derivations() -> dict:
-    from normtheory.theory.archs import derivations as D
 
     return {d.name: d for d in D.all_derivations()}
 
@@ -93,7 +94,6 @@ def qk_logit_tests(ev: Evidence, wrong: bool = False) -> list[Test]:
     """QK-Norm: every logit within sqrt(d_k) (gamma = 1; sympy: qk_norm.logit_bound), and so
     every softmax entropy above the floor H_min(n, sqrt(d_k)). Deterministic: se = 0, an fp32
     slack. Wrong variant: logits within 1 (cosines)."""
-    from normtheory.theory.archs.derivations import softmax_entropy_floor
 
     d = _derivations()["qk_norm.logit_bound"]
     tests = []

@@ -7,6 +7,7 @@ import sys
 from dataclasses import asdict
 
 from normtheory.theory.claims.core import ClaimResult
+from normtheory.theory.claims.registry import all_claims
 
 
 def _finite(value):
@@ -31,7 +32,6 @@ def results_to_json(results: list[ClaimResult]) -> list[dict]:
 
 def print_registry(out=None) -> None:
     """source -> statement -> judged how -> expectation, one block per claim."""
-    from normtheory.theory.claims.registry import all_claims
 
     out = out if out is not None else sys.stdout
     for c in all_claims():

@@ -85,15 +85,9 @@ def trajectories(subject: Subject, target: str, fmt: str, batches, *, skip_recen
     return tuple({k: v.cpu() for k, v in run.items()} for run in runs)
 
 
-def training_check(subject: Subject, target: str, fmt: str, *, steps: int = 5, batch: int = 2, samples: int = 16,
-                   seed: int = 0, skip_recentre: frozenset[str] = frozenset(), device: str = "cpu") -> Report:
-    vocab = subject.reference.cfg.vocab
-    length = subject.reference.cfg.max_len
-    batches = [make_batch(vocab, batch, length, seed + 1 + s) for s in range(steps)]
-    held_out, _ = make_batch(vocab, batch, length, seed + 10_000)
-    theta_orig, theta_paper, theta_direct = trajectories(subject, target, fmt, batches, skip_recentre=skip_recentre,
-                                                         device=device)
-
+def _noise_second_moments(subject: Subject, target: str, fmt: str, seed: int, batches, held_out, samples: int):
+    """Per parameter (original names) and for the held-out logits: the second moment of the
+    trajectory's deviation under the rounding-error model, for the original and the paper run."""
     model = _NoisyReference(subject, target, fmt, seed)
     to_orig = subject.to_original_name
 
@@ -112,29 +106,15 @@ def training_check(subject: Subject, target: str, fmt: str, *, steps: int = 5, b
         return {**{to_orig(k): v for k, v in final.items()}, "held-out logits": logits}
 
     clean = {w: noisy_run(w, False) for w in ("original", "paper")}
-    s = {w: model.second_moments(lambda w=w: noisy_run(w, True), clean[w], samples) for w in ("original", "paper")}
-    factor = tail_factor(samples)
+    return {w: model.second_moments(lambda w=w: noisy_run(w, True), clean[w], samples) for w in ("original", "paper")}
 
-    report = Report("training", subject.name, target, fmt, samples)
-    for name in theta_orig:
-        bound = factor * (s["original"][name] + s["paper"][name]) ** 0.5
-        report.comparisons.append(compare(f"θ_{steps} {name}", theta_orig[name], theta_paper[name], bound))
-    logits_bound = factor * (s["original"]["held-out logits"] + s["paper"]["held-out logits"]) ** 0.5
-    fp64 = torch.float64
-    original64 = copy.deepcopy(subject.original).double()
-    skeleton64 = subject.skeleton(target)
 
-    def logits(module, params):
-        with torch.no_grad():
-            return subject.logits(module, _cast(params, fp64), held_out)
-
-    start = logits(original64, subject.params())
-    end_orig = logits(original64, theta_orig)
-    end_paper = logits(original64, theta_paper)
-    end_direct = logits(skeleton64, theta_direct)
-    report.comparisons.append(compare("held-out logits (paper vs original)", end_orig, end_paper, logits_bound))
-    direct = compare("held-out logits (direct AdamW vs original)", end_orig, end_direct, logits_bound)
-    report.extra = {
+def _extra(subject: Subject, target: str, steps: int, logits: dict, direct, thetas: dict) -> dict:
+    """What the report adds beyond pass/fail: how far training moved the function, and how far
+    AdamW run directly on the converted parameters drifts from the paper's path."""
+    start, end_orig, end_paper = logits["start"], logits["original"], logits["paper"]
+    converted = convert_state({k: v.double() for k, v in thetas["original"].items()}, subject.anatomy, target)
+    return {
         "steps": steps,
         "adamw": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAMW.items()},
         "function_change_during_training": (end_orig - start).norm().item() / start.norm().item(),
@@ -142,10 +122,45 @@ def training_check(subject: Subject, target: str, fmt: str, *, steps: int = 5, b
         "direct_adamw_difference_over_bound": direct.ratio,
         "paper_relative_logit_difference": (end_paper - end_orig).norm().item() / end_orig.norm().item(),
         "direct_adamw_parameter_distance": {
-            name: (theta_direct[name].double() - value.double()).norm().item()
-            for name, value in convert_state(
-                {k: v.double() for k, v in theta_orig.items()}, subject.anatomy, target
-            ).items() if name in theta_direct
+            name: (thetas["direct"][name].double() - value.double()).norm().item()
+            for name, value in converted.items() if name in thetas["direct"]
         },
     }
+
+
+def _held_out_logits(subject: Subject, target: str, held_out, thetas: dict) -> dict:
+    """The held-out logits in fp64 at the start and at the end of each run."""
+    original64 = copy.deepcopy(subject.original).double()
+    skeleton64 = subject.skeleton(target)
+
+    def logits(module, params):
+        with torch.no_grad():
+            return subject.logits(module, _cast(params, torch.float64), held_out)
+
+    return {"start": logits(original64, subject.params()), "original": logits(original64, thetas["original"]),
+            "paper": logits(original64, thetas["paper"]), "direct": logits(skeleton64, thetas["direct"])}
+
+
+def training_check(subject: Subject, target: str, fmt: str, *, steps: int = 5, batch: int = 2, samples: int = 16,
+                   seed: int = 0, skip_recentre: frozenset[str] = frozenset(), device: str = "cpu") -> Report:
+    vocab = subject.reference.cfg.vocab
+    length = subject.reference.cfg.max_len
+    batches = [make_batch(vocab, batch, length, seed + 1 + s) for s in range(steps)]
+    held_out, _ = make_batch(vocab, batch, length, seed + 10_000)
+    theta_orig, theta_paper, theta_direct = trajectories(subject, target, fmt, batches, skip_recentre=skip_recentre,
+                                                         device=device)
+    thetas = {"original": theta_orig, "paper": theta_paper, "direct": theta_direct}
+    s = _noise_second_moments(subject, target, fmt, seed, batches, held_out, samples)
+    factor = tail_factor(samples)
+
+    report = Report("training", subject.name, target, fmt, samples)
+    for name in theta_orig:
+        bound = factor * (s["original"][name] + s["paper"][name]) ** 0.5
+        report.comparisons.append(compare(f"θ_{steps} {name}", theta_orig[name], theta_paper[name], bound))
+    logits_bound = factor * (s["original"]["held-out logits"] + s["paper"]["held-out logits"]) ** 0.5
+    logits = _held_out_logits(subject, target, held_out, thetas)
+    report.comparisons.append(compare("held-out logits (paper vs original)", logits["original"], logits["paper"],
+                                      logits_bound))
+    direct = compare("held-out logits (direct AdamW vs original)", logits["original"], logits["direct"], logits_bound)
+    report.extra = _extra(subject, target, steps, logits, direct, thetas)
     return report
