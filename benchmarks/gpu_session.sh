@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, as one device-tool call (budget: about 7 minutes of a session's
-# 15 minutes of device time). From the repository root on the GPU host, after installing the
+# Everything that needs a GPU, in one or two device-tool calls (a session has 15 minutes of
+# device time; see STEPS below for what each call should run). From the repository root on the GPU host, after installing the
 # carried wheels (liger-kernel, python-flint) into /tmp/site:
 #   OUT=$OUT PYTHONPATH=/tmp/site bash benchmarks/gpu_session.sh
 # Writes at most 8 files under $OUT (the device tool returns no more):
@@ -28,8 +28,13 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/session.log") 2>&1
 START=$(date +%s)
 step() { echo; echo "=== [$(( $(date +%s) - START )) s] $*"; }
-# STEPS="accumulation certify" runs only those steps (a follow-up call); the default runs all.
-want() { [[ " ${STEPS:-all} " == *" all "* || " ${STEPS:-all} " == *" $1 "* ]]; }
+# STEPS names the steps to run; STEPS=all runs every step but `training`. The default is what has
+# never run on a GPU (the 2026-12-05 work: gpu tests incl. the peer suites' and the reference's,
+# the peer table, the reference on CUDA tensors), about 6 minutes. A 15-minute session then has
+# room for one more call: STEPS=meanfield (about 8 minutes) or STEPS=training (about 4). The
+# record/accumulation/certify/speed steps re-make results already committed (docs/cuda.md).
+STEPS="${STEPS:-tests peer reference}"
+want() { [[ " $STEPS " == *" all "* || " $STEPS " == *" $1 "* ]]; }
 
 step "environment"
 "$PY" -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__); \
@@ -134,7 +139,7 @@ fi
 # for curse_of_depth and warmup; the JSON is rewritten after each probe, so a timeout keeps those
 # that finished, and TRAINING_PROBES=gradient_profile runs the rest in a follow-up call. Re-judge
 # on any machine: normtheory train-probe --from training_probes_cuda.json
-if [[ " ${STEPS:-all} " == *" training "* ]]; then
+if [[ " $STEPS " == *" training "* ]]; then
 step "training probes at a GPU size"
 timeout 240 "$PY" benchmarks/training_probe.py --size gpu --device "$DEVICE" \
     --probes "${TRAINING_PROBES:-curse_of_depth,warmup,gradient_profile}" --out "$OUT/training_probes_cuda.json"
