@@ -14,8 +14,8 @@ LayerNorm two-pass:
     why two-pass is good. With the square, the h additions and the scaling by fl(1/d):
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
 RMSNorm: q̂ = q(1 + θ_{h+3}); the mean term is absent. L2 normalisation: the plain sum
-Ŝ = Σx²(1 + θ_{h+1}) termwise (the square and h additions; no scaling, its divisor is 1). CRMSNorm: Σz with error γ_h·Σ|z|,
-(Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
+Ŝ = Σx²(1 + θ_{h+1}) termwise (the square and h additions; no scaling, its divisor is 1).
+CRMSNorm: Σz with error γ_h·Σ|z|, (Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
 One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) + (1 + γ₂)·Δ(2|μ| + Δ) —
 relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Every statistic adds (n + 4)·η for the underflow of its roundings.
