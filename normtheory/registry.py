@@ -9,8 +9,18 @@ Definitions (row x of width d; n is the width the kernel receives):
 - crmsnorm   y = z / sqrt((Σz² + (Σz)²)/d + eps)              (z = x[:-1], n = d - 1; divisor d)
 - lpnorm     y = x / ((1/d)Σ|x|^p + eps^(p/2))^(1/p)          (eps is an RMS floor sqrt(eps) for
              every p; p = 2 is rmsnorm; p = inf is x / max(max|x|, sqrt(eps)))
+- l2normalize y = x / max(‖x‖₂, eps)                          (torch.nn.functional.normalize over
+             the last dimension, p = 2: eps is a floor on the norm itself, default 1e-12 as in
+             torch; no divisor, ‖x‖₂² = Σx²)
 With eps_mode "outside" the root and eps are added instead: x / (root + eps) (for lpnorm the
-root is ((1/d)Σ|x|^p)^(1/p), so p = 2 is still rmsnorm outside).
+root is ((1/d)Σ|x|^p)^(1/p), so p = 2 is still rmsnorm outside; for l2normalize ‖x‖₂ + eps).
+"inside" is the op's own placement, `NormSpec.eps_floor`: "add" puts eps under the root
+(sqrt(s + eps)), "max" makes it a floor on the root (max(sqrt(s), eps), l2normalize's and torch's).
+l2normalize's gradient follows torch's clamp_min convention: at the tie ‖x‖₂ == eps the
+gradient flows through the norm (clamp_min passes it where x >= min), so the floor branch,
+gx = g/eps with no projection, is taken only where Σx² < eps² (decided exactly, in rationals);
+above and at the tie gx = (g − y·(yᵀg))/‖x‖₂. A zero row is 0/eps = 0 with gradient g/eps, and
+with eps = 0 it is 0/0: NaN, as for the other ops.
 Affine modes: none (y), weight (y·w), weight_bias (y·w + b), offset_weight (y·(1 + w)).
 """
 
@@ -40,7 +50,12 @@ STATISTICS = (
     "mean_square",  # mean(x^2): RMSNorm
     "crms",  # (sum z^2 + (sum z)^2) / d over the d - 1 stored coordinates: CRMSNorm
     "power_mean",  # mean(|x|^p), then the 1/p root: Lp
+    "sum_square",  # sum(x^2), divisor 1, not d: L2 normalisation (the squared Euclidean norm)
 )
+
+# How eps enters with eps_mode "inside": under the root, sqrt(s + eps), or as a floor on the
+# root, max(sqrt(s), eps) (l2normalize). eps_mode "outside" is sqrt(s) + eps for both.
+EPS_FLOORS = ("add", "max")
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class NormSpec:
     statistic: str  # one of STATISTICS
     error_inputs: tuple[ErrorInput, ...] = field(default=())
     gradients: tuple[str, ...] = ("gx", "gw", "gb")  # the VJP outputs the reference and bounds give
+    eps_floor: str = "add"  # one of EPS_FLOORS: how eps enters with eps_mode "inside"
 
     def input_width(self, d: int) -> int:
         """Entries per row the kernel receives for model width d."""
@@ -64,6 +80,11 @@ class NormSpec:
     def model_width(self, n: int) -> int:
         """Model width d for a kernel row of n entries."""
         return n + 1 if self.drops_last_coordinate else n
+
+    def statistic_divisor(self, n: int) -> int:
+        """What the statistic's sum is divided by (and the backward's K = Σg·ŷ/divisor) for a
+        row of n stored entries: the model width for the mean statistics, 1 for a plain sum."""
+        return 1 if self.statistic == "sum_square" else self.model_width(n)
 
 
 _ALL_FAMILIES = (
@@ -133,6 +154,19 @@ REGISTRY: dict[str, NormSpec] = {
                 ErrorInput("p below 1", {"p": 0.5}, "p"),
                 ErrorInput("p NaN", {"p": math.nan}, "p"),
             ),
+        ),
+        NormSpec(
+            name="l2normalize",
+            formula="x / max(sqrt(sum(x^2)), eps)",
+            default_eps=1e-12,  # torch.nn.functional.normalize's default
+            default_affine="none",  # F.normalize has none; the affine modes act after it (y·w: QK-norm gains)
+            centred=False,
+            drops_last_coordinate=False,
+            takes_p=False,
+            families=_ALL_FAMILIES,
+            statistic="sum_square",
+            error_inputs=_COMMON_ERRORS + (ErrorInput("p given", {"p": 2.0}, "p"),),
+            eps_floor="max",
         ),
     )
 }

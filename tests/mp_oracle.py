@@ -22,6 +22,9 @@ def _normalizer(op, X, eps, eps_mode, p, d):
         c, power_mean, q = X, mpmath.fsum(v**2 for v in X) / d, 2
     elif op == "crmsnorm":
         c, power_mean, q = X, (mpmath.fsum(v**2 for v in X) + mpmath.fsum(X) ** 2) / d, 2
+    elif op == "l2normalize":  # torch.nn.functional.normalize: eps floors the norm itself
+        norm = mpmath.sqrt(mpmath.fsum(v**2 for v in X))
+        return X, (max(norm, mpf(eps)) if eps_mode == "inside" else norm + eps)
     else:
         c, q = X, p
         if math.isinf(p):

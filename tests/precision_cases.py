@@ -31,7 +31,7 @@ class RecordingArith(Arith):
 
 
 AFFINES = {"layernorm": ("none", "weight_bias", "offset_weight"), "rmsnorm": ("weight", "offset_weight"),
-           "crmsnorm": ("none", "weight")}
+           "crmsnorm": ("none", "weight"), "l2normalize": ("none", "weight")}
 
 
 def draw_input_rows(draw, op, *, max_n, max_rows):

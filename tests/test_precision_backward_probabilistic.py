@@ -45,7 +45,9 @@ CASES = [("layernorm", "weight_bias", "default"), ("layernorm", "weight_bias", "
          # the models whose bounds gained the binade-measured roundings, the martingale forms of A
          # and B and (bf16) P4's row-budgeted magnitudes: inputs in the accumulator's format
          ("layernorm", "weight_bias", "two_pass_pairwise"), ("layernorm", "weight_bias", "bf16_accum"),
-         ("rmsnorm", "weight", "bf16_accum"), ("layernorm", "weight_bias", "fp16_accum")]
+         ("rmsnorm", "weight", "bf16_accum"), ("layernorm", "weight_bias", "fp16_accum"),
+         # the plain sum, the square root and the max floor of l2normalize
+         ("l2normalize", "weight", "default"), ("l2normalize", "none", "bf16_accum")]
 
 
 def _fractions_above(op, affine, model_name, scale):

@@ -85,6 +85,13 @@ def test_crmsnorm_backward_models_stay_within_their_bounds(case):
     check_backward_models("crmsnorm", *case)
 
 
+@given(cases("l2normalize"))
+@example((FORMATS["fp32"], np.array([[3 * 2.0**-20, 4 * 2.0**-20], [0.0, 0.0]]), np.array([[1.0, -2.0], [0.5, 3.0]]),
+          np.ones(2), None, np.nextafter(5 * 2.0**-20, 1.0), "none"))  # a floor row next to the kink, a zero row
+def test_l2normalize_backward_models_stay_within_their_bounds(case):
+    check_backward_models("l2normalize", *case)
+
+
 def _wrong_backward(op, x, gy, w, b, *, model, eps, affine="none", grad_format="fp32", w_format=None):
     """A kernel two output ulps off in gx and one in gw (an extra rounding and a bit)."""
     right = backward(op, x, gy, w, b, model=model, eps=eps, affine=affine, grad_format=grad_format)

@@ -95,6 +95,9 @@ def _reference(op, x, eps, eps_mode):
     stat = (centred**2).mean(axis=1, keepdims=True)
     if op == "crmsnorm":  # the d − 1 stored coordinates of a zero-mean vector of width d
         stat = ((x**2).sum(axis=1, keepdims=True) + x.sum(axis=1, keepdims=True) ** 2) / (x.shape[1] + 1)
+    if op == "l2normalize":  # the norm itself, eps a floor on it (inside) or added to it (outside)
+        norm = np.sqrt((x**2).sum(axis=1, keepdims=True))
+        return x / (np.maximum(norm, eps) if eps_mode == "inside" else norm + eps)
     scale = np.sqrt(stat + eps) if eps_mode == "inside" else np.sqrt(stat) + eps
     return centred / scale
 
@@ -115,7 +118,7 @@ def _above_fraction(model_name, op, scale=1.0):
     return float(np.mean(np.abs(y - exact) + REFERENCE_SLACK * (np.abs(exact) + 1) > scale * bound))
 
 
-@pytest.mark.parametrize("op", ["layernorm", "rmsnorm", "crmsnorm"])
+@pytest.mark.parametrize("op", ["layernorm", "rmsnorm", "crmsnorm", "l2normalize"])
 @pytest.mark.parametrize("model_name", sorted(MODELS))
 def test_forward_probabilistic_bound_holds_at_its_failure_probability(model_name, op):
     """Each element's probabilistic bound fails with probability < 10⁻³ (the sum of the failure

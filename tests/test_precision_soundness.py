@@ -67,6 +67,16 @@ def test_crmsnorm_models_stay_within_their_bounds(case):
     _check_every_model("crmsnorm", *case)
 
 
+# l2normalize's max floor: rows at 2^-12 .. 2^12 of the families against eps up to 0.25 put both
+# branches in the search; the examples sit at the floor (eps a norm here: ‖(3, 4)·2^-20‖ = 5·2^-20)
+@given(cases("l2normalize"))
+@example((FORMATS["fp32"], np.array([[3 * 2.0**-20, 4 * 2.0**-20]]), np.ones(2), None, 5 * 2.0**-20, "none"))
+@example((FORMATS["bf16"], np.array([[3 * 2.0**-20, 4 * 2.0**-20], [0.0, 0.0]]), np.ones(2), None,
+          np.nextafter(5 * 2.0**-20, 1.0), "weight"))
+def test_l2normalize_models_stay_within_their_bounds(case):
+    _check_every_model("l2normalize", *case)
+
+
 def test_the_soundness_check_can_fail():
     """A kernel one output ulp off (an extra rounding) is caught by the same check."""
     fmt = FORMATS["bf16"]

@@ -100,6 +100,10 @@ def _differentiable(op, x, params) -> bool:
             return False
         if op == "lpnorm" and p == 1.0 and np.any(row == 0):
             return False
+        if spec.eps_floor == "max" and params["eps_mode"] == "inside":  # the norm's floor: a kink at ‖x‖ = eps
+            norm = math.sqrt(sum(float(v) ** 2 for v in row))
+            if abs(norm - eps) <= 1e-3 * max(eps, norm):
+                return False
         if op == "lpnorm" and math.isinf(p):
             top = np.abs(row).max()
             if np.sum(np.abs(row) == top) > 1 or abs(top * top - eps) <= 1e-3 * max(eps, top * top):

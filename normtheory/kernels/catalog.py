@@ -74,6 +74,8 @@ CATALOG: dict[str, _Entry] = {
                              description="torch.nn.functional.rms_norm (ATen)"),
     "torch.crms_norm": _Entry(_eager("crms_norm"), ("crmsnorm",), affines=_PLAIN,
                               description="CRMSNorm as a torch composition in fp32"),
+    "torch.normalize": _Entry(_eager("torch_normalize"), ("l2normalize",), affines=("none",),
+                              description="torch.nn.functional.normalize over the last dimension (p = 2)"),
     "hf.llama_rms_norm": _Entry(_eager("llama_rms_norm"), ("rmsnorm",), affines=_PLAIN,
                                 description="HF LlamaRMSNorm cast placement (fp32, cast, then * w)"),
     "hf.gemma_rms_norm": _Entry(_eager("gemma_rms_norm"), ("rmsnorm",), affines=("offset_weight", "none"),

@@ -60,6 +60,13 @@ def crms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
+def torch_normalize(x, weight, bias, eps):
+    """`torch.nn.functional.normalize` over the last dimension (p = 2): x / max(‖x‖₂, eps), as
+    torch computes it in x's dtype (the norm is a tensor of that dtype before the division).
+    F.normalize has no affine: the catalog entry takes affine `none` only."""
+    return F.normalize(x, p=2.0, dim=-1, eps=eps)
+
+
 def add_rms_norm(x, residual, weight, bias, eps):
     """Fused residual add + RMSNorm (vLLM, Transformer Engine): h = x + residual in the input
     dtype, y = RMSNorm(h). Returns (y, h)."""

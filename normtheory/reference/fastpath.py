@@ -133,6 +133,8 @@ def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
     squares = c * c
     ss, levels = pairwise_sum(squares)
     ss_err = (c_err * (2 * np.abs(c) + c_err)).sum(axis=1) * (1 + (n + 1) * U) + (levels + 1) * U * ss
+    if params.spec.eps_floor == "max" and params.eps_mode == "inside":
+        return _floored_root_stats(params, c, ss, ss_err * SAFETY, degenerate)
     if params.op == "crmsnorm":
         hi, lo, err = tree_sum(c)
         total = hi + lo
@@ -141,8 +143,9 @@ def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
         ss_err = ss_err + total_err * (2 * np.abs(total) + total_err) + U * square
         ss = ss + square
         ss_err = ss_err + U * ss
-    s = ss / d
-    s_err = (ss_err / d + U * s) * SAFETY
+    divisor = params.spec.statistic_divisor(n)  # d, or 1 for a plain sum (exact)
+    s = ss / divisor
+    s_err = (ss_err / divisor + U * s) * SAFETY
     return _finish_rms_family(params, c, c_err, s, s_err, degenerate)
 
 
@@ -171,6 +174,27 @@ def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
         r = 1.0 / N
         r_rel = (N_rel + U) * SAFETY
     return RowStats(c, c_err, r[:, None], r_rel[:, None], rho[:, None], (rho_rel * SAFETY)[:, None], degenerate)
+
+
+def _floored_root_stats(params, x, s, s_err, degenerate):
+    """N = max(sqrt(s), eps) from the plain sum s = Σx² (with its bound): ρ = 0 where the floor
+    is active (Σx² < eps², gx = g/eps), 1 elsewhere. The branch is taken only where the float64
+    bounds decide it: s ± s_err against eps² (eps² rounded, relative u, and not where it may
+    have lost bits to float64's subnormals); the other rows get an infinite bound and go to the
+    slow path, which decides the branch exactly (formulas.RowMath)."""
+    eps = params.eps
+    eps_sq = eps * eps
+    margin = 2 * U * eps_sq + (TINY if eps_sq < 2.0**-1000 else 0.0)
+    floor = s + s_err < eps_sq - margin
+    root = ~floor & (s - s_err >= eps_sq + margin)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        N = np.where(floor, eps, np.sqrt(s))  # eps is exact; sqrt is correctly rounded
+        N_rel = np.where(floor, 0.0, np.where(root, _relative(s_err, s) / 2 + U, np.inf))
+        r = 1.0 / N
+    rho = np.where(floor, 0.0, 1.0)
+    r_rel = (N_rel + U) * SAFETY
+    return RowStats(x, np.zeros((1, 1)), r[:, None], r_rel[:, None], rho[:, None], np.zeros((x.shape[0], 1)),
+                    degenerate)
 
 
 def _pow_rel(q):
@@ -284,8 +308,9 @@ def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
     G = G[:, None]
     propagated = (np.abs(g) * yn_err + g_err * np.abs(yn)).sum(axis=1, keepdims=True) * (1 + (n + 1) * U)
     G_err = propagated + (levels + 1) * U * abs_sum(gyn)[:, None]
-    K = stats.rho * G / d
-    K_err = np.abs(stats.rho) * G_err / d + np.abs(K) * (stats.rho_rel + 2 * U)
+    divisor = params.spec.statistic_divisor(n)  # d, or 1 for a plain sum (exact)
+    K = stats.rho * G / divisor
+    K_err = np.abs(stats.rho) * G_err / divisor + np.abs(K) * (stats.rho_rel + 2 * U)
     phi, phi_err = _phi(params, stats, yn, yn_err)
     centred = g - mean_g
     kphi = K * phi
@@ -298,10 +323,10 @@ def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
 
 
 def _phi(params, stats, yn, yn_err):
-    op = params.op
-    if op in ("layernorm", "rmsnorm"):
+    spec = params.spec
+    if not (spec.takes_p or spec.statistic == "crms"):  # LayerNorm, RMSNorm, L2 normalisation
         return yn, yn_err
-    if op == "crmsnorm":
+    if spec.statistic == "crms":
         total = yn.sum(axis=1, keepdims=True)
         total_err = yn_err.sum(axis=1, keepdims=True) + (yn.shape[1] + 1) * U * np.abs(yn).sum(axis=1, keepdims=True)
         phi = yn + total

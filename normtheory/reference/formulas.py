@@ -13,8 +13,12 @@ where φ_j (the direction in which N moves with x_j, scaled so that LayerNorm/RM
     Lp, 1 <= p < inf:    φ_j = sign(x_j)·|ŷ_j|^(p-1)
     Lp, p = inf:         φ_j = d·sign(x_j)/k on the k entries of largest |x| (0 where the √eps
                          floor is the max; ties split evenly, as torch's amax does)
+    L2 normalisation:    φ_j = ŷ_j, with the divisor 1 in place of d (N = sqrt(Σx²))
 and ρ = 1 with eps inside; with eps outside (N = σ + eps, σ the root) ρ = (N/σ)^(p-1)
 (p = 2 for the RMS family), and 0 when σ = 0 (then every ŷ is 0 and the term vanishes).
+With a max floor (NormSpec.eps_floor "max": N = max(sqrt(s), eps)) ρ = 0 where the floor is
+active, Σx² < eps² exactly (N does not move with x there: gx = g/eps), and 1 elsewhere — at
+the tie too, torch's clamp_min convention (registry.py).
 gw_j = Σ_rows gy·ŷ (weight modes), gb_j = Σ_rows gy. The derivations are in proofs/.
 """
 
@@ -49,6 +53,7 @@ class RowMath:
         n = self.x.size
         self.d = d if d is not None else params.spec.model_width(n)
         self.w, self.b, self.gy = w, b, gy_row
+        self.divisor = params.spec.statistic_divisor(n)  # d, or 1 for a plain sum (K = ρ·Σgŷ/divisor)
         self.degenerate = row_is_degenerate(params, self.x)
         R = ring
         X = [R.const(v) for v in self.x]
@@ -78,6 +83,9 @@ class RowMath:
             total = _ring_sum(R, X)
             s = (_ring_sum(R, [xi * xi for xi in X]) + total * total) / d
             p_eff = 2.0
+        elif params.spec.statistic == "sum_square":
+            s = _ring_sum(R, [xi * xi for xi in X])
+            p_eff = 2.0
         else:
             p_eff = p
             magnitudes = np.abs(self.x)
@@ -93,7 +101,9 @@ class RowMath:
                     self.p_eff = p
                     return
             s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
-        if params.eps_mode == "inside":
+        if params.eps_mode == "inside" and params.spec.eps_floor == "max":
+            self._floored_root(s, eps)
+        elif params.eps_mode == "inside":
             floor = R.const(eps) if p_eff == 2.0 else R.eps_pow(eps, p_eff)
             self.N = R.root(s + floor, p_eff)
         else:
@@ -105,6 +115,15 @@ class RowMath:
             else:
                 self.rho = R.zero  # σ = 0: ŷ = 0 everywhere, the ρ term vanishes
         self.p_eff = p_eff
+
+    def _floored_root(self, s, eps: float):
+        """N = max(sqrt(s), eps); the floor is active where Σx² < eps², decided exactly in rationals
+        (at the tie the gradient goes through the norm, as torch's clamp_min passes it there)."""
+        R = self.ring
+        square_sum = sum((Fraction(float(v)) ** 2 for v in self.x), Fraction(0))
+        self.floor_active = square_sum < Fraction(eps) ** 2
+        self.N = R.const(eps) if self.floor_active else R.sqrt(s)
+        self.rho = R.zero if self.floor_active else R.one
 
     def _max_norm(self, eps: float):
         """p = inf: N = max(max|x|, √eps) (inside) or max|x| + eps (outside); exact comparisons."""
@@ -142,16 +161,16 @@ class RowMath:
         self.g = [R.const(self.gy[j]) * self.weight_factor(j) for j in range(self.x.size)]
         self.mean_g = _ring_sum(R, self.g) / d if self.params.op == "layernorm" else R.zero
         G = _ring_sum(R, [gi * yi for gi, yi in zip(self.g, self.yn)])
-        self.K = self.rho * G / d
+        self.K = self.rho * G / self.divisor
         self.sum_yn = _ring_sum(R, self.yn) if self.params.op == "crmsnorm" else R.zero
         self._backward_ready = True
 
     def phi(self, j):
-        R, op = self.ring, self.params.op
-        if op in ("layernorm", "rmsnorm"):
-            return self.yn[j]
-        if op == "crmsnorm":
+        R, spec = self.ring, self.params.spec
+        if spec.statistic == "crms":
             return self.yn[j] + self.sum_yn
+        if not spec.takes_p:  # LayerNorm, RMSNorm, L2 normalisation
+            return self.yn[j]
         sign = int(np.sign(self.x[j]))
         if math.isinf(self.params.p):
             if j not in self.argmax:

@@ -41,6 +41,12 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      |fl(K̂'ρ̂) − ρK| ≤ (ρ + E_ρ)E_K' + E_ρ|K| + u(ρ + E_ρ)(|K| + E_K') + η replaces E_K, and
      ρK replaces K in B4–B6. No bound where σ ≤ E_σ (σ may be 0: not differentiable there).
      n̂, r̂ and their errors are bounds/normalized.py's for eps outside; gw and gb are unchanged.
+ B9. A max floor (NormSpec.eps_floor "max", eps inside: N = max(sqrt(S), eps), divisor 1): where
+     the floor is active N does not move with x, the exact gx = g/eps (reference/formulas.py),
+     and the kernel, which branches on its own fl(sqrt(Ŝ)) < fl(eps), sets K̂ = 0: on the rows
+     where both provably take the floor (bounds/scale.floor_branches) K = E_K = 0 in B4–B6, so
+     T = g − m; on the rows at the kink, where they may take different branches, the gradient
+     jumps by r·φK and there is no bound.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20
 (toolkit/rounding.F64_SLOP).
@@ -120,6 +126,9 @@ def gx_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, gy: np.ndarray,
     g = gy * factor.w_tilde
     ag, E_g = np.abs(g), factor.err
     K, overflow = product_mean(spec, norm, x=x, g=g, factor=factor, eps=eps, E_n=E_n)
+    if norm.floor_rows is not None:  # B9: no projection on floor rows, no bound at the kink
+        K = RowSum(*(np.where(norm.floor_rows, 0.0, part) for part in (K.value, K.magnitude, K.err)))
+        unsafe = unsafe | norm.kink_rows
     m, overflow_m = gradient_mean(spec, norm, g=g, factor=factor)
     phi, aphi, E_phi = direction(spec, norm, E_n=E_n)
     # B4–B5: gx before its output rounding

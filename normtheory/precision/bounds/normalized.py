@@ -41,6 +41,10 @@ class Normalized:
     unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
     ctx: BoundContext  # the model, kind and λ these bounds are of
     d: int  # the statistic's divisor (StatisticRule.divisor: the model width for the mean statistics)
+    # a max floor (NormSpec.eps_floor "max", bounds/scale.floor_branches): rows where the kernel and the
+    # exact formula both take the eps floor (no projection in the backward), and rows where they may differ
+    floor_rows: np.ndarray | None = None
+    kink_rows: np.ndarray | None = None
 
 
 def statistic_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext) -> StatisticError:
@@ -71,7 +75,7 @@ def normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: f
 def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: float, scale_only: bool) -> Normalized:
     u, eta, eta_in = ctx.u, ctx.eta, ctx.eta_in
     stat = statistic_error(spec, x, ctx)
-    scale = scale_error(stat.value, stat.err, ctx=ctx, eps=eps, scale_only=scale_only)
+    scale = scale_error(stat.value, stat.err, ctx=ctx, eps=eps, scale_only=scale_only, eps_floor=spec.eps_floor)
     r, rho_R = scale.r, scale.rho_R
     centred = x - x.mean(axis=1, keepdims=True) if spec.centred else x
     n_values = centred * r[:, None]
@@ -80,7 +84,7 @@ def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: 
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (stat.mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     return Normalized(n_values, err_n, r, rho_R, scale.rho_stat, stat.mean_err, unsafe_rows(spec, x, ctx), ctx,
-                      rule_for(spec).divisor(spec, x.shape[1]))
+                      rule_for(spec).divisor(spec, x.shape[1]), scale.floor_rows, scale.kink_rows)
 
 
 def unsafe_rows(spec: NormSpec, x: np.ndarray, ctx: BoundContext) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 The forward, backward and domain bounds take nothing op-specific from the op's name: whether
 the op subtracts a mean is `NormSpec.centred`, and the rest is the statistic's `StatisticRule`
-here (its divisor is the model width, `NormSpec.model_width`, for the mean statistics). A new
-statistic (registry.STATISTICS) gets its bound by one entry in RULES (its error function, steps
-1–2, its largest intermediate, and where they differ from the defaults its divisor and backward
-direction); where the kernel puts eps is `models.Model.eps_mode` (bounds/scale.EPS_PLACEMENTS).
+here (its divisor is `NormSpec.statistic_divisor`: the model width for the mean statistics, 1
+for the plain sum of L2 normalisation). A new statistic (registry.STATISTICS) gets its bound by
+one entry in RULES (its error function, steps 1–2, its largest intermediate, and where they
+differ from the defaults its backward direction); where the kernel puts eps is
+`models.Model.eps_mode` with the op's `NormSpec.eps_floor` (bounds/scale.EPS_PLACEMENTS).
 The Lp normalizers' power mean has its own kernel and bound (bounds/lp.py) and no entry.
 """
 
@@ -22,6 +23,7 @@ from normtheory.precision.bounds.statistics import (
     crms_error,
     mean_square_error,
     one_pass_variance_error,
+    sum_square_error,
     two_pass_variance_error,
 )
 from normtheory.precision.bounds.welford import welford_variance_error
@@ -33,9 +35,10 @@ from normtheory.registry import NormSpec
 StatisticBound = Callable[[np.ndarray, BoundContext, int], StatisticError]
 
 
-def model_width(spec: NormSpec, n: int) -> int:
-    """The mean statistics' divisor: the model width d (d − 1 stored entries for CRMSNorm)."""
-    return spec.model_width(n)
+def statistic_divisor(spec: NormSpec, n: int) -> int:
+    """The statistic's divisor: the model width d for the mean statistics (d − 1 stored entries
+    for CRMSNorm), 1 for a plain sum (registry.NormSpec.statistic_divisor)."""
+    return spec.statistic_divisor(n)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ class StatisticRule:
     direction_adds_row_sum: bool = False
     # d of the statistic Ŝ·fl(1/d) (1: a plain sum, no scaling) and of the backward's K = Σg·n/d,
     # for a row of n stored entries
-    divisor: Callable[[NormSpec, int], int] = model_width
+    divisor: Callable[[NormSpec, int], int] = statistic_divisor
 
 
 VARIANCE_ALGORITHMS: dict[str, StatisticBound] = {
@@ -94,6 +97,7 @@ RULES: dict[str, StatisticRule] = {
     # Σx² ≤ n·X² and (Σz)² ≤ n²·X²: n·X²·(1 + n)
     "crms": StatisticRule(error=crms_error, squares_per_x2=lambda model, n: n * (1.0 + n),
                           row_overflow=crms_row_overflow, direction_adds_row_sum=True),
+    "sum_square": StatisticRule(error=sum_square_error, squares_per_x2=lambda model, n: n),
 }
 
 

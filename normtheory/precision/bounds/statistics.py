@@ -13,8 +13,9 @@ LayerNorm two-pass:
     Σ(c_i + δμ)² = dσ² + d·δμ² exactly — the first-order error of the mean cancels, which is
     why two-pass is good. With the square, the h additions and the scaling by fl(1/d):
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
-RMSNorm: q̂ = q(1 + θ_{h+3}); the mean term is absent. CRMSNorm: Σz with error γ_h·Σ|z|,
-(Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
+RMSNorm: q̂ = q(1 + θ_{h+3}); the mean term is absent. L2 normalisation: the plain sum
+Ŝ = Σx²(1 + θ_{h+1}) termwise (the square and h additions; no scaling, its divisor is 1).
+CRMSNorm: Σz with error γ_h·Σ|z|, (Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
 One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) + (1 + γ₂)·Δ(2|μ| + Δ) —
 relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Every statistic adds (n + 4)·η for the underflow of its roundings.
@@ -99,6 +100,22 @@ def mean_square_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticErro
         loaded = ctx.loaded(x)
         err = np.minimum(err, scaled_sum_error(positive_sum_error(loaded * loaded, ctx), q * n, n, u))
     return StatisticError(np.zeros(rows), q, err + statistic_underflow(x, ctx))
+
+
+def sum_square_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:
+    """L2 normalisation (divisor d = 1): Ŝ = Σx² as the model's tree sums the squares, each term
+    through at most h + 1 roundings, |Ŝ − S| ≤ γ_{h+1}·S; probabilistic: the sum of squares'
+    martingale (as `mean_square_error`'s, without the scaling). DAZ: a flushed input has
+    |x| < η_in, so Σx'² differs from Σx² by at most n·η_in² (the shift of normalized.py's
+    statistic_error is written for the mean statistics, whose root moves by η_in, not sqrt(n)·η_in)."""
+    rows, n = x.shape
+    h = ctx.model.reduction_depth(n)
+    total = (x * x).sum(axis=1)
+    err = ctx.gamma(h + 1) * total
+    if ctx.probabilistic:  # DAZ: of the loaded x' (see mean_error)
+        loaded = ctx.loaded(x)
+        err = np.minimum(err, positive_sum_error(loaded * loaded, ctx))
+    return StatisticError(np.zeros(rows), total, err + statistic_underflow(x, ctx) + n * ctx.eta_in**2)
 
 
 def crms_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:

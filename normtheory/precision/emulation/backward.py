@@ -1,4 +1,4 @@
-"""White-box emulated backward kernels (gx, gw, gb) for LayerNorm, RMSNorm and CRMSNorm.
+"""White-box emulated backward kernels (gx, gw, gb) for LayerNorm, RMSNorm, CRMSNorm and l2normalize.
 
 A model of the class of careful backward kernels, not a copy of one library's kernel (for every
 named model; no backward output is claimed bit-identical to a real kernel's). Per row,
@@ -26,6 +26,11 @@ the kernel forms from what its forward computed, σ̂ = fl(sqrt(stat̂)) and den
     ρ̂ = fl(den/σ̂) (0 where σ̂ = 0: every n̂ is then 0 and the term has nothing to scale),
     K̂ = fl(fl(B̂·fl(1/d))·ρ̂);
 the rest is as above.
+
+A max floor (l2normalize, eps inside: r = 1/max(fl(sqrt(stat̂)), fl(eps)), emulation/forward.py):
+where the kernel's floor is active, fl(sqrt(stat̂)) < fl(eps), the scale does not move with x and
+K̂ = 0 (gx = fl(g·r̂), no projection); at the tie and above, the projection as above with the
+divisor 1 (d is NormSpec.statistic_divisor everywhere here).
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ import numpy as np
 
 from normtheory.formats import as_format
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.emulation.forward import emulated_spec, normalize, statistic, truncate
+from normtheory.precision.emulation.forward import (
+    emulated_spec,
+    floor_active,
+    normalize,
+    statistic,
+    truncate,
+    uses_max_floor,
+)
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.models import Model
 
@@ -85,9 +97,11 @@ def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, ou
 
     inv_d = ar.round(1.0 / d)
     k = ar.mul(tree_sum_products(g, normalized, ar, model), inv_d)
+    spec = emulated_spec(op)
     if model.eps_mode == "outside":
         k = ar.mul(k, _outside_factor(op, x, ar=ar, model=model, eps=eps, d=d))
-    spec = emulated_spec(op)
+    if uses_max_floor(spec, model):  # the floor's scale does not move with x: no projection
+        k = np.where(floor_active(statistic(op, x, ar, model, d)[1], eps, ar), 0.0, k)
     if spec.statistic == "crms":  # CRMSNorm's direction n + Σn (bounds/statistic_rules.py)
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])
     else:

@@ -13,7 +13,11 @@ accumulator format):
                     one_pass : s1 = Σx, s2 = Σx²; μ = s1·fl(1/d); var = max(s2·fl(1/d) − μ², 0)
                     rmsnorm  : q = Σx²·fl(1/d)
                     crmsnorm : q = (Σz² + (Σz)²)·fl(1/d)
+                    sum_square (l2normalize): q = Σx² (divisor 1: fl(1/1) = 1, exact)
     scale           inside : r = rsqrt(v + fl(eps));  outside: r = 1/(sqrt(v) + fl(eps))
+                    inside with a max floor (NormSpec.eps_floor "max"): r = 1/max(fl(sqrt(v)), fl(eps))
+                    — the floor is active where fl(sqrt(v)) < fl(eps) (strictly: at the tie the
+                    norm, torch's clamp_min convention; emulation/backward.py drops the projection there)
                     r is the correctly rounded value moved `rsqrt_ulps` ulps (up on even rows,
                     down on odd rows: both signs of a hardware error), then, if `rsqrt_rel`,
                     multiplied by (1 ± rsqrt_rel) and rounded (an approximate rsqrt).
@@ -64,7 +68,8 @@ def _crms(x: np.ndarray, ar: Arith, model: Model, inv_d):
 
 # the emulated statistic of each registry statistic (registry.STATISTICS); Lp's power mean is
 # emulated by emulation/lp.py
-EMULATED_STATISTICS = {"variance": _variance, "mean_square": _mean_square, "crms": _crms}
+EMULATED_STATISTICS = {"variance": _variance, "mean_square": _mean_square, "crms": _crms,
+                       "sum_square": _mean_square}  # the sum: its divisor (NormSpec.statistic_divisor) is 1
 SUPPORTED_OPS = tuple(name for name, spec in REGISTRY.items() if spec.statistic in EMULATED_STATISTICS)
 
 
@@ -81,10 +86,22 @@ def statistic(op: str, x: np.ndarray, ar: Arith, model: Model, d: int):
     return EMULATED_STATISTICS[emulated_spec(op).statistic](x, ar, model, ar.round(1.0 / d))
 
 
-def inverse_scale(stat: np.ndarray, eps: float, ar: Arith, model: Model) -> np.ndarray:
+def uses_max_floor(spec: NormSpec, model: Model) -> bool:
+    """eps inside for an op whose inside placement is a floor on the root (max(sqrt(v), eps))."""
+    return model.eps_mode == "inside" and spec.eps_floor == "max"
+
+
+def floor_active(stat: np.ndarray, eps: float, ar: Arith) -> np.ndarray:
+    """Rows where a max-floor kernel takes the floor: fl(sqrt(v)) < fl(eps), strictly."""
+    return ar.sqrt(stat) < ar.round(eps)
+
+
+def inverse_scale(stat: np.ndarray, eps: float, ar: Arith, model: Model, *, max_floor: bool = False) -> np.ndarray:
     eps_acc = ar.round(eps)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if model.eps_mode == "inside":
+        if max_floor:
+            exact_ish = 1.0 / np.maximum(ar.sqrt(stat), eps_acc)
+        elif model.eps_mode == "inside":
             exact_ish = 1.0 / np.sqrt(ar.add(stat, eps_acc))
         else:
             exact_ish = 1.0 / ar.add(ar.sqrt(stat), eps_acc)
@@ -117,11 +134,13 @@ def forward(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str
 
 
 def normalize(op: str, x: np.ndarray, ar: Arith, model: Model, eps: float):
-    """(d, r̂, n̂): the model width, the inverse scale per row and n̂ = fl(fl(x − μ̂)·r̂) for
+    """(d, r̂, n̂): the statistic's divisor (the model width, or 1 for a plain sum), the inverse
+    scale per row and n̂ = fl(fl(x − μ̂)·r̂) for
     loaded rows x — the step the forward and the backward (which recomputes it) share."""
-    d = emulated_spec(op).model_width(x.shape[1])
+    spec = emulated_spec(op)
+    d = spec.statistic_divisor(x.shape[1])
     mean, stat = statistic(op, x, ar, model, d)
-    r = inverse_scale(stat, eps, ar, model)
+    r = inverse_scale(stat, eps, ar, model, max_floor=uses_max_floor(spec, model))
     centred = x if mean is None else ar.sub(x, mean[:, None])
     return d, r, ar.mul(centred, r[:, None])
 
