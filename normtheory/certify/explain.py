@@ -29,19 +29,39 @@ from normtheory.precision.models import DEFAULT_FAMILY, MODELS
 LOOSEST_USEFUL_FIT = 16
 
 
-def _worst_ratio(judged, setting, out_fmt, quantity, *, reuse_reference=True) -> float:
-    """max error/bound of `quantity` over the judged batches under `setting` (inf: non-finite)."""
-    worst = 0.0
+def _worst_ratios(judged, setting, out_fmt, quantities, *, reuse_reference=True) -> dict[str, float]:
+    """{quantity: max error/bound over the judged batches under `setting`} (inf: non-finite),
+    for the quantities the setting has a bound for. Only a ratio ≤ 1 is ever used (a fit), so a
+    quantity is not judged on later batches once it exceeds 1 on one: its value is then the
+    ratio so far, above 1 — the same verdict (no fit) as the maximum over all batches."""
+    worst = dict.fromkeys(quantities, 0.0)
     for batch, outputs, ref in judged:
-        comparisons = judge_batch(batch, outputs, setting, out_fmt, ref=ref if reuse_reference else None,
-                                  quantities=(quantity,))
-        if quantity not in comparisons:
-            continue
-        comparison = comparisons[quantity]
-        if comparison.nonfinite.any():
-            return float("inf")
-        worst = max(worst, float(np.nan_to_num(comparison.ratio, nan=0.0).max(initial=0.0)))
+        open_quantities = tuple(q for q in worst if worst[q] <= 1)
+        if not open_quantities:
+            break
+        for quantity, comparison in _judge(batch, outputs, ref if reuse_reference else None, setting, out_fmt,
+                                           open_quantities, worst).items():
+            if comparison.nonfinite.any():
+                worst[quantity] = float("inf")
+            else:
+                worst[quantity] = max(worst[quantity], float(np.nan_to_num(comparison.ratio, nan=0.0).max(initial=0.0)))
     return worst
+
+
+def _judge(batch, outputs, ref, setting, out_fmt, quantities, worst) -> dict:
+    """judge_batch of `quantities` together (one evaluation of the bounds); where that is refused
+    (UsageError: no bound for one of them), each alone, and those without a bound are dropped
+    from `worst`."""
+    try:
+        return judge_batch(batch, outputs, setting, out_fmt, ref=ref, quantities=quantities)
+    except UsageError:
+        if len(quantities) == 1:
+            del worst[quantities[0]]
+            return {}
+    comparisons = {}
+    for quantity in quantities:
+        comparisons.update(_judge(batch, outputs, ref, setting, out_fmt, (quantity,), worst))
+    return comparisons
 
 
 def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
@@ -50,11 +70,7 @@ def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[st
         if name in DEFAULT_FAMILY or model.eps_mode != setting.eps_mode:
             continue  # a model of another eps placement judges another formula
         candidate = replace(setting, contract=Contract("model", model=name))
-        for quantity in quantities:
-            try:
-                ratio = _worst_ratio(judged, candidate, out_fmt, quantity)
-            except UsageError:  # the model has no bound for this quantity
-                continue
+        for quantity, ratio in _worst_ratios(judged, candidate, out_fmt, quantities).items():
             if 0 < ratio <= 1:  # 0: the model's bound is infinite or vast here, which explains nothing
                 fits[quantity].append((name, ratio))
     return fits
@@ -62,14 +78,12 @@ def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[st
 
 def _eps_outside_fit(judged, setting, out_fmt) -> float | None:
     """max error/bound of the forward against x/(root + eps), when the kernel was specified
-    with eps inside; None when that reading does not apply."""
+    with eps inside; None when that reading does not apply (only whether it is ≤ 1 is used:
+    above 1 it may be the ratio of the batches judged until it exceeded 1)."""
     if setting.eps_mode != "inside" or setting.eps == 0:
         return None
     outside = replace(setting, eps_mode="outside", contract=DEFAULT)
-    try:
-        return _worst_ratio(judged, outside, out_fmt, "y", reuse_reference=False)
-    except UsageError:
-        return None
+    return _worst_ratios(judged, outside, out_fmt, ("y",), reuse_reference=False).get("y")
 
 
 def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:

@@ -9,7 +9,7 @@ from normtheory.certify.metrics import REFERENCE_FORMAT, Comparison, compare
 from normtheory.certify.runner import Batch, KernelFault
 from normtheory.certify.setting import Setting, contract_argument
 from normtheory.formats import FloatFormat
-from normtheory.precision import tolerance
+from normtheory.precision import tolerances
 from normtheory.precision.lowprecision.scaled_check import judge_scaled_elements
 
 ROW_QUANTITIES = ("y", "gx", "g_residual")  # shaped like x; gw and gb are column sums
@@ -33,17 +33,24 @@ def reference(batch: Batch, setting: Setting) -> dict[str, np.ndarray]:
                              eps_mode=setting.eps_mode, affine=setting.affine, p=setting.p, gy=batch.gy)
 
 
-def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_fmt: FloatFormat) -> np.ndarray:
+def bounds(batch: Batch, setting: Setting, exact: dict[str, np.ndarray], out_fmt: FloatFormat) -> dict[str, np.ndarray]:
+    """The contract's bound of every quantity in `exact` (y, gx, gw, gb), from one evaluation of
+    the bounds (precision.tolerances: each model's forward statistics are shared by all of them)."""
     x = normalized_input(batch, setting)
     finite_rows = np.isfinite(x).all(axis=1)
     if not finite_rows.all():  # NaN probes: those rows are judged by NaN propagation alone
         x = np.where(finite_rows[:, None], x, 0.0)
-    common = dict(format=setting.fmt.name, eps=setting.eps, affine=setting.affine,
-                  contract=contract_argument(setting.bound_contract), out_format=out_fmt.name, exact=exact, p=setting.p)
-    if quantity == "y":
-        return tolerance(setting.op, x, batch.w, batch.b, **common)
-    return tolerance(setting.op, x, batch.w, batch.b, **common, quantity=quantity, gy=batch.gy,
-                     w_format=setting.w_fmt.name)
+    quantities = tuple(exact)
+    gradients = any(q != "y" for q in quantities)
+    return tolerances(setting.op, x, batch.w, batch.b, format=setting.fmt.name, eps=setting.eps, affine=setting.affine,
+                      contract=contract_argument(setting.bound_contract), out_format=out_fmt.name, exact=exact,
+                      p=setting.p, quantities=quantities, gy=batch.gy if gradients else None,
+                      w_format=setting.w_fmt.name if gradients else None)
+
+
+def bound(quantity: str, batch: Batch, setting: Setting, exact: np.ndarray, out_fmt: FloatFormat) -> np.ndarray:
+    """The contract's bound of one quantity (`bounds` for several)."""
+    return bounds(batch, setting, {quantity: exact}, out_fmt)[quantity]
 
 
 def _quantity_format(quantity: str, setting: Setting, out_fmt: FloatFormat) -> FloatFormat:
@@ -61,15 +68,16 @@ def judge_batch(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFor
     outputs = _undefined_rows_as_exact(batch, outputs, setting, ref)
     if setting.scaling is not None:
         return {"y": judge_scaled(batch, outputs, setting, ref)}
-    result = {}
+    judged = {}  # quantity -> the reference's name for it (∂/∂residual = ∂/∂x)
     for quantity in ("y", "gx", "gw", "gb", "g_residual"):
-        ref_name = "gx" if quantity == "g_residual" else quantity  # ∂/∂residual = ∂/∂x
-        if quantity not in outputs or ref_name not in ref or (quantities is not None and quantity not in quantities):
-            continue
-        fmt = _quantity_format(quantity, setting, out_fmt)
-        exact = ref[ref_name].astype(np.float64)
-        result[quantity] = compare(outputs[quantity], exact, bound(ref_name, batch, setting, exact, fmt), fmt)
-    return result
+        ref_name = "gx" if quantity == "g_residual" else quantity
+        if quantity in outputs and ref_name in ref and (quantities is None or quantity in quantities):
+            judged[quantity] = ref_name
+    exact = {ref_name: ref[ref_name].astype(np.float64) for ref_name in judged.values()}
+    allowed = bounds(batch, setting, exact, out_fmt) if exact else {}
+    return {quantity: compare(outputs[quantity], exact[ref_name], allowed[ref_name],
+                              _quantity_format(quantity, setting, out_fmt))
+            for quantity, ref_name in judged.items()}
 
 
 def _undefined_rows_as_exact(batch: Batch, outputs: dict, setting: Setting, ref: dict) -> dict:

@@ -15,6 +15,8 @@ Contracts:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -23,11 +25,13 @@ from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.bounds.lp import stable_forward_bound
+from normtheory.precision.bounds.normalized import normalized_error
 from normtheory.precision.contract import Contract, parse_contract
-from normtheory.precision.models import MODELS, Model
-from normtheory.registry import NormSpec, get_spec, parse_p
+from normtheory.precision.models import MODELS
+from normtheory.precision.toolkit.context import BoundContext
+from normtheory.registry import get_spec, parse_p
 
-__all__ = ["tolerance", "MODELS", "forward_bound", "backward_bound", "QUANTITIES"]
+__all__ = ["tolerance", "tolerances", "MODELS", "forward_bound", "backward_bound", "QUANTITIES"]
 
 
 QUANTITIES = ("y", "gx", "gw", "gb")
@@ -49,61 +53,77 @@ def tolerance(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | 
     the worst-case bound of the stable kernel (precision/bounds/lp.py: rescale by max|x|, fp32
     accumulation, pow within 4 ulps); there is no backward or model bound for Lp yet.
     `contract` may be given as text ('default', 'model:NAME', 'ulp:K'): it is parsed here.
+    Several quantities of the same rows: `tolerances` (one evaluation of what they share).
     """
-    fmt = as_format(format)
     if quantity not in QUANTITIES:
         raise UsageError(f"unknown quantity {quantity!r}; known: {', '.join(QUANTITIES)}")
+    return tolerances(op, x, w, b, format=format, eps=eps, affine=affine, contract=contract, out_format=out_format,
+                      exact=None if exact is None else {quantity: exact}, kind=kind, quantities=(quantity,), gy=gy,
+                      w_format=w_format, p=p)[quantity]
+
+
+def tolerances(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *,
+               format: str | FloatFormat, eps: float, affine: str = "none", contract: str | Contract = "default",
+               out_format: str | FloatFormat | None = None, exact: Mapping[str, ArrayLike] | None = None,
+               kind: str = "worst", quantities: Sequence[str] = QUANTITIES, gy: ArrayLike | None = None,
+               w_format: str | FloatFormat | None = None, p: float | str | None = None) -> dict[str, np.ndarray]:
+    """`tolerance` of several quantities of the same rows at once: {quantity: bound}, each
+    exactly what `tolerance(..., quantity=q)` gives. Each model's forward statistics and
+    normalized values (bounds/normalized.py, the costly part: Welford's adjoint sweep) are
+    evaluated once and shared by y, gx, gw and gb, and the backward bounds of gx, gw and gb come
+    from one pass. `exact` maps each quantity to its exact value (for "ulp:K")."""
+    fmt = as_format(format)
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown:
+        raise UsageError(f"unknown quantity {unknown[0]!r}; known: {', '.join(QUANTITIES)}")
     contract = parse_contract(contract)
     spec = get_spec(op)
     x2 = np.atleast_2d(np.asarray(x, dtype=np.float64))
-    shape = np.shape(x) if quantity in ("y", "gx") else x2.shape[1:]
-    quantity_format = as_format({"y": out_format or fmt, "gx": fmt}.get(quantity, w_format or fmt))
+    formats = {"y": as_format(out_format or fmt), "gx": fmt, "gw": as_format(w_format or fmt),
+               "gb": as_format(w_format or fmt)}
+    shapes = {"y": np.shape(x), "gx": np.shape(x), "gw": x2.shape[1:], "gb": x2.shape[1:]}
     if contract.kind == "ulp":
-        if exact is None:
+        if exact is None or any(q not in exact for q in quantities):
             raise UsageError("contract ulp:K needs the exact outputs")
         assert contract.ulps is not None
-        return contract.ulps * quantity_format.ulp(np.asarray(exact, dtype=np.float64)).reshape(shape)
+        return {q: contract.ulps * formats[q].ulp(np.asarray(exact[q], dtype=np.float64)).reshape(shapes[q])
+                for q in quantities}
     if spec.takes_p:
-        return _lp_tolerance(x2, w, b, shape, p=p, eps=eps, affine=affine, contract=contract, quantity=quantity,
-                             out_format=quantity_format)
+        return {q: _lp_tolerance(x2, w, b, shapes[q], p=p, eps=eps, affine=affine, contract=contract, quantity=q,
+                                 out_format=formats[q]) for q in quantities}
+    gradients = tuple(q for q in QUANTITIES if q in quantities and q != "y")
+    gy2 = _checked_gradient(gy, x, x2, gradients)
     models = list(contract.models)
     if not spec.centred:  # the statistics algorithm only matters for a mean: skip duplicates
         models = list({model.variant(name="", stats="two_pass"): model for model in models}.values())
-    if quantity == "y":
-        return _forward_tolerance(spec, x2, w, b, models=models, eps=eps, affine=affine, kind=kind,
-                                  out_format=quantity_format).reshape(shape)
+    bounds = {q: np.zeros(x2.shape if q in ("y", "gx") else x2.shape[1:]) for q in quantities}
+    for model in models:
+        if gradients and model.eps_mode != "inside":
+            raise UsageError(f"model {model.name!r} has no backward bound (eps outside the root is not modelled)")
+        norm = normalized_error(spec, x2, BoundContext(model, kind), eps=eps)  # shared by every quantity
+        if "y" in quantities:
+            result = forward_bound(spec.name, x2, w, b, model=model, eps=eps, affine=affine, out_format=formats["y"],
+                                   kind=kind, normalized=norm)
+            bounds["y"] = np.maximum(bounds["y"], result.total)
+        if gradients:
+            assert gy2 is not None
+            grads = backward_bound(spec.name, x2, gy2, w, b, model=model, eps=eps, affine=affine, grad_format=fmt,
+                                   w_format=formats["gw"], kind=kind, quantities=gradients, normalized=norm)
+            for q in gradients:
+                bounds[q] = np.maximum(bounds[q], getattr(grads, q))
+    return {q: bound.reshape(shapes[q]) for q, bound in bounds.items()}
+
+
+def _checked_gradient(gy: ArrayLike | None, x: ArrayLike, x2: np.ndarray, gradients: tuple[str, ...]) -> np.ndarray | None:
+    """gy shaped like the rows, when a gradient is asked for; UsageError when it is missing or misshapen."""
+    if not gradients:
+        return None
     if gy is None:
-        raise UsageError(f"quantity {quantity!r} needs the incoming gradient gy")
+        raise UsageError(f"quantity {gradients[0]!r} needs the incoming gradient gy")
     gy2 = np.asarray(gy, dtype=np.float64)
     if gy2.size != x2.size:
         raise UsageError(f"gy must have the shape of x {np.shape(x)}, got {gy2.shape}")
-    bound = _backward_tolerance(spec, x2, gy2.reshape(x2.shape), w, b, models=models, eps=eps, affine=affine, kind=kind,
-                                quantity=quantity, grad_format=fmt, w_format=as_format(w_format or fmt))
-    return bound.reshape(shape)
-
-
-def _forward_tolerance(spec: NormSpec, x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, *,
-                       models: list[Model], eps: float, affine: str, kind: str, out_format: FloatFormat) -> np.ndarray:
-    """The largest of the models' forward bounds, per element."""
-    bound = np.zeros(x2.shape)
-    for model in models:
-        result = forward_bound(spec.name, x2, w, b, model=model, eps=eps, affine=affine, out_format=out_format, kind=kind)
-        bound = np.maximum(bound, result.total)
-    return bound
-
-
-def _backward_tolerance(spec: NormSpec, x2: np.ndarray, gy2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, *,
-                        models: list[Model], eps: float, affine: str, kind: str, quantity: str, grad_format: FloatFormat,
-                        w_format: FloatFormat) -> np.ndarray:
-    """The largest of the models' bounds on one gradient, per element."""
-    bound = np.zeros(x2.shape if quantity == "gx" else x2.shape[1:])
-    for model in models:
-        if model.eps_mode != "inside":
-            raise UsageError(f"model {model.name!r} has no backward bound (eps outside the root is not modelled)")
-        result = backward_bound(spec.name, x2, gy2, w, b, model=model, eps=eps, affine=affine, grad_format=grad_format,
-                                w_format=w_format, kind=kind, quantities=(quantity,))
-        bound = np.maximum(bound, getattr(result, quantity))
-    return bound
+    return gy2.reshape(x2.shape)
 
 
 def _lp_tolerance(x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, shape: tuple[int, ...], *,

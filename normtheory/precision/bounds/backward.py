@@ -28,7 +28,7 @@ from numpy.typing import ArrayLike
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.backward_gx import gx_bound
 from normtheory.precision.bounds.backward_weights import gb_bound, gw_bound
-from normtheory.precision.bounds.normalized import normalized_error
+from normtheory.precision.bounds.normalized import Normalized, shared_or_evaluated
 from normtheory.precision.models import Model
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.precision.toolkit.rounding import SAFETY
@@ -52,10 +52,12 @@ class BackwardBound:
 def backward_bound(op: str, x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *,
                    model: Model, eps: float, affine: str = "none", grad_format: str | FloatFormat = "fp32",
                    w_format: str | FloatFormat | None = None, kind: str = "worst",
-                   quantities: tuple[str, ...] = ("gx", "gw", "gb")) -> BackwardBound:
+                   quantities: tuple[str, ...] = ("gx", "gw", "gb"), normalized: Normalized | None = None) -> BackwardBound:
     """Componentwise bounds on gx (rows, n), gw and gb (n,) for `model`; inf where none holds.
 
     Only the `quantities` asked for are computed (the others are None): gx costs most.
+    `normalized`: steps 1–5 of these rows for this model, kind and eps, when the caller has them
+    (precision.tolerances shares them with the forward bound).
     """
     spec, ctx = get_spec(op), BoundContext(model, kind)
     out = as_format(grad_format)
@@ -65,7 +67,7 @@ def backward_bound(op: str, x: ArrayLike, gy: ArrayLike, w: ArrayLike | None = N
     w = np.ones(x.shape[1]) if w is None else np.asarray(w, dtype=np.float64)
     parts: dict[str, np.ndarray | None] = dict.fromkeys(("gx", "gw", "gb", "gx_pre", "gw_pre", "gb_pre"))
     with np.errstate(all="ignore"):
-        norm = normalized_error(spec, x, ctx, eps=eps)
+        norm = shared_or_evaluated(spec, x, ctx, eps=eps, shared=normalized)
         gy_not_exact = np.asarray(~ctx.acc.is_representable(gy).all(axis=1))  # gy must load exactly into the accumulator
         unsafe = norm.unsafe | gy_not_exact
         product_format = out if model.output == "llama" else ctx.acc

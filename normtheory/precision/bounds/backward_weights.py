@@ -50,7 +50,7 @@ import numpy as np
 
 from normtheory.formats import FloatFormat
 from normtheory.precision.bounds.affine import gradient_rounding_error
-from normtheory.precision.bounds.normalized import Normalized, normalized_error
+from normtheory.precision.bounds.normalized import Normalized, normalized_error, shared_or_evaluated
 from normtheory.precision.bounds.scale import rsqrt_error_per_row
 from normtheory.precision.toolkit.rounding import F64_SLOP, HEADROOM
 from normtheory.precision.toolkit.sums import subgaussian_sum_error
@@ -73,7 +73,9 @@ def gw_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, gy: np.ndarray,
     agy, an = np.abs(gy), np.abs(norm.n)
     # every row's E_n enters gw_j: in the probabilistic kind they are P4's row-budgeted
     # magnitudes (the forward's λ = 4.5 statements of R rows would fail R times too often)
-    magnitudes = row_magnitudes(spec, x, norm, eps=eps) if ctx.probabilistic else None
+    # the worst-case normalized values: a base of P4's magnitudes and of P2's rsqrt error (evaluated once)
+    worst = normalized_error(spec, x, ctx.with_kind("worst"), eps=eps) if ctx.probabilistic else None
+    magnitudes = row_magnitudes(spec, x, norm, eps=eps, worst=worst) if ctx.probabilistic else None
     E_n_rows = E_n if magnitudes is None else np.where(np.isfinite(E_n), magnitudes.err_n, np.inf)
     if model.output == "llama":
         u_o, eta_o = out.unit_roundoff, out.min_subnormal / 2
@@ -86,7 +88,7 @@ def gw_bound(spec: NormSpec, norm: Normalized, *, x: np.ndarray, gy: np.ndarray,
     sum_agyn = (agy * an).sum(axis=0)
     gw_pre = E_t.sum(axis=0) + ctx.gamma(depth) * (sum_agyn + E_t.sum(axis=0)) + rows * eta
     if magnitudes is not None:
-        scales = row_shared_scales(spec, x, norm, eps=eps)
+        scales = row_shared_scales(spec, x, norm, eps=eps, worst=worst)
         gw_pre = np.minimum(gw_pre, gw_probabilistic(spec, norm, gy=gy, scales=scales, out=out, E_n=E_n,
                                                      magnitudes=magnitudes))
     gw_pre = np.where((sum_agyn + gw_pre) * (1 + ctx.gamma(depth)) > acc.max_finite / HEADROOM, np.inf, gw_pre)
@@ -115,7 +117,8 @@ def gb_bound(norm: Normalized, *, gy: np.ndarray, w_out: FloatFormat, gy_not_exa
     return gb_pre, np.where(gb_mag + gb > w_out.max_finite, np.inf, gb)
 
 
-def row_shared_scales(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float) -> tuple[np.ndarray, np.ndarray]:
+def row_shared_scales(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float,
+                      worst: Normalized | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(scale of θ_r, scale of δμ_r) per row: the sub-Gaussian scales of the row-shared errors
     (module docstring, P2). θ_r = α_r + θ'_r, α_r the rsqrt's own error (|α_r| ≤ α) and θ'_r
     what the statistic's roundings make of r (first order, a martingale of those roundings);
@@ -127,11 +130,12 @@ def row_shared_scales(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: f
     the probabilistic mean error at λ = 1.
     α per row: bounds/scale.rsqrt_error_per_row at the worst-case statistic part (it always holds) —
     the rsqrt's error measured against the row's binade, below the relative α = u + 2ku
-    wherever r is not just under a power of two."""
+    wherever r is not just under a power of two. `worst`: the worst-case normalized values of these
+    rows, when the caller has them."""
     ctx = norm.ctx
     unit = normalized_error(spec, x, ctx.with_kind("probabilistic", lam=1.0), eps=eps, scale_only=True)  # scales: λ = 1
     stat_part = unit.rho_stat
-    worst = normalized_error(spec, x, ctx.with_kind("worst"), eps=eps)
+    worst = shared_or_evaluated(spec, x, ctx.with_kind("worst"), eps=eps, shared=worst)
     alpha = rsqrt_error_per_row(ctx.model, ctx.acc, worst.r, worst.rho_stat)
     return np.hypot(alpha, stat_part) + alpha * stat_part, unit.mean_err
 
@@ -144,13 +148,15 @@ def row_statement_lambda(rows: int, u: float) -> float:
     return math.sqrt(2 * math.log(2 / per_statement)) / (1 - u)
 
 
-def row_magnitudes(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float) -> Normalized:
+def row_magnitudes(spec: NormSpec, x: np.ndarray, norm: Normalized, *, eps: float,
+                   worst: Normalized | None = None) -> Normalized:
     """The magnitudes that bound gw's increments (P4): per element the smaller of the worst-case
     bound (always true) and the probabilistic one at `row_statement_lambda` (true except on the
     row's budgeted failure events) — both are fixed by the data, so the smaller holds whenever
-    both statements do."""
+    both statements do. `worst`: the worst-case normalized values of these rows, when the caller
+    has them."""
     ctx = norm.ctx
-    worst = normalized_error(spec, x, ctx.with_kind("worst"), eps=eps)
+    worst = shared_or_evaluated(spec, x, ctx.with_kind("worst"), eps=eps, shared=worst)
     prob = normalized_error(spec, x, ctx.with_kind("probabilistic", lam=row_statement_lambda(x.shape[0], ctx.u)), eps=eps)
     return replace(worst, rho_R=np.minimum(worst.rho_R, prob.rho_R), err_n=np.minimum(worst.err_n, prob.err_n),
                    mean_err=np.minimum(worst.mean_err, prob.mean_err))

@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike
 
 from normtheory.formats import FORMATS, FloatFormat, as_format
 from normtheory.precision.bounds.affine import affine_error, output_rounding_error
-from normtheory.precision.bounds.normalized import normalized_error
+from normtheory.precision.bounds.normalized import Normalized, shared_or_evaluated
 from normtheory.precision.models import Model
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.precision.toolkit.rounding import SAFETY
@@ -67,10 +67,12 @@ class ForwardBound:
 
 def forward_bound(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | None = None, *, model: Model,
                   eps: float, affine: str = "none", out_format: str | FloatFormat = "fp32",
-                  kind: str = "worst") -> ForwardBound:
+                  kind: str = "worst", normalized: Normalized | None = None) -> ForwardBound:
     """Componentwise bound on |ŷ − y| for `model` against the exact op with the model's eps_mode.
 
     An infinite element means no bound holds there (an infinite γ_k, ρ ≥ 1, possible overflow).
+    `normalized`: steps 1–5 of these rows for this model, kind and eps, when the caller has them
+    (precision.tolerances shares them with the backward bounds).
     """
     spec, out, ctx = get_spec(op), as_format(out_format), BoundContext(model, kind)
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
@@ -78,7 +80,7 @@ def forward_bound(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLik
     w = np.ones(n) if w is None else np.asarray(w, dtype=np.float64)
     b = np.zeros(n) if b is None else np.asarray(b, dtype=np.float64)
     with np.errstate(all="ignore"):
-        norm = normalized_error(spec, x, ctx, eps=eps)
+        norm = shared_or_evaluated(spec, x, ctx, eps=eps, shared=normalized)
         z_abs, pre, total = _output_error(np.abs(norm.n), norm.err_n, w=w, b=b, affine=affine, ctx=ctx, out=out)
         unsafe = norm.unsafe.copy()
         affine_format = out if model.output == "llama" else ctx.acc

@@ -41,6 +41,7 @@ class Normalized:
     unsafe: np.ndarray  # rows with no bound (possible overflow, inputs the accumulator cannot hold)
     ctx: BoundContext  # the model, kind and λ these bounds are of
     d: int  # the statistic's divisor (StatisticRule.divisor: the model width for the mean statistics)
+    eps: float  # the eps these bounds are of
     # a max floor (NormSpec.eps_floor "max", bounds/scale.floor_branches): rows where the kernel and the
     # exact formula both take the eps floor (no projection in the backward), and rows where they may differ
     floor_rows: np.ndarray | None = None
@@ -72,6 +73,19 @@ def normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: f
         return _normalized_error(spec, x, ctx, eps=eps, scale_only=scale_only)
 
 
+def shared_or_evaluated(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: float,
+                        shared: Normalized | None) -> Normalized:
+    """`shared` when the caller already has `normalized_error(spec, x, ctx, eps=eps)` of these rows
+    (precision.tolerances evaluates it once for y, gx, gw and gb), else that evaluation. A shared
+    value of another model, kind, eps or shape is a programming error (ValueError), not a bound."""
+    if shared is None:
+        return normalized_error(spec, x, ctx, eps=eps)
+    if (shared.ctx != ctx or shared.eps != eps or shared.n.shape != x.shape
+            or shared.d != rule_for(spec).divisor(spec, x.shape[1])):
+        raise ValueError("the shared normalized values are of another model, kind, eps or shape")
+    return shared
+
+
 def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: float, scale_only: bool) -> Normalized:
     u, eta, eta_in = ctx.u, ctx.eta, ctx.eta_in
     stat = statistic_error(spec, x, ctx)
@@ -84,7 +98,7 @@ def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: 
     err_n = rho_N[:, None] * np.abs(n_values) + ((1 + rho_N) * (stat.mean_err + eta_in) * r)[:, None] + eta
     err_n = np.where(np.isnan(err_n), np.inf, err_n)  # 0·inf: an infinite γ_k (k·u ≥ 1)
     return Normalized(n_values, err_n, r, rho_R, scale.rho_stat, stat.mean_err, unsafe_rows(spec, x, ctx), ctx,
-                      rule_for(spec).divisor(spec, x.shape[1]), scale.floor_rows, scale.kink_rows)
+                      rule_for(spec).divisor(spec, x.shape[1]), eps, scale.floor_rows, scale.kink_rows)
 
 
 def unsafe_rows(spec: NormSpec, x: np.ndarray, ctx: BoundContext) -> np.ndarray:

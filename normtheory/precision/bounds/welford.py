@@ -68,7 +68,7 @@ from normtheory.precision.bounds.statistics import StatisticError, row_stats, st
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.precision.toolkit.martingale import azuma_radius
 from normtheory.precision.toolkit.rounding import binade, scaled_sum_error
-from normtheory.precision.toolkit.tree import lane_slices, pad_lanes
+from normtheory.precision.toolkit.tree import pad_lanes
 
 
 class WelfordErrors(NamedTuple):
@@ -121,6 +121,20 @@ def recursion_form(ctx: BoundContext, *, n: int, d: int, var: np.ndarray, x_rang
 
 
 # ---- the adjoint form -------------------------------------------------------------------------
+#
+# Evaluation. Every lane takes one step at a time, but only three quantities really recur from
+# step to step: the exact running mean (forward), the bound on M̂ (forward) and the adjoint of the
+# mean (reverse); the adjoint of M is constant along the lane steps. So each sweep runs its
+# recurrence alone, step by step on (rows, lanes) arrays, and everything else — the magnitudes,
+# the coefficients, the charges — is computed for all the steps of a block at once. The charges
+# are added to the running sums in the order the step-by-step sweep added them (np.add.accumulate
+# is sequential, and each charge is the same pairwise sum over the lanes), so the bound is the
+# same to the last bit (tests/test_precision_welford_vectorized.py checks it against the
+# step-by-step evaluation).
+
+ROW_CHUNK_ELEMENTS = 2**20  # rows are bounded in groups of about this many entries (memory)
+CHARGE_CHUNK_ELEMENTS = 2**18  # the reverse sweep's charges are formed for this many (step, lane, row) at once
+
 
 @dataclass
 class _Running:
@@ -128,22 +142,20 @@ class _Running:
 
     count: np.ndarray  # (lanes,) entries so far
     mean: np.ndarray  # (rows, lanes) exact running means
-    m2: np.ndarray  # exact running M
     m2_top: np.ndarray  # an upper bound on the computed M̂
     err: np.ndarray  # worst-case |m̂ − m| per lane
     second: np.ndarray  # (rows,) the second-order terms so far
 
 
 @dataclass(frozen=True)
-class _LaneStep:
-    """One step of every lane, as the reverse sweep needs it."""
+class _LaneBlock:
+    """Consecutive lane steps of the same width, step-major: arrays (steps, rows, width)."""
 
     width: int  # the lanes it touches
+    j: np.ndarray  # (steps,) the count after each step
     delta: np.ndarray  # the exact δ = x − m
-    mags: tuple  # bounds on the exact results of its roundings e1..e5
-    j: np.ndarray  # the count after the step
     after: np.ndarray  # the exact x − m'
-    extra: np.ndarray | None  # without FMA: the product's own rounding
+    mags: tuple[np.ndarray, ...]  # bounds on the exact results of its roundings e1..e5 (and without FMA the product's own)
 
 
 @dataclass(frozen=True)
@@ -163,65 +175,120 @@ def welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range: np.ndarray, x_s
     for the model's Welford over rows x (the values the kernel loads).
 
     x_range ≥ max x − min x (with the rounding margins of `welford_variance_error`), x_scale ≥
-    max |x|·(1 + 2u)/(1 − u) (how far a rounded running mean may be from zero).
+    max |x|·(1 + 2u)/(1 − u) (how far a rounded running mean may be from zero). Rows are
+    independent: they are bounded in groups (ROW_CHUNK_ELEMENTS), which changes no bit.
     """
+    rows, n = x.shape
+    group = max(1, ROW_CHUNK_ELEMENTS // max(n, 1))
+    if rows <= group:
+        return _welford_errors(x, ctx, x_range=x_range, x_scale=x_scale)
+    parts = [_welford_errors(x[start:start + group], ctx, x_range=x_range[start:start + group],
+                             x_scale=x_scale[start:start + group]) for start in range(0, rows, group)]
+    return WelfordErrors(*(np.concatenate(columns) for columns in zip(*parts)))
+
+
+def _welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range: np.ndarray, x_scale: np.ndarray) -> WelfordErrors:
     u, eta = ctx.u, ctx.eta
     per_mean_step = u * x_scale + eta  # the rounding of a new mean, at most
     head = (2 * u + u * u) * x_range  # the two roundings of (x − m̂)/j, relative to the range
-    state, steps = _lane_steps(x, ctx, head=head, per_mean_step=per_mean_step)
-    steps += _merge_levels(state, ctx, x_range=x_range, per_mean_step=per_mean_step)
-    linear, squares, flush, deterministic = _reverse_sweep(steps, ctx, rows=x.shape[0])
-    worst = linear + flush + deterministic
-    prob = azuma_radius(squares, ctx.lam) + flush + deterministic
+    state, blocks = _lane_steps(x, ctx, head=head, per_mean_step=per_mean_step)
+    merges = _merge_levels(state, ctx, x_range=x_range, per_mean_step=per_mean_step)
+    sums = _Charges(ctx, rows=x.shape[0])
+    adj_m, adj_big, deterministic = _reverse_merges(merges, sums, rows=x.shape[0])
+    for block in reversed(blocks):
+        adj_m = _reverse_lane_block(block, adj_m, adj_big, sums)
+    worst = sums.linear + sums.flush + deterministic
+    prob = azuma_radius(sums.squares, ctx.lam) + sums.flush + deterministic
     worst[1] += state.second
     prob[1] += state.second
     return WelfordErrors(worst[0], prob[0], worst[1], prob[1])
 
 
 def _lane_steps(x: np.ndarray, ctx: BoundContext, *, head: np.ndarray,
-                per_mean_step: np.ndarray) -> tuple[_Running, list[_LaneStep | _MergeStep]]:
+                per_mean_step: np.ndarray) -> tuple[_Running, list[_LaneBlock]]:
     """The forward sweep through the lanes: exact running values, worst-case error bounds, and
-    what the reverse sweep needs of every step."""
-    u, eta = ctx.u, ctx.eta
+    what the reverse sweep needs of every step. Step j of every lane reads columns j·L … j·L + L − 1
+    (toolkit/tree.lane_slices): the full steps form one block, a shorter last step another."""
     rows, n = x.shape
     lanes = ctx.model.lane_count(n)
-    state = _Running(count=np.zeros(lanes), mean=np.zeros((rows, lanes)), m2=np.zeros((rows, lanes)),
-                     m2_top=np.zeros((rows, lanes)), err=np.zeros((rows, lanes)), second=np.zeros(rows))
-    steps: list[_LaneStep | _MergeStep] = []
-    for cols in lane_slices(n, lanes):
-        width = cols.stop - cols.start
-        state.count[:width] += 1
-        j = state.count[:width]
-        xv = x[:, cols]
-        m_prev, e_prev = state.mean[:, :width], state.err[:, :width]
-        delta = xv - m_prev
-        m_new = m_prev + delta / j
-        after = xv - m_new
-        e_new = np.where(j > 1, head[:, None] + per_mean_step[:, None] * (j + 1) / 2, 0.0)
-        d_err = e_prev + u * (np.abs(delta) + e_prev) + eta  # |δ̂ − δ|
-        a_err = e_new + u * (np.abs(after) + e_new) + eta  # |â − a|
-        state.second += np.where(j > 1, d_err * a_err, 0.0).sum(axis=1)  # the first step is exact
-        product_top = (np.abs(delta) + d_err) * (np.abs(after) + a_err)
-        mags = (np.abs(delta) + e_prev,  # e1: fl(x − m̂)
-                (np.abs(delta) + d_err) / j,  # e2: fl(δ̂/j)
-                (np.abs(m_new) + e_new) / (1 - u),  # e3: fl(m̂ + q̂)
-                np.abs(after) + e_new,  # e4: fl(x − m̂')
-                product_top * (1 + u) + state.m2_top[:, :width])  # e5: fl(δ̂·â + M̂) (FMA, or the sum)
-        extra = product_top if not ctx.model.fma else None  # the product's own rounding
-        steps.append(_LaneStep(width, delta, mags, j=j.copy(), after=after, extra=extra))
-        state.m2_top[:, :width] = (state.m2_top[:, :width] + product_top * (1 + u)) * (1 + u) + eta
-        state.mean[:, :width], state.m2[:, :width], state.err[:, :width] = m_new, state.m2[:, :width] + delta * after, e_new
-    return state, steps
+    state = _Running(count=np.zeros(lanes), mean=np.zeros((rows, lanes)), m2_top=np.zeros((rows, lanes)),
+                     err=np.zeros((rows, lanes)), second=np.zeros(rows))
+    full, rest = divmod(n, lanes)
+    blocks = []
+    for start, steps, width in ((0, full, lanes), (full * lanes, 1 if rest else 0, rest)):
+        if steps:
+            columns = x[:, start:start + steps * width].reshape(rows, steps, width).transpose(1, 0, 2)
+            blocks.append(_lane_block(np.ascontiguousarray(columns), state, ctx, head=head, per_mean_step=per_mean_step))
+    return state, blocks
+
+
+def _lane_block(xs: np.ndarray, state: _Running, ctx: BoundContext, *, head: np.ndarray,
+                per_mean_step: np.ndarray) -> _LaneBlock:
+    """The forward sweep through one block of lane steps (xs: (steps, rows, width)), `state` advanced."""
+    u, eta = ctx.u, ctx.eta
+    steps, rows, width = xs.shape
+    j = state.count[0] + np.arange(1, steps + 1, dtype=np.float64)  # the count after each step
+    delta, m_new = _running_means(xs, state.mean[:, :width], j)
+    after = xs - m_new
+    jj = j[:, None, None]
+    e_new = np.broadcast_to(np.where(jj > 1, head[:, None] + per_mean_step[:, None] * (jj + 1) / 2, 0.0), xs.shape)
+    e_prev = np.concatenate([state.err[None, :, :width], e_new[:-1]])
+    abs_delta, abs_after = np.abs(delta), np.abs(after)
+    d_err = e_prev + u * (abs_delta + e_prev) + eta  # |δ̂ − δ|
+    a_err = e_new + u * (abs_after + e_new) + eta  # |â − a|
+    second = np.where(jj > 1, d_err * a_err, 0.0).sum(axis=2)  # the first step is exact
+    state.second = _accumulate(state.second, second)
+    product_top = (abs_delta + d_err) * (abs_after + a_err)
+    m2_before, m2_after = _m2_tops(product_top * (1 + u), state.m2_top[:, :width], u=u, eta=eta)
+    mags: tuple[np.ndarray, ...] = (
+        abs_delta + e_prev,  # e1: fl(x − m̂)
+        (abs_delta + d_err) / jj,  # e2: fl(δ̂/j)
+        (np.abs(m_new) + e_new) / (1 - u),  # e3: fl(m̂ + q̂)
+        abs_after + e_new,  # e4: fl(x − m̂')
+        m2_before)  # e5: fl(δ̂·â + M̂) (FMA, or the sum)
+    if not ctx.model.fma:
+        mags += (product_top,)  # the product's own rounding
+    state.count[:width] = j[-1]
+    state.mean[:, :width], state.err[:, :width], state.m2_top[:, :width] = m_new[-1], e_new[-1], m2_after
+    return _LaneBlock(width, j, delta, after, mags)
+
+
+def _running_means(xs: np.ndarray, start: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(δ = x − m, m' = m + δ/j) of every step: the exact running mean's recurrence, step by step."""
+    delta, means = np.empty_like(xs), np.empty_like(xs)
+    mean = start
+    for step in range(xs.shape[0]):
+        np.subtract(xs[step], mean, out=delta[step])
+        mean = np.add(mean, delta[step] / j[step], out=means[step])
+    return delta, means
+
+
+def _m2_tops(increments: np.ndarray, start: np.ndarray, *, u: float, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the magnitude of fl(δ̂·â + M̂) at every step, the bound on M̂ after the last): M̂ ≤ top,
+    top' = (top + |δ̂â|(1 + u))(1 + u) + η, step by step."""
+    before = np.empty_like(increments)
+    top = start
+    for step in range(increments.shape[0]):
+        np.add(increments[step], top, out=before[step])
+        top = before[step] * (1 + u) + eta
+    return before, top
+
+
+def _accumulate(total: np.ndarray, terms: np.ndarray) -> np.ndarray:
+    """total + terms[0] + terms[1] + …, added in that order (what a loop of += gives, bit for bit)."""
+    if len(terms) == 0:
+        return total
+    return np.add.accumulate(np.concatenate([total[None], terms]), axis=0)[-1]
 
 
 def _merge_levels(state: _Running, ctx: BoundContext, *, x_range: np.ndarray,
-                  per_mean_step: np.ndarray) -> list[_LaneStep | _MergeStep]:
+                  per_mean_step: np.ndarray) -> list[_MergeStep]:
     """The forward sweep through Chan's merges (lanes padded to a power of two)."""
     u, eta, acc = ctx.u, ctx.eta, ctx.acc
     count = pad_lanes(state.count)
-    mean, m2, m2_top, err = (pad_lanes(v) for v in (state.mean, state.m2, state.m2_top, state.err))
+    mean, m2_top, err = (pad_lanes(v) for v in (state.mean, state.m2_top, state.err))
     gamma3 = 3 * u / (1 - 3 * u)
-    steps: list[_LaneStep | _MergeStep] = []
+    steps: list[_MergeStep] = []
     while mean.shape[1] > 1:
         half = mean.shape[1] // 2
         na, nb = count[:half], count[half:]
@@ -250,37 +317,44 @@ def _merge_levels(state: _Running, ctx: BoundContext, *, x_range: np.ndarray,
         steps.append(_MergeStep(delta, mags, share_hat=share_hat, weight_hat=weight_hat, active=active,
                                 systematic=(np.abs(delta) + d_err, np.abs(share_hat - share), np.abs(weight_hat - weight))))
         m2_top = (mags[6] * (1 + u) + 2 * eta) * (1 + u)
-        mean, m2, err, count = m_new, m2[:, :half] + m2[:, half:] + delta**2 * weight, e_new, total
+        mean, err, count = m_new, e_new, total
     return steps
 
 
-def _reverse_sweep(steps: list[_LaneStep | _MergeStep], ctx: BoundContext, *,
-                   rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Adjoints of μ (index 0) and M (index 1) along the same steps, last first: (Σ|coefficient|·h,
-    Σ(coefficient·(h − η))² — the Azuma norms, η stays worst-case —, Σ|coefficient|·η, the merge
-    constants' systematic part), each (2, rows)."""
-    u, eta = ctx.u, ctx.eta
+class _Charges:
+    """The reverse sweep's running sums, per adjoint (μ: index 0, M: index 1) and row: Σ|coefficient|·h,
+    Σ(coefficient·(h − η))² — the Azuma norms, η stays worst-case — and Σ|coefficient|·η."""
+
+    def __init__(self, ctx: BoundContext, *, rows: int):
+        self.u, self.eta = ctx.u, ctx.eta
+        self.linear, self.squares, self.flush = np.zeros((2, rows)), np.zeros((2, rows)), np.zeros((2, rows))
+
+    def charge(self, coef: np.ndarray, magnitude: np.ndarray) -> None:
+        """One rounding per lane, of a result of at most `magnitude`, whose adjoint is `coef` (2, rows, lanes)."""
+        bound = self.u * binade(magnitude)
+        self.linear += (np.abs(coef) * bound).sum(axis=2)
+        self.squares += ((coef * bound) ** 2).sum(axis=2)
+        self.flush += np.abs(coef).sum(axis=2) * self.eta
+
+    def add_in_order(self, linear: np.ndarray, squares: np.ndarray, flush: np.ndarray) -> None:
+        """Charges already summed over the lanes, (charges, 2, rows), added one after the other."""
+        self.linear = _accumulate(self.linear, linear)
+        self.squares = _accumulate(self.squares, squares)
+        self.flush = _accumulate(self.flush, flush)
+
+
+def _reverse_merges(merges: list[_MergeStep], sums: _Charges, *,
+                    rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Adjoints of μ (index 0) and M (index 1) back through the merges, last first: (adjoint of
+    the lanes' means, of their M, the merge constants' systematic part (2, rows))."""
     adj_m = np.zeros((2, rows, 1))
     adj_m[0] = 1.0
     adj_big = np.zeros((2, rows, 1))
     adj_big[1] = 1.0
-    linear = np.zeros((2, rows))  # Σ|coefficient|·h
-    squares = np.zeros((2, rows))  # Σ(coefficient·(h − η))², the Azuma norms (η stays worst-case)
-    flush = np.zeros((2, rows))  # Σ|coefficient|·η
-
-    def charge(coef: np.ndarray, magnitude: np.ndarray) -> None:
-        bound = u * binade(magnitude)
-        linear[:] += (np.abs(coef) * bound).sum(axis=2)
-        squares[:] += ((coef * bound) ** 2).sum(axis=2)
-        flush[:] += np.abs(coef).sum(axis=2) * eta
-
     deterministic = np.zeros((2, rows))
-    for step in reversed(steps):
-        if isinstance(step, _MergeStep):
-            adj_m, adj_big = _reverse_merge(step, adj_m, adj_big, charge, deterministic)
-        else:
-            adj_m = _reverse_lane(step, adj_m, adj_big, charge)
-    return linear, squares, flush, deterministic
+    for step in reversed(merges):
+        adj_m, adj_big = _reverse_merge(step, adj_m, adj_big, sums.charge, deterministic)
+    return adj_m, adj_big, deterministic
 
 
 def _reverse_merge(step: _MergeStep, adj_m: np.ndarray, adj_big: np.ndarray, charge: Callable[[np.ndarray, np.ndarray], None],
@@ -299,20 +373,50 @@ def _reverse_merge(step: _MergeStep, adj_m: np.ndarray, adj_big: np.ndarray, cha
     return np.concatenate([am - grad_delta, grad_delta], axis=2), np.concatenate([aM, aM], axis=2)
 
 
-def _reverse_lane(step: _LaneStep, adj_m: np.ndarray, adj_big: np.ndarray,
-                  charge: Callable[[np.ndarray, np.ndarray], None]) -> np.ndarray:
-    """One lane step backwards: charge its roundings e1..e5 (and the unfused product's)."""
-    j, width, mags = step.j, step.width, step.mags
-    live = (j > 1).astype(float)  # a lane's first step (m̂ = x, â = 0, M̂ = 0) rounds nothing
-    am, aM = adj_m[:, :, :width], adj_big[:, :, :width]
-    grad_after = aM * step.delta
-    am_total = am - grad_after
-    grad_delta = aM * step.after + am_total / j
-    for coef, mag in ((grad_delta, mags[0]), (am_total, mags[1]), (am_total, mags[2]),
-                      (grad_after, mags[3]), (aM, mags[4])):
-        charge(coef * live, mag)
-    if step.extra is not None:
-        charge(aM * live, step.extra)
+def _reverse_lane_block(block: _LaneBlock, adj_m: np.ndarray, adj_big: np.ndarray, sums: _Charges) -> np.ndarray:
+    """A block of lane steps backwards, last step first: the adjoint of the mean step by step (the
+    adjoint of M, aM, does not change along lane steps), then every step's charges e1..e5 (and the
+    unfused product's), added in the step-by-step order."""
+    width = block.width
+    aM = adj_big[:, :, :width]
+    totals = np.empty((len(block.j), 2) + block.delta.shape[1:])
+    am = adj_m[:, :, :width]
+    for step in range(len(block.j) - 1, -1, -1):
+        am_total = np.subtract(am, aM * block.delta[step], out=totals[step])
+        am = am_total - (aM * block.after[step] + am_total / block.j[step])
+    chunk = max(1, CHARGE_CHUNK_ELEMENTS // totals[0].size)
+    for stop in range(len(block.j), 0, -chunk):
+        sums.add_in_order(*_lane_charges(block, totals, aM, sums, steps=slice(max(0, stop - chunk), stop)))
     adj_m = adj_m.copy()
-    adj_m[:, :, :width] = am_total - grad_delta
+    adj_m[:, :, :width] = am
     return adj_m
+
+
+def _lane_charges(block: _LaneBlock, totals: np.ndarray, aM: np.ndarray, sums: _Charges, *,
+                  steps: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The charges of `steps`, each summed over the lanes, last step first and in each step the
+    order e1..e5 (extra): three arrays (charges, 2, rows). A lane's first step (m̂ = x, â = 0,
+    M̂ = 0) rounds nothing: its coefficients are multiplied by 0, as the step-by-step sweep did
+    (and the others by 1, which changes no bit)."""
+    j = block.j[steps][:, None, None, None]
+    am_total = totals[steps]
+    grad_after = aM * block.delta[steps][:, None]
+    grad_delta = aM * block.after[steps][:, None] + am_total / j
+    coefs = [grad_delta, am_total, grad_after, np.broadcast_to(aM, am_total.shape)]
+    if (j == 1).any():
+        live = (j > 1).astype(float)
+        coefs = [coef * live for coef in coefs]
+    # which coefficient each rounding has: e1 δ, e2 and e3 the new mean, e4 x − m̂', e5 (and the
+    # unfused product) M
+    abs_coefs = [np.abs(coef) for coef in coefs]
+    flushes = [magnitude.sum(axis=3) * sums.eta for magnitude in abs_coefs]
+    linear, squares, flush = [], [], []
+    for which, mag in zip((0, 1, 1, 2, 3, 3), block.mags):
+        weighted = abs_coefs[which] * (sums.u * binade(mag[steps]))[:, None]  # |c|·h, and (c·h)² = (|c|·h)²
+        linear.append(weighted.sum(axis=3))
+        squares.append((weighted * weighted).sum(axis=3))
+        flush.append(flushes[which])
+    def in_order(terms: list[np.ndarray]) -> np.ndarray:  # (steps, charges, 2, rows) -> last step first
+        return np.stack(terms, axis=1)[::-1].reshape((-1,) + terms[0].shape[1:])
+
+    return in_order(linear), in_order(squares), in_order(flush)
