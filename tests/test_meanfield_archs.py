@@ -153,11 +153,14 @@ def arch_results():
     from normtheory.theory.claims import core, registry
     from normtheory.theory.claims.evidence import Evidence
 
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(1)
     archs = ["pre_rms", "qk_norm", "mix_ln", "hybrid_norm", "normformer", "ngpt"]
     cfg = mc.StackConfig("standard", 128, (4, 8, 16), n_tokens=16, qk_gain=4.0)
     records = [mc.run_record(archs, cfg, list(range(16)))]
-    return {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
+    results = {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
+    torch.set_num_threads(threads_before)  # later tests in this worker (recordings note the count)
+    return results
 
 
 ARCH_CLAIMS = ("mix_ln.init", "hybrid_norm.init", "normformer.init", "ngpt.init", "qk_norm.logit_bound",
