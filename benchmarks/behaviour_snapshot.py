@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,11 +92,17 @@ def _scrub(value):
     return value
 
 
+def _last_line(stderr: str) -> str:
+    """The last stderr line without a progress bar's timing ("[00:00<00:00, 61.7row/s]")."""
+    line = (stderr.strip().splitlines() or [""])[-1]
+    return re.sub(r"\[[^\]]*(it|row)/s\]", "[timing]", line)
+
+
 def _cli_json(args: list[str], json_path: Path) -> dict:
     result = subprocess.run([sys.executable, "-m", "normtheory", *args, "--json", str(json_path)],
                             capture_output=True, text=True, cwd=ROOT)
     data = json.loads(json_path.read_text()) if json_path.exists() else {}
-    return {"exit": result.returncode, "stderr_last_line": (result.stderr.strip().splitlines() or [""])[-1],
+    return {"exit": result.returncode, "stderr_last_line": _last_line(result.stderr),
             "certificate": _scrub(data)}
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 
 from normtheory.certify.report import write_report
+from normtheory.cli.reference import EPS_HELP, OPS_HELP
 from normtheory.output_files import check_writable, write_json_file
 
 CERT_FORMATS = "fp32 | fp16 | bf16"
 KERNEL_HELP = ("catalog name (torch.layer_norm, torch.rms_norm, torch.crms_norm, hf.llama_rms_norm, hf.gemma_rms_norm, "
                "compiled.layer_norm, compiled.rms_norm, liger.rms_norm, liger.layer_norm, lp.naive, lp.stable, "
-               "fp8.rms_norm, fp8.layer_norm, add_rmsnorm, add_layernorm) or module:callable")
+               "torch.normalize, fp8.rms_norm, fp8.layer_norm, add_rmsnorm, add_layernorm) or module:callable")
 SIGNATURE = """\
 KERNEL as module:callable (imported with the current directory on sys.path):
   fn(x, weight, bias, eps, **params) -> y          torch tensors in --format; weight/bias may be None;
@@ -30,13 +31,13 @@ EXIT_CODES = "exit codes: 0 pass, 1 fail (a kernel fault included), 2 usage erro
 def add_kernel_arguments(parser: argparse.ArgumentParser, *, verb: str = "certify") -> None:
     """The flags certify and record share (`verb` is what the command does with the kernel)."""
     parser.add_argument("kernel", help=KERNEL_HELP)
-    parser.add_argument("--op", required=True, help="layernorm | rmsnorm | crmsnorm | lpnorm | add_layernorm | add_rmsnorm")
+    parser.add_argument("--op", required=True, help=f"{OPS_HELP} | add_layernorm | add_rmsnorm")
     parser.add_argument("--format", required=True, help=f"dtype of x, w, b and the output: {CERT_FORMATS}")
     parser.add_argument("--d", required=True, type=int, help="model width (a crmsnorm kernel receives d - 1 entries)")
     parser.add_argument("--w-format", default=None, help="dtype of w and b when it differs from --format")
     parser.add_argument("--out-format", default=None,
                         help="dtype of the output when it differs from --format (fp8_e4m3fn | fp8_e5m2 with --scaling)")
-    parser.add_argument("--eps", type=float, default=None, help="default 1e-5 for layernorm, 1e-6 otherwise")
+    parser.add_argument("--eps", type=float, default=None, help=EPS_HELP)
     parser.add_argument("--eps-mode", default="inside",
                         help="inside: x/sqrt(s+eps); outside: x/(sqrt(s)+eps) (no backward bound: add --no-backward)")
     parser.add_argument("--affine", default=None, help="none | weight | weight_bias | offset_weight")

@@ -9,16 +9,20 @@ import argparse
 
 from normtheory.errors import UndecidedRounding, UsageError
 from normtheory.output_files import check_writable
+from normtheory.registry import REGISTRY
 
 _FORMATS = ("fp64", "fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2")
+# From the registry, so that a new op does not have to edit help texts.
+OPS_HELP = " | ".join(REGISTRY)
+EPS_HELP = "default " + ", ".join(f"{spec.default_eps:g} for {op}" for op, spec in REGISTRY.items())
 
 
 def add_norm_arguments(parser: argparse.ArgumentParser) -> None:
     """The normalizer flags shared by reference, certify and record (docs/design.md)."""
-    parser.add_argument("--op", required=True, help="layernorm | rmsnorm | crmsnorm | lpnorm")
+    parser.add_argument("--op", required=True, help=OPS_HELP)
     parser.add_argument("--format", required=True, help=f"dtype of x, w, b and the output: {' | '.join(_FORMATS)}")
     parser.add_argument("--w-format", default=None, help="dtype of w and b when it differs from --format")
-    parser.add_argument("--eps", type=float, default=None, help="default 1e-5 for layernorm, 1e-6 otherwise")
+    parser.add_argument("--eps", type=float, default=None, help=EPS_HELP)
     parser.add_argument("--eps-mode", default="inside", help="inside: x/sqrt(s+eps); outside: x/(sqrt(s)+eps)")
     parser.add_argument("--affine", default=None,
                         help="none | weight | weight_bias | offset_weight (default weight_bias for layernorm, weight otherwise)")

@@ -4,7 +4,7 @@
                       affine=None, p=None, gy=None) -> {"y", "gx", "gw", "gb"}
     evaluate(op, x, ..., prec=256) -> the same keys as mpmath numbers, unrounded
 
-Loaded lazily so that `normtheory --help` (which imports the `reference.cli` module) does
+Loaded lazily so that `normtheory --help` (which imports `normtheory.cli.reference`) does
 not pay for numba and python-flint.
 """
 
