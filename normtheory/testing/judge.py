@@ -75,6 +75,57 @@ def bound(problem: Problem, quantity: str, exact: np.ndarray | None, fmt_name: s
     return tolerance(p.op, h, weight, bias, quantity=quantity, gy=gy, w_format=w_format, **common)
 
 
+def bound_group(problem: Problem, group: tuple[str, ...], exact: dict[str, np.ndarray] | None,
+                rows: slice = slice(None)) -> dict[str, np.ndarray]:
+    """`bound` of each quantity in `group` (one of `bound_groups`), from one call of
+    precision.tolerances: the forward statistics and normalized values (Welford's adjoint
+    sweep for LayerNorm, the costly part) are evaluated once for the group instead of once per
+    quantity. Each result is exactly `bound(problem, q, ...)` (tests/test_testing_bound_groups.py)."""
+    if len(group) == 1:
+        quantity = group[0]
+        return {quantity: bound(problem, quantity, None if exact is None else exact[quantity],
+                                problem.actual[quantity].fmt.name, rows)}
+    from normtheory.precision import tolerances
+
+    p = problem.params
+    weight = None if problem.weight is None else problem.weight.values
+    bias = None if problem.bias is None else problem.bias.values
+    h = problem.h_rows[rows]
+    finite_rows = np.isfinite(h).all(axis=1)
+    if not finite_rows.all():
+        h = np.where(finite_rows[:, None], h, 0.0)
+    if group == ("y", "gx"):  # as bound(): gx in its format with the weight's; y in its own
+        grad_format = problem.actual["gx"].fmt.name
+        w_format = problem.weight.fmt.name if problem.weight is not None else grad_format
+        out_format, gy = problem.actual["y"].fmt.name, problem.gy_rows[rows]
+    else:  # gw and gb: bound() takes the gradient's own format for both
+        grad_format = w_format = out_format = problem.actual["gw"].fmt.name
+        gy = problem.gy_rows
+    return tolerances(p.op, h, weight, bias, format=grad_format, out_format=out_format, w_format=w_format,
+                      eps=p.eps, affine=p.affine, contract=problem.bound_contract(group[0]), exact=exact, p=p.p,
+                      quantities=group, gy=gy)
+
+
+def bound_groups(problem: Problem, quantities: list[str]) -> list[tuple[str, ...]]:
+    """Quantities whose bounds one tolerances call gives exactly as `bound` would: y with gx
+    when their contracts agree and y's input format is gx's (bound() evaluates y's statistics
+    at h's format, gx's at its own); gw with gb when their formats and contracts agree."""
+    def same_contract(a: str, b: str) -> bool:
+        return problem.bound_contract(a) == problem.bound_contract(b)
+
+    groups: list[tuple[str, ...]] = []
+    left = list(quantities)
+    if {"y", "gx"} <= set(left) and same_contract("y", "gx") and not problem.params.spec.takes_p \
+            and problem.h.fmt.name == problem.actual["gx"].fmt.name:
+        groups.append(("y", "gx"))
+        left = [q for q in left if q not in ("y", "gx")]
+    if {"gw", "gb"} <= set(left) and same_contract("gw", "gb") \
+            and problem.actual["gw"].fmt.name == problem.actual["gb"].fmt.name:
+        groups.append(("gw", "gb"))
+        left = [q for q in left if q not in ("gw", "gb")]
+    return groups + [(q,) for q in left]
+
+
 def _workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
@@ -90,17 +141,21 @@ def _bounds_and_reference(problem: Problem, quantities: list[str]) -> tuple[dict
     with ThreadPoolExecutor(_workers()) as pool:
         ref_future = pool.submit(lambda: {} if llama_y_only else reference(problem))
         ref = ref_future.result() if needs_exact else None
-        futures: dict[str, list] = {}
-        for quantity in quantities:
-            fmt_name = problem.actual[quantity].fmt.name
+        futures: list = []
+        for group in bound_groups(problem, quantities):
+            row_local = group[0] in ("y", "gx")
             blocks = [slice(i, i + BOUND_BLOCK_ROWS) for i in range(0, rows, BOUND_BLOCK_ROWS)] \
-                if quantity in ("y", "gx") else [slice(None)]
-            futures[quantity] = [pool.submit(bound, problem, quantity, None if ref is None else
-                                             (ref[quantity][block] if quantity in ("y", "gx") else ref[quantity]),
-                                             fmt_name, block) for block in blocks]
+                if row_local else [slice(None)]
+            for block in blocks:
+                exact = None if ref is None else {q: ref[q][block] if row_local else ref[q] for q in group}
+                futures.append((group, pool.submit(bound_group, problem, group, exact, block)))
         ref = ref_future.result()
-        bounds = {q: np.concatenate([f.result() for f in fs]) if len(fs) > 1 else fs[0].result()
-                  for q, fs in futures.items()}
+        parts: dict[str, list] = {q: [] for q in quantities}
+        for group, future in futures:  # submitted in block order: concatenation keeps the rows' order
+            result = future.result()
+            for q in group:
+                parts[q].append(result[q])
+        bounds = {q: np.concatenate(ps) if len(ps) > 1 else ps[0] for q, ps in parts.items()}
     return ref, bounds
 
 
