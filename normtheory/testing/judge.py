@@ -54,18 +54,25 @@ def reference(problem: Problem) -> dict[str, np.ndarray]:
     return {key: np.asarray(value, dtype=np.float64) for key, value in values.items()}
 
 
+def _bound_inputs(problem: Problem, rows: slice):
+    """(weight, bias, h rows) as the bounds take them: rows holding NaN/inf are judged by NaN
+    propagation alone, so they enter the bounds as zeros."""
+    weight = None if problem.weight is None else problem.weight.values
+    bias = None if problem.bias is None else problem.bias.values
+    h = problem.h_rows[rows]
+    finite_rows = np.isfinite(h).all(axis=1)
+    if not finite_rows.all():
+        h = np.where(finite_rows[:, None], h, 0.0)
+    return weight, bias, h
+
+
 def bound(problem: Problem, quantity: str, exact: np.ndarray | None, fmt_name: str,
           rows: slice = slice(None)) -> np.ndarray:
     """The contract's bound for `quantity` in format `fmt_name` (y, gx: over `rows` only)."""
     from normtheory.precision import tolerance
 
     p = problem.params
-    weight = None if problem.weight is None else problem.weight.values
-    bias = None if problem.bias is None else problem.bias.values
-    h = problem.h_rows[rows]
-    finite_rows = np.isfinite(h).all(axis=1)
-    if not finite_rows.all():  # rows holding NaN/inf are judged by NaN propagation alone
-        h = np.where(finite_rows[:, None], h, 0.0)
+    weight, bias, h = _bound_inputs(problem, rows)
     common = dict(format=problem.h.fmt.name if quantity == "y" else fmt_name, eps=p.eps, affine=p.affine,
                   contract=problem.bound_contract(quantity), exact=exact, p=p.p)
     if quantity == "y":
@@ -88,12 +95,7 @@ def bound_group(problem: Problem, group: tuple[str, ...], exact: dict[str, np.nd
     from normtheory.precision import tolerances
 
     p = problem.params
-    weight = None if problem.weight is None else problem.weight.values
-    bias = None if problem.bias is None else problem.bias.values
-    h = problem.h_rows[rows]
-    finite_rows = np.isfinite(h).all(axis=1)
-    if not finite_rows.all():
-        h = np.where(finite_rows[:, None], h, 0.0)
+    weight, bias, h = _bound_inputs(problem, rows)
     if group == ("y", "gx"):  # as bound(): gx in its format with the weight's; y in its own
         grad_format = problem.actual["gx"].fmt.name
         w_format = problem.weight.fmt.name if problem.weight is not None else grad_format
