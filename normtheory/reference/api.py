@@ -256,16 +256,7 @@ def _compute(params: NormParams, fmt, x, w, b, gy, d, all_slow: bool):
     outputs = {}
     for kind, values in pending.rounded.items():
         mask = nan_mask(kind, nan_rows, nan_rows_gx, bad_columns, values.shape)
-        escalated = 0
-        for rows_i, cols_j, estimates in pending.undecided.get(kind, []):
-            for i, j, estimate in zip(rows_i, cols_j, estimates):
-                if mask is not None and mask[i, j]:
-                    continue
-                values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
-                escalated += 1
-        if mask is not None:
-            values[mask] = np.nan
-        outputs[kind] = (values, escalated)
+        outputs[kind] = (values, slow.decide_pending(kind, values, pending.undecided.get(kind, []), mask))
     return outputs
 
 

@@ -179,16 +179,7 @@ def _column_total(parts):
 def _escalate(inputs: _Inputs, kind: str, values, pending: list, slow: SlowEvaluator) -> int:
     """The slow path for one output's undecided elements, then its NaN mask; returns how many."""
     mask = nan_mask(kind, inputs.nan_rows, inputs.nan_rows_gx, inputs.bad_columns, values.shape)
-    escalated = 0
-    for rows_i, cols_j, estimates in pending:
-        for i, j, estimate in zip(rows_i, cols_j, estimates):
-            if mask is not None and mask[i, j]:
-                continue
-            values[i, j] = slow.decide(kind, int(i), int(j), float(estimate))
-            escalated += 1
-    if mask is not None:
-        values[mask] = np.nan
-    return escalated
+    return slow.decide_pending(kind, values, pending, mask)
 
 
 def _collect(pending: list, decided, value, row_offset: int, all_slow: bool) -> None:

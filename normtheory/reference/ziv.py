@@ -105,6 +105,22 @@ class SlowEvaluator:
             f"{self.params.op} {kind}[{i}, {j}]: rounding to {self.fmt.name} undecided at {PRECISIONS[-1]} bits"
         )
 
+    def decide_pending(self, kind: str, values, pending: list, mask) -> int:
+        """Decide, in `values`, every element the fast tiers left for output `kind`: `pending`
+        holds (rows, cols, float64 estimates) triples; elements under `mask` (where a non-finite
+        input reaches, masks.nan_mask; None if nowhere) are skipped and set to NaN. Returns how
+        many elements were decided here."""
+        escalated = 0
+        for rows_i, cols_j, estimates in pending:
+            for i, j, estimate in zip(rows_i, cols_j, estimates):
+                if mask is not None and mask[i, j]:
+                    continue
+                values[i, j] = self.decide(kind, int(i), int(j), float(estimate))
+                escalated += 1
+        if mask is not None:
+            values[mask] = np.nan
+        return escalated
+
     def _exact_value(self, kind, i, j):
         """The exact value when it is rational (a midpoint or zero candidate), else None."""
         try:
