@@ -20,12 +20,7 @@ from normtheory.theory.equivalence.subjects import gpt2_subject  # noqa: E402
 SMALL = dict(d=16, n_layer=2, n_head=2, vocab=32, n_positions=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/torch_threads.py
 
 
 @pytest.fixture(scope="module")

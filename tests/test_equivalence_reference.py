@@ -11,14 +11,7 @@ from normtheory.theory.equivalence.convert import ConversionRefused, convert_ref
 from normtheory.theory.equivalence.models import DecoderConfig, crms_norm, random_decoder
 from normtheory.theory.equivalence.subjects import reference_subject
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matmuls: on a loaded 2-core machine torch's thread hand-offs cost 1000x the work
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/torch_threads.py
 
 
 # Each example builds two models and runs 2 x 8 error-model passes, so a third of the

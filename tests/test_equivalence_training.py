@@ -2,7 +2,6 @@
 inside the forward), and the quantified failure of AdamW on the converted parameters."""
 
 import pytest
-import torch
 
 from normtheory.theory.equivalence.models import DecoderConfig, random_decoder
 from normtheory.theory.equivalence.subjects import reference_subject
@@ -11,12 +10,7 @@ from normtheory.theory.equivalence.training import training_check
 CFG = DecoderConfig(vocab=32, d=16, n_layers=2, n_heads=2, max_len=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/torch_threads.py
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 the logits check, and the scan of every single uncentred writer (theory/equivalence/writers.py)."""
 
 import pytest
-import torch
 
 from normtheory.theory.equivalence.check import Comparison, inference_check, make_batch
 from normtheory.theory.equivalence.convert import reference_anatomy
@@ -10,13 +9,7 @@ from normtheory.theory.equivalence.models import DecoderConfig, random_decoder
 from normtheory.theory.equivalence.subjects import reference_subject
 from normtheory.theory.equivalence.writers import WriterResult, centring_check, writer_scan
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/torch_threads.py
 
 
 CFG = DecoderConfig(vocab=16, d=16, n_layers=2, n_heads=2, max_len=6)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch_threads import torch_threads
 
 from normtheory.theory import archs as A
 from normtheory.theory.archs import blocks as B
@@ -20,12 +21,7 @@ from normtheory.theory.meanfield import recursion as R
 NEW = ("mix_ln", "hybrid_norm", "normformer", "ngpt", "qk_norm")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/torch_threads.py
 
 
 def test_every_derivation_is_proven_and_its_wrong_variant_refuted():
@@ -153,14 +149,11 @@ def arch_results():
     from normtheory.theory.claims import core, registry
     from normtheory.theory.claims.evidence import Evidence
 
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    archs = ["pre_rms", "qk_norm", "mix_ln", "hybrid_norm", "normformer", "ngpt"]
-    cfg = mc.StackConfig("standard", 128, (4, 8, 16), n_tokens=16, qk_gain=4.0)
-    records = [mc.run_record(archs, cfg, list(range(16)))]
-    results = {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
-    torch.set_num_threads(threads_before)  # later tests in this worker (recordings note the count)
-    return results
+    with torch_threads(1):  # tiny matmuls (tests/torch_threads.py)
+        archs = ["pre_rms", "qk_norm", "mix_ln", "hybrid_norm", "normformer", "ngpt"]
+        cfg = mc.StackConfig("standard", 128, (4, 8, 16), n_tokens=16, qk_gain=4.0)
+        records = [mc.run_record(archs, cfg, list(range(16)))]
+        return {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
 
 
 ARCH_CLAIMS = ("mix_ln.init", "hybrid_norm.init", "normformer.init", "ngpt.init", "qk_norm.logit_bound",

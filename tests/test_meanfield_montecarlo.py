@@ -5,6 +5,7 @@ same judge."""
 import numpy as np
 import pytest
 import torch
+from torch_threads import torch_threads
 
 from normtheory.theory.meanfield import montecarlo as mc
 
@@ -92,12 +93,9 @@ def small_results():
     from normtheory.theory.claims import core, registry
     from normtheory.theory.claims.evidence import Evidence
 
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: threads only add contention on CI's 2 cores
-    records = [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS) for s in mc.SETUPS]
-    results = {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
-    torch.set_num_threads(threads_before)  # later tests in this worker (recordings note the count)
-    return results
+    with torch_threads(1):  # tiny matmuls (tests/torch_threads.py)
+        records = [mc.run_record(mc.ARCHS, mc.StackConfig(setup=s, **SMALL), SEEDS) for s in mc.SETUPS]
+        return {r.claim.id: r for r in core.judge_all(registry.all_claims(), Evidence.from_records(records))}
 
 
 # A true claim is refuted by chance with probability up to 5% (its family level), and per-seed

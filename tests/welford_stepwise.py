@@ -3,7 +3,9 @@ lane step at a time, every charge added to the running sums as it is made. The v
 `welford_errors` must give the same bits (tests/test_precision_welford_vectorized.py); this copy
 is the oracle, kept verbatim (the running exact M, which no bound reads, included) except for
 LANE_CHARGE_ORDER, which lets a test reorder a lane step's charges (a wrong variant: the same
-terms added in another order, which moves the last bits)."""
+terms added in another order, which moves the last bits). The merge levels' record and their
+reverse step, which the vectorizing did not change, are welford.py's own (_MergeStep,
+_reverse_merge): what this oracle checks is the lane steps."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from normtheory.precision.bounds.welford import WelfordErrors
+from normtheory.precision.bounds.welford import WelfordErrors, _MergeStep, _reverse_merge  # unchanged by the vectorizing
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.precision.toolkit.martingale import azuma_radius
 from normtheory.precision.toolkit.rounding import binade
@@ -42,18 +44,6 @@ class _LaneStep:
     j: np.ndarray  # the count after the step
     after: np.ndarray  # the exact x − m'
     extra: np.ndarray | None  # without FMA: the product's own rounding
-
-
-@dataclass(frozen=True)
-class _MergeStep:
-    """One merge level, as the reverse sweep needs it."""
-
-    delta: np.ndarray  # the exact δ = mb − ma
-    mags: tuple  # bounds on the exact results of its roundings e6..e12
-    share_hat: np.ndarray  # fl(nb/n)
-    weight_hat: np.ndarray  # fl(na·nb/n)
-    active: np.ndarray  # both sides nonempty (a merge with an empty side is exact)
-    systematic: tuple  # (|δ|+|δ̂−δ| bound, |ŝ − s|, |ŵt − wt|) for the merge constants
 
 
 def stepwise_welford_errors(x: np.ndarray, ctx: BoundContext, *, x_range: np.ndarray, x_scale: np.ndarray) -> WelfordErrors:
@@ -179,22 +169,6 @@ def _reverse_sweep(steps: list[_LaneStep | _MergeStep], ctx: BoundContext, *,
         else:
             adj_m = _reverse_lane(step, adj_m, adj_big, charge)
     return linear, squares, flush, deterministic
-
-
-def _reverse_merge(step: _MergeStep, adj_m: np.ndarray, adj_big: np.ndarray, charge: Callable[[np.ndarray, np.ndarray], None],
-                   deterministic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One merge level backwards: charge its roundings e6..e12 and its constants' systematic errors."""
-    am, aM = adj_m, adj_big
-    mags = step.mags
-    grad_p10 = aM * step.weight_hat
-    grad_delta = am * step.share_hat + 2 * step.delta * grad_p10
-    act = step.active.astype(float)
-    for coef, mag in ((grad_delta, mags[0]), (am, mags[1]), (am, mags[2]), (aM, mags[3]),
-                      (grad_p10, mags[4]), (aM, mags[5]), (aM, mags[6])):
-        charge(coef * act, mag)
-    top_delta, share_err, weight_err = step.systematic
-    deterministic += (np.abs(am) * top_delta * share_err + np.abs(aM) * top_delta**2 * weight_err).sum(axis=2)
-    return np.concatenate([am - grad_delta, grad_delta], axis=2), np.concatenate([aM, aM], axis=2)
 
 
 def _reverse_lane(step: _LaneStep, adj_m: np.ndarray, adj_big: np.ndarray,
