@@ -7,15 +7,20 @@ Writes, with every volatile field (timings, environment, paths) removed:
 - bounds.json: a SHA-256 of every bound the public `precision.tolerance` gives, per model
   contract (and default, ulp:2), op, format, family, quantity (y, gx, gw, gb) and kind (worst,
   probabilistic), on fixed seeded rows; the Lp worst-case bound per p;
+- emulated.json: a SHA-256 of every emulated kernel's output (precision.emulation forward and
+  backward, every model, eps inside and outside, every emulated op) on the same rows;
+- reference.json: a SHA-256 of the correctly rounded reference's outputs and of how many
+  elements each of its tiers decided, per op, format and family;
 - checks/*.json: `normtheory check` of every committed recording (tests/data/certify/{cpu,cuda});
 - certify/*.json: a few small seeded certifications (careful, defective, fp8, Lp kernels).
 Bit-identical bounds are the strong claim: a sum reordered or a constant rounded differently
-changes a hash. `--quick` skips the recordings and certifications (bounds only, ~1 min).
+changes a hash. `--quick` skips the recordings and certifications (~2 min).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -28,6 +33,10 @@ import numpy as np
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS
 from normtheory.precision import MODELS, tolerance
+from normtheory.precision.emulation.backward import backward
+from normtheory.precision.emulation.forward import SUPPORTED_OPS, forward
+from normtheory.reference import correctly_rounded
+from normtheory.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
 VOLATILE = {"environment", "elapsed_s", "compile_s", "seconds", "timing", "recording", "worst_inputs_file",
@@ -40,7 +49,20 @@ def _digest(values) -> str:
 
 
 def _affine_for(op):
-    return "weight_bias" if op == "layernorm" else "weight"
+    return {"layernorm": "weight_bias", "l2normalize": "none"}.get(op, "weight")
+
+
+def _eps_for(op):
+    return {"layernorm": 1e-5, "l2normalize": 1e-3}.get(op, 1e-6)  # l2normalize: a floor some rows hit
+
+
+def _seeded_rows(family, fmt, n=48):
+    rng = np.random.default_rng(7)
+    x = draw_rows(family, rng, 4, n, fmt)
+    w = fmt.round_to_float64(1 + 0.25 * rng.standard_normal(n))
+    b = fmt.round_to_float64(0.5 * rng.standard_normal(n))
+    gy = fmt.round_to_float64(rng.standard_normal(x.shape))
+    return x, w, b, gy
 
 
 def bound_fingerprints() -> dict[str, str]:
@@ -55,8 +77,8 @@ def bound_fingerprints() -> dict[str, str]:
             w = fmt.round_to_float64(1 + 0.25 * rng.standard_normal(n))
             b = fmt.round_to_float64(0.5 * rng.standard_normal(n))
             gy = fmt.round_to_float64(rng.standard_normal(x.shape))
-            for op in ("layernorm", "rmsnorm", "crmsnorm"):
-                eps = 1e-5 if op == "layernorm" else 1e-6
+            for op in ("layernorm", "rmsnorm", "crmsnorm", "l2normalize"):
+                eps = _eps_for(op)
                 affine = _affine_for(op)
                 bias = b if affine == "weight_bias" else None
                 for contract in contracts:
@@ -81,6 +103,50 @@ def bound_fingerprints() -> dict[str, str]:
                     out[key] = _digest(tolerance("lpnorm", x, w, None, format=fmt_name, eps=1e-6, affine="weight", p=p))
                 except Exception as exc:
                     out[key] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def emulated_fingerprints() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fmt_name in ("bf16", "fp16"):
+        fmt = FORMATS[fmt_name]
+        for family in ("normal", "offset_1e4", "tiny", "constant", "near_constant"):
+            x, w, b, gy = _seeded_rows(family, fmt)
+            for op in SUPPORTED_OPS:
+                affine = _affine_for(op)
+                for name, model in MODELS.items():
+                    for eps_mode in ("inside", "outside"):
+                        model_here = dataclasses.replace(model, eps_mode=eps_mode)
+                        key = f"{fmt_name}/{family}/{op}/{name}/{eps_mode}"
+                        try:
+                            y = forward(op, x, w, b, model=model_here, eps=_eps_for(op), affine=affine,
+                                        out_format=fmt_name)
+                            grads = backward(op, x, gy, w, b, model=model_here, eps=_eps_for(op), affine=affine,
+                                             grad_format=fmt_name)
+                            out[key] = _digest(np.concatenate([y.ravel()] + [grads[k].ravel() for k in sorted(grads)]))
+                        except Exception as exc:
+                            out[key] = f"{type(exc).__name__}: {exc}"
+    return out
+
+
+def reference_fingerprints() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fmt_name in ("fp32", "bf16", "fp16"):
+        fmt = FORMATS[fmt_name]
+        for family in sorted(FAMILIES):
+            x, w, b, gy = _seeded_rows(family, fmt)
+            for op in REGISTRY:
+                p = 3.0 if REGISTRY[op].takes_p else None
+                for eps_mode in ("inside", "outside"):
+                    key = f"{fmt_name}/{family}/{op}/{eps_mode}"
+                    try:
+                        result, stats = correctly_rounded(op, x, w, None, format=fmt_name, eps=_eps_for(op),
+                                                          eps_mode=eps_mode, affine="weight", p=p, gy=gy,
+                                                          return_stats=True, threads=1)
+                        out[key] = _digest(np.concatenate([np.ravel(result[k]) for k in sorted(result)]))
+                        out[key + "/tiers"] = json.dumps(stats, sort_keys=True, default=str)
+                    except Exception as exc:
+                        out[key] = f"{type(exc).__name__}: {exc}"
     return out
 
 
@@ -126,6 +192,8 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bounds.json").write_text(json.dumps(bound_fingerprints(), indent=0, sort_keys=True) + "\n")
+    (args.out / "emulated.json").write_text(json.dumps(emulated_fingerprints(), indent=0, sort_keys=True) + "\n")
+    (args.out / "reference.json").write_text(json.dumps(reference_fingerprints(), indent=0, sort_keys=True) + "\n")
     if args.quick:
         return 0
     for device in ("cpu", "cuda"):
