@@ -104,7 +104,7 @@ def _abs_sum(values: torch.Tensor) -> torch.Tensor:
 
 
 def _centred(params: NormParams, x64: torch.Tensor, d: int):
-    """(ĉ, bound, degenerate rows): fastpath._centre for LayerNorm, ĉ = x exactly otherwise."""
+    """(ĉ, bound, degenerate rows): fastpath.centre for LayerNorm, ĉ = x exactly otherwise."""
     if not params.spec.centred:
         return x64, torch.zeros_like(x64), (x64 == 0).all(dim=1)
     degenerate = (x64 == x64[:, :1]).all(dim=1)
@@ -121,7 +121,7 @@ def _centred(params: NormParams, x64: torch.Tensor, d: int):
 
 
 def _normalizer(params: NormParams, c, c_err, degenerate, d: int):
-    """(r, relative bound on r) per row, (rows, 1): fastpath.row_stats and _finish_rms_family."""
+    """(r, relative bound on r) per row, (rows, 1): statistic_rules.row_stats and fastpath.finish_rms_family."""
     n = c.shape[1]
     ss, levels = _pairwise(c * c)
     ss_err = (c_err * (2 * c.abs() + c_err)).sum(dim=1) * (1 + (n + 1) * U) + (levels + 1) * U * ss

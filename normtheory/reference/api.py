@@ -21,7 +21,7 @@ import numpy as np
 
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
-from normtheory.reference import encode, fastpath, lnrms, tensors
+from normtheory.reference import encode, fastpath, lnrms, statistic_rules, tensors
 from normtheory.reference.decide import decide_interval, forward_and_decide
 from normtheory.reference.formulas import RowMath, row_is_nan
 from normtheory.reference.fused import fused_forward
@@ -29,7 +29,7 @@ from normtheory.reference.masks import CHUNK_ROWS, nan_mask
 from normtheory.reference.rings import ArbRing
 from normtheory.reference.threads import thread_count
 from normtheory.reference.ziv import SlowEvaluator
-from normtheory.registry import NormParams, resolve_params
+from normtheory.registry import NormParams, NormSpec, resolve_params
 
 _ML_DTYPES = tuple(fmt.dtype for fmt in FORMATS.values())
 
@@ -82,8 +82,6 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_
     x2 = x.reshape(1, -1) if single_row else x
     n = x2.shape[1]
     d = params.spec.model_width(n)
-    if params.op == "crmsnorm" and n < 1:
-        raise UsageError("crmsnorm needs at least one entry per row (d >= 2)")
     uses_weight = params.affine in ("weight", "weight_bias", "offset_weight")
     w_default = 0.0 if params.affine == "offset_weight" else 1.0
     w = np.full(n, w_default) if w is None else _as_float64(w, "w", w_fmt)
@@ -123,13 +121,22 @@ def correctly_rounded(op, x, w=None, b=None, *, format, eps=None, eps_mode="insi
     return (result, stats) if return_stats else result
 
 
-def _uses_row_pass(op, fmt: FloatFormat) -> bool:
-    return op in ("layernorm", "rmsnorm") and fmt.precision <= 24
+# the statistics the compiled row passes (lnrms.py, fused.py) evaluate, with eps added under the
+# root; every other op takes the vectorized path (statistic_rules.row_stats)
+ROW_PASS_STATISTICS = ("variance", "mean_square")
+
+
+def _has_row_pass(spec: NormSpec) -> bool:
+    return spec.statistic in ROW_PASS_STATISTICS and spec.eps_floor == "add"
+
+
+def _uses_row_pass(spec: NormSpec, fmt: FloatFormat) -> bool:
+    return _has_row_pass(spec) and fmt.precision <= 24
 
 
 def _correctly_rounded(op, x, w, b, gy, *, format, eps, eps_mode, affine, p, w_format, force_slow):
     fmt = format if isinstance(format, FloatFormat) else get_format(format)
-    fast_rows = _uses_row_pass(resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p).op, fmt)
+    fast_rows = _uses_row_pass(resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p).spec, fmt)
     params, fmt, x, w, b, gy, d, single_row, uses_weight = _prepare(
         op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_x=not fast_rows)
     if fast_rows:
@@ -205,13 +212,13 @@ def _non_finite_masks(params: NormParams, x, w, b, gy):
 def _forward_block(params: NormParams, fmt, x_block, b, d, factor, factor_err, out, want_yn: bool):
     """(decided, ŷ·w, ŷ, its bound, row statistics) of one block of rows, rounded into `out`."""
     has_bias = params.affine == "weight_bias"
-    if params.op in ("layernorm", "rmsnorm"):  # the common case: one compiled pass per row
+    if _has_row_pass(params.spec):  # the common case: one compiled pass per row
         decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
             params.op, x_block, d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
             fmt, fastpath.U, fastpath.SAFETY, out, want_yn)
         stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
         return decided, y, yn, yn_err, stats
-    stats = fastpath.row_stats(params, x_block, d)
+    stats = statistic_rules.row_stats(params, x_block, d)
     decided, out[...], y, yn, yn_err = forward_and_decide(stats, factor, factor_err, b, has_bias, fmt,
                                                          fastpath.U, fastpath.SAFETY)
     return decided, y, yn, yn_err, stats

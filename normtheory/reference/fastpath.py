@@ -1,6 +1,8 @@
 """Vectorized float64 evaluation of the normalizers with a rigorous error bound per element.
 
-Per row it computes the statistics (centred values, 1/N, ρ) with relative error bounds; the
+Per row it computes the statistics (centred values, 1/N, ρ) with relative error bounds (what
+differs between statistics and eps floors: reference/statistic_rules.py, which also holds the
+per-row dispatch `row_stats`); the
 forward elements and their bounds are then formed in the compiled kernel in decide.py, and
 gx here. Every output comes as an approximation ŷ and a bound E with |ŷ − y| ≤ E, y the
 exact real result. The caller rounds ŷ − E and ŷ + E to the target format:
@@ -12,7 +14,7 @@ numpy, no overflow or underflow to subnormals for inputs of at most 32 bits):
 - a sum of m terms in any order has error ≤ (m−1)·u·Σ|terms| (Higham, Thm 4.1 bound γ_{m−1},
   first order); we use (m+1)·u to absorb the rounding of each term.
 - sums whose bound matters are explicit pairwise trees: error ≤ ⌈log2 n⌉·u·Σ|terms|.
-- LayerNorm centres around a pivot (see `_centre`): the centred values carry an error
+- LayerNorm centres around a pivot (see `centre`): the centred values carry an error
   ≈ u·|c| + log2(n)·u·mean|x − μ|, never n·u·|μ|, so |mean|/std up to 1e8 stays decidable.
 - CRMSNorm's Σz and gb = Σ gy use an error-free TwoSum tree (hi + lo, error ≈ u² relative).
 - every other operation adds u·|result| (sqrt is correctly rounded in IEEE 754; pow, used
@@ -86,7 +88,7 @@ def abs_sum(values: np.ndarray):
     return np.abs(values).sum(axis=1) * (1 + (n + 1) * U)
 
 
-def _centre(x: np.ndarray, d: int):
+def centre(x: np.ndarray, d: int):
     """c = x − mean(x) with a bound that scales with the spread of x, not with |mean|.
 
     μ0 = fl(Σx)/d is only a pivot. With t = fl(x − μ0) (|t − (x − μ0)| ≤ u|t|) and
@@ -118,43 +120,12 @@ class RowStats:
     argmax_phi: np.ndarray | None = None  # p = inf: φ (exact up to u), (rows, n)
 
 
-def row_stats(params: NormParams, x: np.ndarray, d: int) -> RowStats:
-    n = x.shape[1]
-    if params.op == "layernorm":
-        degenerate = np.all(x == x[:, :1], axis=1)
-        c, c_err = _centre(x, d)
-        c[degenerate] = 0.0  # exact: a constant row is its own mean
-        c_err[degenerate] = 0.0
-    else:
-        degenerate = np.all(x == 0, axis=1)
-        c, c_err = x, np.zeros((1, 1))
-    if params.op == "lpnorm":
-        return _lp_stats(params, c, d, degenerate)
-    squares = c * c
-    ss, levels = pairwise_sum(squares)
-    ss_err = (c_err * (2 * np.abs(c) + c_err)).sum(axis=1) * (1 + (n + 1) * U) + (levels + 1) * U * ss
-    if params.spec.eps_floor == "max" and params.eps_mode == "inside":
-        return _floored_root_stats(params, c, ss, ss_err * SAFETY, degenerate)
-    if params.op == "crmsnorm":
-        hi, lo, err = tree_sum(c)
-        total = hi + lo
-        total_err = err + U * np.abs(total)
-        square = total * total
-        ss_err = ss_err + total_err * (2 * np.abs(total) + total_err) + U * square
-        ss = ss + square
-        ss_err = ss_err + U * ss
-    divisor = params.spec.statistic_divisor(n)  # d, or 1 for a plain sum (exact)
-    s = ss / divisor
-    s_err = (ss_err / divisor + U * s) * SAFETY
-    return _finish_rms_family(params, c, c_err, s, s_err, degenerate)
-
-
-def _relative(err, value):
+def relative(err, value):
     """err/value, 0 for an exact zero, inf where the value underflowed to 0 (no relative bound)."""
     return np.where(value > 0, err / np.where(value > 0, value, 1.0), np.where(err == 0, 0.0, np.inf))
 
 
-def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
+def finish_rms_family(params, c, c_err, s, s_err, degenerate):
     """From the mean square s (with bound) to r = 1/N and ρ, for eps inside or outside."""
     eps = params.eps
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -166,7 +137,7 @@ def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
             rho, rho_rel = np.ones_like(N), np.zeros_like(N)
         else:
             sigma = np.sqrt(s)
-            sigma_rel = _relative(s_err, s) / 2 + U
+            sigma_rel = relative(s_err, s) / 2 + U
             N = sigma + eps
             N_rel = (sigma * sigma_rel + U * N) / N
             rho = np.where(degenerate, 0.0, N / sigma)  # σ = 0 only on degenerate rows
@@ -176,32 +147,11 @@ def _finish_rms_family(params, c, c_err, s, s_err, degenerate):
     return RowStats(c, c_err, r[:, None], r_rel[:, None], rho[:, None], (rho_rel * SAFETY)[:, None], degenerate)
 
 
-def _floored_root_stats(params, x, s, s_err, degenerate):
-    """N = max(sqrt(s), eps) from the plain sum s = Σx² (with its bound): ρ = 0 where the floor
-    is active (Σx² < eps², gx = g/eps), 1 elsewhere. The branch is taken only where the float64
-    bounds decide it: s ± s_err against eps² (eps² rounded, relative u, and not where it may
-    have lost bits to float64's subnormals); the other rows get an infinite bound and go to the
-    slow path, which decides the branch exactly (formulas.RowMath)."""
-    eps = params.eps
-    eps_sq = eps * eps
-    margin = 2 * U * eps_sq + (TINY if eps_sq < 2.0**-1000 else 0.0)
-    floor = s + s_err < eps_sq - margin
-    root = ~floor & (s - s_err >= eps_sq + margin)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        N = np.where(floor, eps, np.sqrt(s))  # eps is exact; sqrt is correctly rounded
-        N_rel = np.where(floor, 0.0, np.where(root, _relative(s_err, s) / 2 + U, np.inf))
-        r = 1.0 / N
-    rho = np.where(floor, 0.0, 1.0)
-    r_rel = (N_rel + U) * SAFETY
-    return RowStats(x, np.zeros((1, 1)), r[:, None], r_rel[:, None], rho[:, None], np.zeros((x.shape[0], 1)),
-                    degenerate)
-
-
 def _pow_rel(q):
     return (1 + U) ** q * (1 + 2 * U) - 1
 
 
-def _lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats:
+def lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats:
     """Lp power mean computed on x / K with K = max(max|x|, √eps) so that nothing overflows."""
     p, eps = params.p, params.eps
     assert p is not None  # resolve_params gives lpnorm a p
@@ -233,7 +183,7 @@ def _lp_stats(params: NormParams, x: np.ndarray, d: int, degenerate) -> RowStats
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
             sigma_scaled = s ** (1.0 / p)
-            sigma_rel = _relative(s_err + TINY * ~degenerate, s) / p + _inexact_root_rel(p, s) + U
+            sigma_rel = relative(s_err + TINY * ~degenerate, s) / p + _inexact_root_rel(p, s) + U
             sigma = K * sigma_scaled
             N = sigma + eps
             N_rel = (sigma * sigma_rel + U * N) / N
@@ -296,7 +246,7 @@ def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
     factor, factor_err = weight_factor(params, w)
     g = gy * factor
     g_err = np.abs(gy) * factor_err + U * np.abs(g)  # (exact, hence 0 extra, when w̃ = 1)
-    if params.op == "layernorm":
+    if params.spec.centred:
         g_total, levels = pairwise_sum(g)
         mean_g = g_total[:, None] / d
         g_err_sum = np.broadcast_to(g_err, g.shape).sum(axis=1, keepdims=True) * (1 + (n + 1) * U)

@@ -29,12 +29,13 @@ from fractions import Fraction
 
 import numpy as np
 
+from normtheory.reference.statistic_rules import EXACT_FLOORS, EXACT_STATISTICS, ring_sum
 from normtheory.registry import NormParams
 
 
 def row_is_degenerate(params: NormParams, x_row: np.ndarray) -> bool:
     """True when the row's statistic is exactly 0 (constant row for LayerNorm, zero row else)."""
-    if params.op == "layernorm":
+    if params.spec.centred:
         return bool(np.all(x_row == x_row[0]))
     return bool(np.all(x_row == 0))
 
@@ -57,8 +58,8 @@ class RowMath:
         self.degenerate = row_is_degenerate(params, self.x)
         R = ring
         X = [R.const(v) for v in self.x]
-        if params.op == "layernorm":
-            mean = _ring_sum(R, X) / self.d
+        if params.spec.centred:
+            mean = ring_sum(R, X) / self.d
             self.c = [xi - mean for xi in X]
         else:
             self.c = X
@@ -69,43 +70,19 @@ class RowMath:
 
     # ---- statistics ------------------------------------------------------------------
     def _normalizer(self, X):
-        R, params, d = self.ring, self.params, self.d
-        eps = params.eps
-        op, p = params.op, params.p
-        self.rho = R.one
-        if op == "lpnorm" and math.isinf(p):
-            self._max_norm(eps)
+        """N, ρ (and p_eff) of the row: the op's statistic and eps floor (reference/statistic_rules.py)."""
+        spec = self.params.spec
+        if spec.takes_p:
+            self._lp_normalizer()
             return
-        if op in ("layernorm", "rmsnorm"):
-            s = _ring_sum(R, [ci * ci for ci in self.c]) / d
-            p_eff = 2.0
-        elif op == "crmsnorm":
-            total = _ring_sum(R, X)
-            s = (_ring_sum(R, [xi * xi for xi in X]) + total * total) / d
-            p_eff = 2.0
-        elif params.spec.statistic == "sum_square":
-            s = _ring_sum(R, [xi * xi for xi in X])
-            p_eff = 2.0
-        else:
-            p_eff = p
-            magnitudes = np.abs(self.x)
-            if not self.degenerate and np.all(magnitudes == magnitudes[0]) and self.x.size == d:
-                # equal magnitudes a: the p-th power mean is a^p, its root exactly a (this keeps
-                # constant rows exact; through |x|^p and a p-th root no ball would ever be exact)
-                top = R.const(float(magnitudes[0]))
-                if params.eps_mode == "outside" or eps == 0:
-                    sigma = top
-                    self.N = sigma + R.const(eps) if params.eps_mode == "outside" else sigma
-                    if params.eps_mode == "outside":
-                        self.rho = R.pow_elem(self.N / sigma, p - 1)
-                    self.p_eff = p
-                    return
-            s = _ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d
-        if params.eps_mode == "inside" and params.spec.eps_floor == "max":
-            self._floored_root(s, eps)
-        elif params.eps_mode == "inside":
-            floor = R.const(eps) if p_eff == 2.0 else R.eps_pow(eps, p_eff)
-            self.N = R.root(s + floor, p_eff)
+        s = EXACT_STATISTICS[spec.statistic](self.ring, X, self.c, self.divisor)
+        self._root(s, 2.0)
+
+    def _root(self, s, p_eff: float):
+        """N from the statistic s: the op's floor with eps inside, root + eps outside (ρ = (N/σ)^(p−1))."""
+        R, eps = self.ring, self.params.eps
+        if self.params.eps_mode == "inside":
+            self.N, self.rho = EXACT_FLOORS[self.params.spec.eps_floor](R, self.x, s, eps, p_eff)
         else:
             sigma = R.root(s, p_eff)
             self.N = sigma + R.const(eps)
@@ -116,14 +93,27 @@ class RowMath:
                 self.rho = R.zero  # σ = 0: ŷ = 0 everywhere, the ρ term vanishes
         self.p_eff = p_eff
 
-    def _floored_root(self, s, eps: float):
-        """N = max(sqrt(s), eps); the floor is active where Σx² < eps², decided exactly in rationals
-        (at the tie the gradient goes through the norm, as torch's clamp_min passes it there)."""
-        R = self.ring
-        square_sum = sum((Fraction(float(v)) ** 2 for v in self.x), Fraction(0))
-        self.floor_active = square_sum < Fraction(eps) ** 2
-        self.N = R.const(eps) if self.floor_active else R.sqrt(s)
-        self.rho = R.zero if self.floor_active else R.one
+    def _lp_normalizer(self):
+        """Lp: the power mean (1/d)Σ|x|^p under the 1/p root; p = inf is the max norm."""
+        R, params, d = self.ring, self.params, self.d
+        eps, p = params.eps, params.p
+        self.rho = R.one
+        if math.isinf(p):
+            self._max_norm(eps)
+            return
+        magnitudes = np.abs(self.x)
+        if not self.degenerate and np.all(magnitudes == magnitudes[0]) and self.x.size == d:
+            # equal magnitudes a: the p-th power mean is a^p, its root exactly a (this keeps
+            # constant rows exact; through |x|^p and a p-th root no ball would ever be exact)
+            top = R.const(float(magnitudes[0]))
+            if params.eps_mode == "outside" or eps == 0:
+                sigma = top
+                self.N = sigma + R.const(eps) if params.eps_mode == "outside" else sigma
+                if params.eps_mode == "outside":
+                    self.rho = R.pow_elem(self.N / sigma, p - 1)
+                self.p_eff = p
+                return
+        self._root(ring_sum(R, [R.abs_pow(v, p) for v in self.x]) / d, p)
 
     def _max_norm(self, eps: float):
         """p = inf: N = max(max|x|, √eps) (inside) or max|x| + eps (outside); exact comparisons."""
@@ -159,10 +149,10 @@ class RowMath:
     def _prepare_backward(self):
         R, d = self.ring, self.d
         self.g = [R.const(self.gy[j]) * self.weight_factor(j) for j in range(self.x.size)]
-        self.mean_g = _ring_sum(R, self.g) / d if self.params.op == "layernorm" else R.zero
-        G = _ring_sum(R, [gi * yi for gi, yi in zip(self.g, self.yn)])
+        self.mean_g = ring_sum(R, self.g) / d if self.params.spec.centred else R.zero
+        G = ring_sum(R, [gi * yi for gi, yi in zip(self.g, self.yn)])
         self.K = self.rho * G / self.divisor
-        self.sum_yn = _ring_sum(R, self.yn) if self.params.op == "crmsnorm" else R.zero
+        self.sum_yn = ring_sum(R, self.yn) if self.params.spec.statistic == "crms" else R.zero
         self._backward_ready = True
 
     def phi(self, j):
@@ -189,10 +179,3 @@ class RowMath:
     def gw_term(self, j):
         """This row's contribution gy·∂y/∂w_j to gw_j (= gy·ŷ for weight and offset_weight)."""
         return self.ring.const(self.gy[j]) * self.yn[j]
-
-
-def _ring_sum(R, values):
-    total = R.zero
-    for v in values:
-        total = total + v
-    return total

@@ -44,7 +44,7 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
  B9. A max floor (NormSpec.eps_floor "max", eps inside: N = max(sqrt(S), eps), divisor 1): where
      the floor is active N does not move with x, the exact gx = g/eps (reference/formulas.py),
      and the kernel, which branches on its own fl(sqrt(Ŝ)) < fl(eps), sets K̂ = 0: on the rows
-     where both provably take the floor (bounds/scale.floor_branches) K = E_K = 0 in B4–B6, so
+     where both provably take the floor (bounds/statistic_rules.floor_branches) K = E_K = 0 in B4–B6, so
      T = g − m; on the rows at the kink, where they may take different branches, the gradient
      jumps by r·φK and there is no bound.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the

@@ -22,7 +22,7 @@ import numpy as np
 
 from normtheory.precision.bounds.domains import spec_overflow_threshold
 from normtheory.precision.bounds.scale import scale_error
-from normtheory.precision.bounds.statistic_rules import rule_for
+from normtheory.precision.bounds.statistic_rules import placement_for, rule_for
 from normtheory.precision.bounds.statistics import StatisticError
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.registry import NormSpec
@@ -42,7 +42,7 @@ class Normalized:
     ctx: BoundContext  # the model, kind and λ these bounds are of
     d: int  # the statistic's divisor (StatisticRule.divisor: the model width for the mean statistics)
     eps: float  # the eps these bounds are of
-    # a max floor (NormSpec.eps_floor "max", bounds/scale.floor_branches): rows where the kernel and the
+    # an eps floor that pins the scale (bounds/statistic_rules.EPS_FLOORS): rows where the kernel and the
     # exact formula both take the eps floor (no projection in the backward), and rows where they may differ
     floor_rows: np.ndarray | None = None
     kink_rows: np.ndarray | None = None
@@ -89,7 +89,8 @@ def shared_or_evaluated(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps
 def _normalized_error(spec: NormSpec, x: np.ndarray, ctx: BoundContext, *, eps: float, scale_only: bool) -> Normalized:
     u, eta, eta_in = ctx.u, ctx.eta, ctx.eta_in
     stat = statistic_error(spec, x, ctx)
-    scale = scale_error(stat.value, stat.err, ctx=ctx, eps=eps, scale_only=scale_only, eps_floor=spec.eps_floor)
+    scale = scale_error(stat.value, stat.err, ctx=ctx, eps=eps, placement=placement_for(spec, ctx.model),
+                        scale_only=scale_only)
     r, rho_R = scale.r, scale.rho_R
     centred = x - x.mean(axis=1, keepdims=True) if spec.centred else x
     n_values = centred * r[:, None]

@@ -14,16 +14,9 @@ Notation as in bounds/forward.py; E_stat the bound on the statistic's error (bou
     relative accuracy left (one-pass at |μ| ≫ σ, Welford at κ ≈ 1/(k·u)) still gets a bound,
     the one the floor gives. |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
 Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|).
-Max floor (eps inside for an op with NormSpec.eps_floor "max": r = 1/max(sqrt(stat), eps), the
-kernel's scalê = max(fl(sqrt(stat̂)), fl(eps)), then r̂ = RN(1/scalê) moved as the rsqrt is):
-|fl(sqrt(stat̂)) − sqrt(stat)| ≤ E_root := e_r + u(sqrt(stat) + e_r) + η (e_r the square-root
-difference above) and |fl(eps) − eps| ≤ e_ε; max is 1-Lipschitz in each argument, so
-|scalê − N| ≤ E_N := max(E_root, e_ε), N = max(sqrt(stat), eps), and ρ_r = max(N/max(N − E_N,
-eps_low) − 1, 1 − N/(N + E_N)) — infinite where 1/max(N − E_N, eps_low) may leave the
-accumulator's range (the eps floor caps r at 1/eps, which fp16 cannot hold for eps < 2^-16).
-The branch (which of the two is the max) matters for the backward: `floor_branches` says on
-which rows the kernel's comparison fl(sqrt(stat̂)) < fl(eps) and the exact Σx² < eps² provably
-agree (floor, or the norm), and which are at the kink.
+Where the kernel puts eps is an `EpsPlacement`: inside the root and outside it are here; an
+op's own floor on the root (NormSpec.eps_floor "max") is bounds/statistic_rules.py's, with the
+rows where the floor pins the scale (the backward's B9, bounds/backward_gx.py).
 
 Probabilistic kind: the rsqrt error α, the scale's rounding of eps and the rounding of v̂ stay
 worst-case: they are single, possibly systematic errors (a hardware rsqrt may err with the same
@@ -39,6 +32,7 @@ bounds/backward_weights.py), where it always pays, not here (proofs/test_bounds_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +48,8 @@ class ScaleError:
     r: np.ndarray  # exact 1/scale per row
     rho_R: np.ndarray  # bound on |r̂/r − 1| per row
     rho_stat: np.ndarray  # its statistic's part ρ_r: bound on |z/r − 1|, z = 1/scalê exactly
-    # max floor only (`floor_branches`; all False otherwise): rows where the kernel and the exact
-    # formula both take the eps floor, and rows where they may take different branches
+    # a placement that can pin the scale (EpsPlacement.branches; None otherwise): rows where the
+    # kernel and the exact formula both take the eps floor, and rows where they may take different branches
     floor_rows: np.ndarray | None = None
     kink_rows: np.ndarray | None = None
 
@@ -89,8 +83,21 @@ def rsqrt_error_per_row(model: Model, acc: FloatFormat, r: np.ndarray, rho_r: np
     return np.where(ok, np.minimum(per_row, alpha), alpha)
 
 
-def scale_error(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, scale_only: bool = False,
-                eps_floor: str = "add") -> ScaleError:
+# (stat, err_stat, *, ctx, eps, eps_low, scale_only) -> (r, ρ_r); (stat, err_stat, *, ctx, eps) -> (floor, kink)
+PlacementBound = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class EpsPlacement:
+    """Where the kernel puts eps, as the bounds see it: r and ρ_r from the statistic and its error,
+    and, for a floor that can pin the scale, on which rows it provably does (floor) or may (kink)."""
+
+    scale: PlacementBound
+    branches: PlacementBound | None = None
+
+
+def scale_error(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, placement: EpsPlacement,
+                scale_only: bool = False) -> ScaleError:
     """(r = exact 1/scale, bound ρ_R on |r̂/r − 1|, its statistic's part ρ_r) per row (steps 3–4).
 
     Probabilistic kind (the worst-case bound keeps its relative forms): two single roundings are
@@ -102,16 +109,16 @@ def scale_error(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, ep
     rounding of v̂ is one more increment of the same martingale (mean zero given the statistic's
     roundings, at most u·binade(…)): the two add in squares. Not a bound at any λ; for the row
     scales of the backward (P2, bounds/backward_weights.py), where every increment is weighted by
-    λ = LAMBDA > 1 later. `eps_floor`: the op's NormSpec.eps_floor (how eps enters inside)."""
+    λ = LAMBDA > 1 later. `placement`: where the kernel puts eps (statistic_rules.placement_for)."""
     model, u, eta = ctx.model, ctx.u, ctx.eta
     # v̂ ≥ fl(eps) ≥ eps_low: every statistic the models compute is ≥ 0 (sums of squares;
     # Welford's increments δ̂·â are ≥ 0 because rounding is monotone; one-pass clamps), so the
     # computed scale never falls below the rounded eps, however large the statistic's error
     eps_low = max(eps * (1 - u) - eta, 0.0)
-    key = placement_key(model.eps_mode, eps_floor)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r, rho_r = EPS_PLACEMENTS[key](stat, err_stat, ctx=ctx, eps=eps, eps_low=eps_low, scale_only=scale_only)
-        floor, kink = floor_branches(stat, err_stat, ctx=ctx, eps=eps) if key == "max_floor" else (None, None)
+        r, rho_r = placement.scale(stat, err_stat, ctx=ctx, eps=eps, eps_low=eps_low, scale_only=scale_only)
+        branches = placement.branches
+        floor, kink = branches(stat, err_stat, ctx=ctx, eps=eps) if branches is not None else (None, None)
     alpha = rsqrt_error_per_row(model, ctx.acc, r, rho_r) if ctx.probabilistic else rsqrt_relative_error(model, u)
     return ScaleError(r, (1 + rho_r) * (1 + alpha) - 1, rho_r, floor, kink)
 
@@ -143,48 +150,13 @@ def _eps_outside_root(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundConte
     return 1 / den, rho_r
 
 
-def _root_error(stat: np.ndarray, err_stat: np.ndarray, ctx: BoundContext) -> tuple[np.ndarray, np.ndarray]:
-    """(sqrt(stat), E_root): the bound on |fl(sqrt(stat̂)) − sqrt(stat)| (module docstring)."""
+def root_error(stat: np.ndarray, err_stat: np.ndarray, ctx: BoundContext) -> tuple[np.ndarray, np.ndarray]:
+    """(sqrt(stat), E_root): the bound on |fl(sqrt(stat̂)) − sqrt(stat)|, the square root's
+    difference min(|a − b|/sqrt(b), sqrt|a − b|) plus the rounding of the computed root."""
     root = np.sqrt(stat)
     err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
     return root, err_root + ctx.u * (root + err_root) + ctx.eta
 
 
-def _eps_max_floor(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, eps_low: float,
-                   scale_only: bool) -> tuple[np.ndarray, np.ndarray]:
-    """r = 1/max(sqrt(stat), eps) and ρ_r (module docstring). `scale_only`: the square root's
-    rounding and fl(eps) are added to the statistic's scale linearly, worst-case (larger than
-    adding in squares, so the backward's λ-weighted use of it stays an upper bound)."""
-    root, err_root = _root_error(stat, err_stat, ctx)
-    N = np.maximum(root, eps)
-    err_N = np.maximum(err_root, ctx.u * eps + ctx.eta)  # max is 1-Lipschitz in each argument
-    low = np.maximum(N - err_N, eps_low)
-    rho_r = np.maximum(np.where(low > 0, N / low, np.inf) - 1, 1 - N / (N + err_N))
-    # r̂ ≤ 1/low (moved a few ulps): where that may exceed the accumulator's range (fp16 with a
-    # small eps: 1/eps > 65504) the kernel's r̂ is inf, and there is no bound
-    fits = 1 / low <= ctx.acc.max_finite / 2
-    return 1 / N, np.where(fits, rho_r, np.inf)
-
-
-def floor_branches(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext,
-                   eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(floor, kink) rows of a max floor: the kernel takes the floor where fl(sqrt(stat̂)) <
-    fl(eps) and the exact formula where stat < eps² (at the tie the norm: registry.py). Both
-    take the floor where sqrt(stat) + E_root < eps − e_ε, both the norm where sqrt(stat) − E_root
-    ≥ eps + e_ε; between them (widened by 2^-50 for binary64's own evaluation) they may differ:
-    the kink, where the gradient jumps and no gradient bound holds."""
-    root, err_root = _root_error(stat, err_stat, ctx)
-    margin = (err_root + ctx.u * eps + ctx.eta) * (1 + 2.0**-20) + 2.0**-50 * (root + eps)
-    floor = root + margin < eps
-    on_norm = root - margin >= eps
-    return floor, ~(floor | on_norm)
-
-
-def placement_key(eps_mode: str, eps_floor: str) -> str:
-    """The EPS_PLACEMENTS entry of a model's eps_mode for an op's NormSpec.eps_floor."""
-    return "max_floor" if eps_mode == "inside" and eps_floor == "max" else eps_mode
-
-
-# where the kernel puts eps (`placement_key`: models.Model.eps_mode and NormSpec.eps_floor):
-# (stat, err_stat, ...) -> (r, ρ_r)
-EPS_PLACEMENTS = {"inside": _eps_inside_root, "outside": _eps_outside_root, "max_floor": _eps_max_floor}
+INSIDE_ROOT = EpsPlacement(_eps_inside_root)  # sqrt(stat + eps): NormSpec.eps_floor "add"
+OUTSIDE_ROOT = EpsPlacement(_eps_outside_root)  # sqrt(stat) + eps: models.Model.eps_mode "outside", every op

@@ -13,9 +13,7 @@ LayerNorm two-pass:
     Σ(c_i + δμ)² = dσ² + d·δμ² exactly — the first-order error of the mean cancels, which is
     why two-pass is good. With the square, the h additions and the scaling by fl(1/d):
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
-RMSNorm: q̂ = q(1 + θ_{h+3}); the mean term is absent. L2 normalisation: the plain sum
-Ŝ = Σx²(1 + θ_{h+1}) termwise (the square and h additions; no scaling, its divisor is 1).
-CRMSNorm: Σz with error γ_h·Σ|z|, (Σz)² then error E₁(2|Σz| + E₁), plus γ_{h+5}(Σz² + (Σz)²)/d.
+The statistics without a mean (RMSNorm's, CRMSNorm's, L2 normalisation's) are bounds/statistic_rules.py's.
 One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) + (1 + γ₂)·Δ(2|μ| + Δ) —
 relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Every statistic adds (n + 4)·η for the underflow of its roundings.
@@ -43,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normtheory.precision.toolkit.context import BoundContext
-from normtheory.precision.toolkit.rounding import binade, scaled_sum_error, scaling_gamma
+from normtheory.precision.toolkit.rounding import scaled_sum_error, scaling_gamma
 from normtheory.precision.toolkit.sums import positive_sum_error, probabilistic_sum_error
 
 
@@ -88,60 +86,6 @@ def mean_error(x: np.ndarray, ctx: BoundContext) -> np.ndarray:
     gamma2 = scaling_gamma(n, ctx.u)
     sum_error = np.minimum(probabilistic_sum_error(x, ctx), ctx.gamma(h) * abs_x.sum(axis=1))
     return ((1 + gamma2) * sum_error + gamma2 * np.abs(x.sum(axis=1))) / n + 2 * ctx.eta
-
-
-def mean_square_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:
-    """RMSNorm: q̂ = fl(Σx²·fl(1/d)) = q(1 + θ_{h+3}); probabilistic: the sum of squares' martingale."""
-    rows, n = x.shape
-    h, u = ctx.model.reduction_depth(n), ctx.u
-    q = (x * x).mean(axis=1)
-    err = ctx.gamma(h + 3) * q
-    if ctx.probabilistic:  # DAZ: of the loaded x' (see mean_error)
-        loaded = ctx.loaded(x)
-        err = np.minimum(err, scaled_sum_error(positive_sum_error(loaded * loaded, ctx), q * n, n, u))
-    return StatisticError(np.zeros(rows), q, err + statistic_underflow(x, ctx))
-
-
-def sum_square_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:
-    """L2 normalisation (divisor d = 1): Ŝ = Σx² as the model's tree sums the squares, each term
-    through at most h + 1 roundings, |Ŝ − S| ≤ γ_{h+1}·S; probabilistic: the sum of squares'
-    martingale (as `mean_square_error`'s, without the scaling). DAZ: a flushed input has
-    |x| < η_in, so Σx'² differs from Σx² by at most n·η_in² (the shift of normalized.py's
-    statistic_error is written for the mean statistics, whose root moves by η_in, not sqrt(n)·η_in)."""
-    rows, n = x.shape
-    h = ctx.model.reduction_depth(n)
-    total = (x * x).sum(axis=1)
-    err = ctx.gamma(h + 1) * total
-    if ctx.probabilistic:  # DAZ: of the loaded x' (see mean_error)
-        loaded = ctx.loaded(x)
-        err = np.minimum(err, positive_sum_error(loaded * loaded, ctx))
-    return StatisticError(np.zeros(rows), total, err + statistic_underflow(x, ctx) + n * ctx.eta_in**2)
-
-
-def crms_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:
-    """CRMSNorm: Ŝ = fl(fl(ŝ1·ŝ1) + ŝ2)·fl(1/d) over the n = d − 1 stored entries."""
-    rows, n = x.shape
-    h, u, g = ctx.model.reduction_depth(n), ctx.u, ctx.gammas
-    underflow = statistic_underflow(x, ctx)
-    s1, s2 = x.sum(axis=1), (x * x).sum(axis=1)
-    e1 = g(h) * np.abs(x).sum(axis=1)
-    total = (s1 * s1 + s2) / d
-    err = g(h + 5) * total + (1 + g(2)) * e1 * (2 * np.abs(s1) + e1) / d + underflow
-    if ctx.probabilistic:
-        # Ŝ = fl(fl(ŝ1·ŝ1) + ŝ2) (one rounding with FMA) from the two tree sums, each bounded
-        # by its own martingale (two union events): |ŝ1² − s1²| ≤ e1(2|s1| + e1), |ŝ2 − s2| ≤
-        # e2, and the product and the add each move Ŝ by at most half an ulp of their result
-        # (u·binade, worst case: binade is monotone, so the bound's binade covers the value's).
-        # Then fl(Ŝ·fl(1/d)) as for the other statistics. DAZ: of the loaded x' (as above).
-        loaded = ctx.loaded(x)
-        l1, l2 = loaded.sum(axis=1), (loaded * loaded).sum(axis=1)
-        e1_prob = np.minimum(g(h) * np.abs(loaded).sum(axis=1), probabilistic_sum_error(loaded, ctx))
-        e2_prob = positive_sum_error(loaded * loaded, ctx)
-        inner = e1_prob * (2 * np.abs(l1) + e1_prob) + e2_prob
-        product_rounding = u * binade((np.abs(l1) + e1_prob) ** 2)
-        err_sum = inner + product_rounding + u * binade(l1 * l1 + l2 + inner + product_rounding)
-        err = np.minimum(err, scaled_sum_error(err_sum, l1 * l1 + l2, d, u) + underflow)
-    return StatisticError(np.zeros(rows), total, err)
 
 
 def two_pass_variance_error(x: np.ndarray, ctx: BoundContext, d: int) -> StatisticError:

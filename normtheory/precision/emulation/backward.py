@@ -27,7 +27,7 @@ the kernel forms from what its forward computed, σ̂ = fl(sqrt(stat̂)) and den
     K̂ = fl(fl(B̂·fl(1/d))·ρ̂);
 the rest is as above.
 
-A max floor (l2normalize, eps inside: r = 1/max(fl(sqrt(stat̂)), fl(eps)), emulation/forward.py):
+A max floor (l2normalize, eps inside: r = 1/max(fl(sqrt(stat̂)), fl(eps)), emulation/statistic_rules.py):
 where the kernel's floor is active, fl(sqrt(stat̂)) < fl(eps), the scale does not move with x and
 K̂ = 0 (gx = fl(g·r̂), no projection); at the tie and above, the projection as above with the
 divisor 1 (d is NormSpec.statistic_divisor everywhere here).
@@ -40,12 +40,11 @@ import numpy as np
 from normtheory.formats import as_format
 from normtheory.precision.emulation.arith import Arith
 from normtheory.precision.emulation.forward import (
+    backward_floor,
     emulated_spec,
-    floor_active,
     normalize,
     statistic,
     truncate,
-    uses_max_floor,
 )
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
 from normtheory.precision.models import Model
@@ -100,8 +99,9 @@ def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, ou
     spec = emulated_spec(op)
     if model.eps_mode == "outside":
         k = ar.mul(k, _outside_factor(op, x, ar=ar, model=model, eps=eps, d=d))
-    if uses_max_floor(spec, model):  # the floor's scale does not move with x: no projection
-        k = np.where(floor_active(statistic(op, x, ar, model, d)[1], eps, ar), 0.0, k)
+    floor = backward_floor(spec, model)
+    if floor is not None and floor.pinned_rows is not None:  # a pinned scale does not move with x: no projection
+        k = np.where(floor.pinned_rows(statistic(op, x, ar, model, d)[1], eps, ar), 0.0, k)
     if spec.statistic == "crms":  # CRMSNorm's direction n + Σn (bounds/statistic_rules.py)
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])
     else:

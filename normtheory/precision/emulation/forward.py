@@ -14,6 +14,7 @@ accumulator format):
                     rmsnorm  : q = Σx²·fl(1/d)
                     crmsnorm : q = (Σz² + (Σz)²)·fl(1/d)
                     sum_square (l2normalize): q = Σx² (divisor 1: fl(1/1) = 1, exact)
+                    (each statistic and floor: emulation/statistic_rules.py)
     scale           inside : r = rsqrt(v + fl(eps));  outside: r = 1/(sqrt(v) + fl(eps))
                     inside with a max floor (NormSpec.eps_floor "max"): r = 1/max(fl(sqrt(v)), fl(eps))
                     — the floor is active where fl(sqrt(v)) < fl(eps) (strictly: at the tie the
@@ -34,43 +35,15 @@ import numpy as np
 
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.emulation.arith import Arith
-from normtheory.precision.emulation.reductions import tree_sum, tree_sum_squares, welford
+from normtheory.precision.emulation.statistic_rules import (
+    ADD_FLOOR,
+    EMULATED_STATISTICS,
+    SUPPORTED_OPS,
+    EmulatedFloor,
+    floor_for,
+)
 from normtheory.precision.models import Model
-from normtheory.registry import REGISTRY, NormSpec, get_spec
-
-
-def _variance(x: np.ndarray, ar: Arith, model: Model, inv_d):
-    """LayerNorm: (mean, variance) by the model's statistics algorithm."""
-    if model.stats == "two_pass":
-        mean = ar.mul(tree_sum(x, ar, model), inv_d)
-        centred = ar.sub(x, mean[:, None])
-        return mean, ar.mul(tree_sum_squares(centred, ar, model), inv_d)
-    if model.stats == "welford":
-        mean, m2 = welford(x, ar, model)
-        return mean, ar.mul(m2, inv_d)
-    mean = ar.mul(tree_sum(x, ar, model), inv_d)
-    mean_square = ar.mul(tree_sum_squares(x, ar, model), inv_d)
-    var = ar.mul_add(-mean, mean, mean_square, model.fma)
-    return mean, np.maximum(var, 0.0)
-
-
-def _mean_square(x: np.ndarray, ar: Arith, model: Model, inv_d):
-    """RMSNorm: (None, Σx²·fl(1/d))."""
-    return None, ar.mul(tree_sum_squares(x, ar, model), inv_d)
-
-
-def _crms(x: np.ndarray, ar: Arith, model: Model, inv_d):
-    """CRMSNorm: (None, (Σz² + (Σz)²)·fl(1/d)), the square of Σz fused into the add when contracting."""
-    s1 = tree_sum(x, ar, model)
-    s2 = tree_sum_squares(x, ar, model)
-    return None, ar.mul(ar.mul_add(s1, s1, s2, model.fma), inv_d)
-
-
-# the emulated statistic of each registry statistic (registry.STATISTICS); Lp's power mean is
-# emulated by emulation/lp.py
-EMULATED_STATISTICS = {"variance": _variance, "mean_square": _mean_square, "crms": _crms,
-                       "sum_square": _mean_square}  # the sum: its divisor (NormSpec.statistic_divisor) is 1
-SUPPORTED_OPS = tuple(name for name, spec in REGISTRY.items() if spec.statistic in EMULATED_STATISTICS)
+from normtheory.registry import NormSpec, get_spec
 
 
 def emulated_spec(op: str) -> NormSpec:
@@ -86,23 +59,18 @@ def statistic(op: str, x: np.ndarray, ar: Arith, model: Model, d: int):
     return EMULATED_STATISTICS[emulated_spec(op).statistic](x, ar, model, ar.round(1.0 / d))
 
 
-def uses_max_floor(spec: NormSpec, model: Model) -> bool:
-    """eps inside for an op whose inside placement is a floor on the root (max(sqrt(v), eps))."""
-    return model.eps_mode == "inside" and spec.eps_floor == "max"
+def backward_floor(spec: NormSpec, model: Model) -> EmulatedFloor | None:
+    """The op's eps floor where the model puts eps inside (the backward asks it which rows it pins), else None."""
+    return floor_for(spec) if model.eps_mode == "inside" else None
 
 
-def floor_active(stat: np.ndarray, eps: float, ar: Arith) -> np.ndarray:
-    """Rows where a max-floor kernel takes the floor: fl(sqrt(v)) < fl(eps), strictly."""
-    return ar.sqrt(stat) < ar.round(eps)
-
-
-def inverse_scale(stat: np.ndarray, eps: float, ar: Arith, model: Model, *, max_floor: bool = False) -> np.ndarray:
+def inverse_scale(stat: np.ndarray, eps: float, ar: Arith, model: Model, *, floor: EmulatedFloor = ADD_FLOOR) -> np.ndarray:
+    """r̂ per row: `floor` is the op's inside placement (emulation/statistic_rules.EPS_FLOORS),
+    used when the model puts eps inside; outside, 1/(sqrt(v) + fl(eps)) for every op."""
     eps_acc = ar.round(eps)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if max_floor:
-            exact_ish = 1.0 / np.maximum(ar.sqrt(stat), eps_acc)
-        elif model.eps_mode == "inside":
-            exact_ish = 1.0 / np.sqrt(ar.add(stat, eps_acc))
+        if model.eps_mode == "inside":
+            exact_ish = floor.inverse_scale(stat, eps_acc, ar)
         else:
             exact_ish = 1.0 / ar.add(ar.sqrt(stat), eps_acc)
     r = ar.round(exact_ish)
@@ -140,7 +108,7 @@ def normalize(op: str, x: np.ndarray, ar: Arith, model: Model, eps: float):
     spec = emulated_spec(op)
     d = spec.statistic_divisor(x.shape[1])
     mean, stat = statistic(op, x, ar, model, d)
-    r = inverse_scale(stat, eps, ar, model, max_floor=uses_max_floor(spec, model))
+    r = inverse_scale(stat, eps, ar, model, floor=floor_for(spec))
     centred = x if mean is None else ar.sub(x, mean[:, None])
     return d, r, ar.mul(centred, r[:, None])
 
