@@ -12,12 +12,11 @@ import argparse
 
 from normtheory.certify.report import write_report
 from normtheory.cli.reference import EPS_HELP, OPS_HELP
+from normtheory.kernels.catalog import CATALOG
 from normtheory.output_files import check_writable, write_json_file
 
 CERT_FORMATS = "fp32 | fp16 | bf16"
-KERNEL_HELP = ("catalog name (torch.layer_norm, torch.rms_norm, torch.crms_norm, hf.llama_rms_norm, hf.gemma_rms_norm, "
-               "compiled.layer_norm, compiled.rms_norm, liger.rms_norm, liger.layer_norm, lp.naive, lp.stable, "
-               "torch.normalize, fp8.rms_norm, fp8.layer_norm, add_rmsnorm, add_layernorm) or module:callable")
+KERNEL_HELP = f"catalog name ({', '.join(CATALOG)}) or module:callable"  # from the catalog: a new kernel edits no help
 SIGNATURE = """\
 KERNEL as module:callable (imported with the current directory on sys.path):
   fn(x, weight, bias, eps, **params) -> y          torch tensors in --format; weight/bias may be None;

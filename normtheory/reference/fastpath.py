@@ -274,7 +274,7 @@ def backward_gx(params: NormParams, stats: RowStats, yn, yn_err, w, gy, d: int):
 
 def _phi(params, stats, yn, yn_err):
     spec = params.spec
-    if not (spec.takes_p or spec.statistic == "crms"):  # LayerNorm, RMSNorm, L2 normalisation
+    if not (spec.takes_p or spec.statistic == "crms"):  # a sum of squares: φ = ŷ
         return yn, yn_err
     if spec.statistic == "crms":
         total = yn.sum(axis=1, keepdims=True)

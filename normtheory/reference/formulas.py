@@ -5,20 +5,19 @@ Forward, for a row x of n entries and model width d (n = d - 1 for CRMSNorm):
     y = ŷ, ŷ·w, ŷ·w + b or ŷ·(1 + w) by affine mode.
 Backward (vector-Jacobian product for an incoming gradient gy), with g = gy·w̃ (w̃ = 1, w or
 1 + w) and r = 1/N, one formula covers every op and eps placement:
-    gx_j = r · (g_j − [LayerNorm] mean(g) − ρ · (Σ_i g_i ŷ_i / d) · φ_j)
-where φ_j (the direction in which N moves with x_j, scaled so that LayerNorm/RMSNorm give
-φ = ŷ) is, per op:
-    LayerNorm, RMSNorm:  φ_j = ŷ_j
+    gx_j = r · (g_j − [centred ops] mean(g) − ρ · (Σ_i g_i ŷ_i / D) · φ_j)
+with D the statistic's divisor (NormSpec.statistic_divisor: d for the mean statistics, 1 for a
+plain sum), and φ_j (the direction in which N moves with x_j, scaled so that LayerNorm/RMSNorm
+give φ = ŷ) is, per statistic:
+    a sum of squares (LayerNorm's, RMSNorm's, ...):  φ_j = ŷ_j
     CRMSNorm:            φ_j = ŷ_j + Σ_i ŷ_i
     Lp, 1 <= p < inf:    φ_j = sign(x_j)·|ŷ_j|^(p-1)
     Lp, p = inf:         φ_j = d·sign(x_j)/k on the k entries of largest |x| (0 where the √eps
                          floor is the max; ties split evenly, as torch's amax does)
-    L2 normalisation:    φ_j = ŷ_j, with the divisor 1 in place of d (N = sqrt(Σx²))
 and ρ = 1 with eps inside; with eps outside (N = σ + eps, σ the root) ρ = (N/σ)^(p-1)
 (p = 2 for the RMS family), and 0 when σ = 0 (then every ŷ is 0 and the term vanishes).
-With a max floor (NormSpec.eps_floor "max": N = max(sqrt(s), eps)) ρ = 0 where the floor is
-active, Σx² < eps² exactly (N does not move with x there: gx = g/eps), and 1 elsewhere — at
-the tie too, torch's clamp_min convention (registry.py).
+An eps floor that pins N on some rows (reference/statistic_rules.EXACT_FLOORS) gives ρ = 0
+there: N does not move with x, gx = r·g.
 gw_j = Σ_rows gy·ŷ (weight modes), gb_j = Σ_rows gy. The derivations are in proofs/.
 """
 
@@ -159,7 +158,7 @@ class RowMath:
         R, spec = self.ring, self.params.spec
         if spec.statistic == "crms":
             return self.yn[j] + self.sum_yn
-        if not spec.takes_p:  # LayerNorm, RMSNorm, L2 normalisation
+        if not spec.takes_p:  # a sum of squares: φ = ŷ
             return self.yn[j]
         sign = int(np.sign(self.x[j]))
         if math.isinf(self.params.p):

@@ -13,7 +13,7 @@ LayerNorm two-pass:
     Σ(c_i + δμ)² = dσ² + d·δμ² exactly — the first-order error of the mean cancels, which is
     why two-pass is good. With the square, the h additions and the scaling by fl(1/d):
     var̂ = (σ² + δμ²)(1 + θ_{h+5}), so |var̂ − σ²| ≤ γ_{h+5}(σ² + Δ²) + Δ².
-The statistics without a mean (RMSNorm's, CRMSNorm's, L2 normalisation's) are bounds/statistic_rules.py's.
+The statistics without a mean are bounds/statistic_rules.py's.
 One-pass: var̂ = fl(q̂ − μ̂²): |var̂ − σ²| ≤ γ_{h+5}(q + (|μ| + Δ)²) + (1 + γ₂)·Δ(2|μ| + Δ) —
 relative to v that is ≈ h·u·κ², the catastrophe of E[x²] − E[x]².
 Every statistic adds (n + 4)·η for the underflow of its roundings.

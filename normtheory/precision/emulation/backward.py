@@ -1,4 +1,4 @@
-"""White-box emulated backward kernels (gx, gw, gb) for LayerNorm, RMSNorm, CRMSNorm and l2normalize.
+"""White-box emulated backward kernels (gx, gw, gb) for every op with an emulated statistic.
 
 A model of the class of careful backward kernels, not a copy of one library's kernel (for every
 named model; no backward output is claimed bit-identical to a real kernel's). Per row,
@@ -27,10 +27,10 @@ the kernel forms from what its forward computed, σ̂ = fl(sqrt(stat̂)) and den
     K̂ = fl(fl(B̂·fl(1/d))·ρ̂);
 the rest is as above.
 
-A max floor (l2normalize, eps inside: r = 1/max(fl(sqrt(stat̂)), fl(eps)), emulation/statistic_rules.py):
-where the kernel's floor is active, fl(sqrt(stat̂)) < fl(eps), the scale does not move with x and
-K̂ = 0 (gx = fl(g·r̂), no projection); at the tie and above, the projection as above with the
-divisor 1 (d is NormSpec.statistic_divisor everywhere here).
+An eps floor that pins the scale (emulation/statistic_rules.EmulatedFloor.pinned_rows, eps
+inside): on the rows where the kernel's own comparison takes the floor the scale does not move
+with x and K̂ = 0 (gx = fl(g·r̂), no projection); elsewhere the projection as above, with the
+statistic's divisor (d is NormSpec.statistic_divisor everywhere here).
 """
 
 from __future__ import annotations

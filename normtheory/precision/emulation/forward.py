@@ -13,12 +13,9 @@ accumulator format):
                     one_pass : s1 = Σx, s2 = Σx²; μ = s1·fl(1/d); var = max(s2·fl(1/d) − μ², 0)
                     rmsnorm  : q = Σx²·fl(1/d)
                     crmsnorm : q = (Σz² + (Σz)²)·fl(1/d)
-                    sum_square (l2normalize): q = Σx² (divisor 1: fl(1/1) = 1, exact)
-                    (each statistic and floor: emulation/statistic_rules.py)
+                    (every statistic: emulation/statistic_rules.EMULATED_STATISTICS)
     scale           inside : r = rsqrt(v + fl(eps));  outside: r = 1/(sqrt(v) + fl(eps))
-                    inside with a max floor (NormSpec.eps_floor "max"): r = 1/max(fl(sqrt(v)), fl(eps))
-                    — the floor is active where fl(sqrt(v)) < fl(eps) (strictly: at the tie the
-                    norm, torch's clamp_min convention; emulation/backward.py drops the projection there)
+                    inside, the op's own floor (NormSpec.eps_floor): emulation/statistic_rules.EPS_FLOORS
                     r is the correctly rounded value moved `rsqrt_ulps` ulps (up on even rows,
                     down on odd rows: both signs of a hardware error), then, if `rsqrt_rel`,
                     multiplied by (1 ± rsqrt_rel) and rounded (an approximate rsqrt).
