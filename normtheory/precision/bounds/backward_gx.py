@@ -41,12 +41,12 @@ Derivation (proofs/test_bounds_algebra.py checks the algebra):
      |fl(K̂'ρ̂) − ρK| ≤ (ρ + E_ρ)E_K' + E_ρ|K| + u(ρ + E_ρ)(|K| + E_K') + η replaces E_K, and
      ρK replaces K in B4–B6. No bound where σ ≤ E_σ (σ may be 0: not differentiable there).
      n̂, r̂ and their errors are bounds/normalized.py's for eps outside; gw and gb are unchanged.
- B9. A max floor (NormSpec.eps_floor "max", eps inside: N = max(sqrt(S), eps), divisor 1): where
-     the floor is active N does not move with x, the exact gx = g/eps (reference/formulas.py),
-     and the kernel, which branches on its own fl(sqrt(Ŝ)) < fl(eps), sets K̂ = 0: on the rows
-     where both provably take the floor (bounds/statistic_rules.floor_branches) K = E_K = 0 in B4–B6, so
-     T = g − m; on the rows at the kink, where they may take different branches, the gradient
-     jumps by r·φK and there is no bound.
+ B9. An eps floor that can pin the scale (eps inside; bounds/statistic_rules.EPS_FLOORS, an
+     EpsPlacement with `branches`): where the floor is active N does not move with x, the exact
+     gx = r·g (reference/formulas.py), and the kernel, which branches on its own comparison, sets
+     K̂ = 0: on the rows where both provably take the floor (`Normalized.floor_rows`) K = E_K = 0
+     in B4–B6, so T = g − m; on the rows at the kink (`Normalized.kink_rows`), where they may
+     take different branches, the gradient jumps by r·φK and there is no bound.
 Exact quantities (m, K, T, Σgn) are evaluated in binary64; each is widened by 2^-50 times the
 sum of the magnitudes it came from, which covers binary64's own rounding for n, R ≤ 2^20
 (toolkit/rounding.F64_SLOP).

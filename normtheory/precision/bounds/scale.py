@@ -14,9 +14,9 @@ Notation as in bounds/forward.py; E_stat the bound on the statistic's error (bou
     relative accuracy left (one-pass at |μ| ≫ σ, Welford at κ ≈ 1/(k·u)) still gets a bound,
     the one the floor gives. |r̂/r − 1| ≤ ρ_R := (1 + ρ_r)(1 + α) − 1.
 Eps outside (r = 1/(sqrt(stat) + eps)): |sqrt(a) − sqrt(b)| ≤ min(|a − b|/sqrt(b), sqrt|a − b|).
-Where the kernel puts eps is an `EpsPlacement`: inside the root and outside it are here; an
-op's own floor on the root (NormSpec.eps_floor "max") is bounds/statistic_rules.py's, with the
-rows where the floor pins the scale (the backward's B9, bounds/backward_gx.py).
+Where the kernel puts eps is an `EpsPlacement`: inside the root and outside it are here; the
+op's own inside placement (NormSpec.eps_floor) is chosen in bounds/statistic_rules.py, which also
+holds the floors that can pin the scale (the backward's B9, bounds/backward_gx.py).
 
 Probabilistic kind: the rsqrt error α, the scale's rounding of eps and the rounding of v̂ stay
 worst-case: they are single, possibly systematic errors (a hardware rsqrt may err with the same
@@ -158,5 +158,5 @@ def root_error(stat: np.ndarray, err_stat: np.ndarray, ctx: BoundContext) -> tup
     return root, err_root + ctx.u * (root + err_root) + ctx.eta
 
 
-INSIDE_ROOT = EpsPlacement(_eps_inside_root)  # sqrt(stat + eps): NormSpec.eps_floor "add"
+INSIDE_ROOT = EpsPlacement(_eps_inside_root)  # sqrt(stat + eps)
 OUTSIDE_ROOT = EpsPlacement(_eps_outside_root)  # sqrt(stat) + eps: models.Model.eps_mode "outside", every op
