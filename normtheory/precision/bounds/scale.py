@@ -150,13 +150,5 @@ def _eps_outside_root(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundConte
     return 1 / den, rho_r
 
 
-def root_error(stat: np.ndarray, err_stat: np.ndarray, ctx: BoundContext) -> tuple[np.ndarray, np.ndarray]:
-    """(sqrt(stat), E_root): the bound on |fl(sqrt(stat̂)) − sqrt(stat)|, the square root's
-    difference min(|a − b|/sqrt(b), sqrt|a − b|) plus the rounding of the computed root."""
-    root = np.sqrt(stat)
-    err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
-    return root, err_root + ctx.u * (root + err_root) + ctx.eta
-
-
 INSIDE_ROOT = EpsPlacement(_eps_inside_root)  # sqrt(stat + eps)
 OUTSIDE_ROOT = EpsPlacement(_eps_outside_root)  # sqrt(stat) + eps: models.Model.eps_mode "outside", every op

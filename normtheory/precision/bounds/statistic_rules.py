@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from normtheory.errors import UsageError
-from normtheory.precision.bounds.scale import INSIDE_ROOT, OUTSIDE_ROOT, EpsPlacement, root_error
+from normtheory.precision.bounds.scale import INSIDE_ROOT, OUTSIDE_ROOT, EpsPlacement
 from normtheory.precision.bounds.statistics import (
     StatisticError,
     one_pass_variance_error,
@@ -175,12 +175,20 @@ RULES: dict[str, StatisticRule] = {
 }
 
 
+def _root_error(stat: np.ndarray, err_stat: np.ndarray, ctx: BoundContext) -> tuple[np.ndarray, np.ndarray]:
+    """(sqrt(stat), E_root): the bound on |fl(sqrt(stat̂)) − sqrt(stat)|, the square root's
+    difference min(|a − b|/sqrt(b), sqrt|a − b|) plus the rounding of the computed root."""
+    root = np.sqrt(stat)
+    err_root = np.minimum(np.where(root > 0, err_stat / root, np.inf), np.sqrt(err_stat))
+    return root, err_root + ctx.u * (root + err_root) + ctx.eta
+
+
 def _eps_max_floor(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext, eps: float, eps_low: float,
                    scale_only: bool) -> tuple[np.ndarray, np.ndarray]:
     """r = 1/max(sqrt(stat), eps) and ρ_r (module docstring). `scale_only`: the square root's
     rounding and fl(eps) are added to the statistic's scale linearly, worst-case (larger than
     adding in squares, so the backward's λ-weighted use of it stays an upper bound)."""
-    root, err_root = root_error(stat, err_stat, ctx)
+    root, err_root = _root_error(stat, err_stat, ctx)
     N = np.maximum(root, eps)
     err_N = np.maximum(err_root, ctx.u * eps + ctx.eta)  # max is 1-Lipschitz in each argument
     low = np.maximum(N - err_N, eps_low)
@@ -198,7 +206,7 @@ def floor_branches(stat: np.ndarray, err_stat: np.ndarray, *, ctx: BoundContext,
     take the floor where sqrt(stat) + E_root < eps − e_ε, both the norm where sqrt(stat) − E_root
     ≥ eps + e_ε; between them (widened by 2^-50 for binary64's own evaluation) they may differ:
     the kink, where the gradient jumps and no gradient bound holds."""
-    root, err_root = root_error(stat, err_stat, ctx)
+    root, err_root = _root_error(stat, err_stat, ctx)
     margin = (err_root + ctx.u * eps + ctx.eta) * (1 + 2.0**-20) + 2.0**-50 * (root + eps)
     floor = root + margin < eps
     on_norm = root - margin >= eps
