@@ -48,12 +48,18 @@ def _digest(values) -> str:
     return hashlib.sha256(array.tobytes()).hexdigest()[:16]
 
 
+# every op of the registry but the Lp family (its bounds are fingerprinted per p below)
+OPS = tuple(name for name, spec in REGISTRY.items() if not spec.takes_p)
+
+
 def _affine_for(op):
-    return {"layernorm": "weight_bias", "l2normalize": "none"}.get(op, "weight")
+    return REGISTRY[op].default_affine
 
 
 def _eps_for(op):
-    return {"layernorm": 1e-5, "l2normalize": 1e-3}.get(op, 1e-6)  # l2normalize: a floor some rows hit
+    # at least 1e-6: an op whose default is smaller (l2normalize's 1e-12, a floor on the norm) then
+    # has rows on both sides of its floor (the tiny family's below it, the others above)
+    return max(REGISTRY[op].default_eps, 1e-6)
 
 
 def _seeded_rows(family, fmt, n=48):
@@ -77,7 +83,7 @@ def bound_fingerprints() -> dict[str, str]:
             w = fmt.round_to_float64(1 + 0.25 * rng.standard_normal(n))
             b = fmt.round_to_float64(0.5 * rng.standard_normal(n))
             gy = fmt.round_to_float64(rng.standard_normal(x.shape))
-            for op in ("layernorm", "rmsnorm", "crmsnorm", "l2normalize"):
+            for op in OPS:
                 eps = _eps_for(op)
                 affine = _affine_for(op)
                 bias = b if affine == "weight_bias" else None

@@ -172,6 +172,11 @@ REGISTRY: dict[str, NormSpec] = {
 }
 
 
+# fused residual add + norm kernels, fn(x, residual, weight, bias, eps) -> (y, x + residual): the
+# fused op's name and the normalizer it applies to h = x + residual
+FUSED_OPS = {"add_layernorm": "layernorm", "add_rmsnorm": "rmsnorm"}
+
+
 def get_spec(op: str) -> NormSpec:
     try:
         return REGISTRY[op]

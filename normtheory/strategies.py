@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from normtheory.families import FAMILIES
 from normtheory.formats import as_format
+from normtheory.registry import FUSED_OPS, get_spec
 
 FORMAT_NAMES = ("bf16", "fp16", "fp32")
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
@@ -104,7 +105,7 @@ def norm_inputs(draw, *, n, op="rmsnorm", format="bf16", backward=True, **row_op
     x = draw(rows(n, format=fmt_name, **row_options))
     width = x.shape[1]
     inputs = {"x": x, "weight": draw(weights(width, format=fmt_name)), "bias": None, "gy": None, "format": fmt_name}
-    if op in ("layernorm", "add_layernorm"):
+    if get_spec(FUSED_OPS.get(op, op)).default_affine == "weight_bias":  # LayerNorm's bias
         inputs["bias"] = draw(weights(width, format=fmt_name, kind="normal"))
     if backward:
         inputs["gy"] = draw(rows(width, count=x.shape[0], format=fmt_name, family="normal"))

@@ -18,9 +18,9 @@ import zipfile
 import numpy as np
 
 from normtheory.certify.runner import Batch
-from normtheory.certify.setting import FUSED_OPS
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
+from normtheory.registry import FUSED_OPS
 
 SCHEMA = "normtheory.recording/1"
 ROW_ARRAYS = ("x", "y", "residual", "gy", "gx", "h", "g_residual")

@@ -14,10 +14,8 @@ from normtheory.errors import UsageError
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.contract import DEFAULT, Contract, parse_contract
 from normtheory.precision.lowprecision.scaling import MX_BLOCK, ScalingRecipe, parse_scaling
-from normtheory.registry import REGISTRY, NormSpec, get_spec, resolve_params
+from normtheory.registry import FUSED_OPS, REGISTRY, NormSpec, get_spec, resolve_params
 
-# fused residual add + norm kernels: fn(x, residual, weight, bias, eps) -> (y, x + residual)
-FUSED_OPS = {"add_layernorm": "layernorm", "add_rmsnorm": "rmsnorm"}
 EPS_OUTSIDE = Contract("model", model="eps_outside")
 
 

@@ -19,10 +19,9 @@ import numpy as np
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, round_exact_to_float64
 from normtheory.precision.contract import Contract, parse_contract
-from normtheory.registry import NormParams, get_spec, resolve_params
+from normtheory.registry import FUSED_OPS, NormParams, get_spec, resolve_params
 from normtheory.testing.arrays import Values, as_values, optional_values, rows_of
 
-FUSED_OPS = {"add_rmsnorm": "rmsnorm", "add_layernorm": "layernorm"}
 QUANTITIES = ("y", "gx", "gw", "gb", "h", "scale")
 INPUT_FORMATS = ("fp32", "fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2", "fp8_e4m3fnuz", "fp8_e5m2fnuz")
 OUTPUT_FORMATS = ("fp32", "fp16", "bf16")  # and fp8 with a scale
