@@ -1,7 +1,8 @@
 """One `NormSpec` record per normalizer (OpInfo style).
 
 Tests, the reference CLI and the certifier iterate over `REGISTRY`; adding a normalizer is
-adding one record here and its formulas in `normtheory.reference.formulas`.
+adding one record here, and, when its statistic or eps floor is new, one entry in each layer's
+statistic_rules.py (reference, precision/bounds, precision/emulation; docs/design.md).
 
 Definitions (row x of width d; n is the width the kernel receives):
 - layernorm  y = (x - mean x) / sqrt(var x + eps)            (biased variance, n = d)

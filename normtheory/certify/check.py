@@ -15,9 +15,10 @@ from normtheory.certify.metrics import Comparison, Summary
 from normtheory.certify.runner import Batch
 from normtheory.certify.setting import Setting, make_setting
 from normtheory.errors import UsageError
+from normtheory.precision.contract import Contract
 
 
-def setting_from_meta(meta: dict, contract: str) -> Setting:
+def setting_from_meta(meta: dict, contract: str | Contract) -> Setting:
     """The recording's setting, through the same constructor `normtheory certify` uses."""
     return make_setting(meta["op"], format=meta["format"], w_format=meta.get("w_format"),
                         out_format=meta.get("out_format"), eps=meta["eps"], eps_mode=meta["eps_mode"],
@@ -88,7 +89,7 @@ def _judge_in_one(batch, outputs, setting, slices, state) -> None:
             state.backward.setdefault(quantity, Summary()).add(comparisons[quantity], "all rows", {})
 
 
-def check_recording(arrays: dict, meta: dict, contract: str = "default", source: str = "") -> dict:
+def check_recording(arrays: dict, meta: dict, contract: str | Contract = "default", source: str = "") -> dict:
     setting = setting_from_meta(meta, contract)
     if setting.fused and "residual" not in arrays:
         raise UsageError(f"{source}: a fused {meta['op']} recording needs `residual`")
