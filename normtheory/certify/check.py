@@ -6,6 +6,8 @@ reported as not applicable. The recording's own environment is carried into the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from normtheory.certify import certificate
@@ -36,8 +38,11 @@ def _width(meta: dict, setting: Setting, x, source: str) -> int:
 
 
 def _rows(cmp: Comparison, rows: slice) -> Comparison:
+    """cmp restricted to `rows`: every array field sliced, the None ones left None."""
     fields = {f: getattr(cmp, f) for f in Comparison.__dataclass_fields__}
-    return Comparison(**{f: None if value is None else value[rows] for f, value in fields.items()})
+    # Any: each value is an array or None, which mypy cannot match field by field
+    sliced: dict[str, Any] = {f: None if value is None else value[rows] for f, value in fields.items()}
+    return Comparison(**sliced)
 
 
 def _family_slices(meta: dict, rows: int):

@@ -20,7 +20,7 @@ from normtheory.certify import inputs as input_gen
 from normtheory.certify.explain import explain_all
 from normtheory.certify.inputs import CapturedInputs
 from normtheory.certify.judge import hidden_mismatches, judge_batch, normalized_input, reference
-from normtheory.certify.metrics import Summary
+from normtheory.certify.metrics import Comparison, Summary
 from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
 from normtheory.certify.setting import Setting, scaling_name
 from normtheory.errors import UsageError
@@ -130,7 +130,8 @@ class Certifier:
         pool = _judging_pool(workers)
         futures = [pool.submit(_judge, batch, outputs, self.config.setting, out_fmt) for batch, outputs, out_fmt in ran]
         for (batch, outputs, _), future in zip(ran, futures):
-            self._judged(batch, outputs, *future.result(), keep=True)
+            ref, comparisons = future.result()
+            self._judged(batch, outputs, ref, comparisons, keep=True)
         if fault is not None:
             raise fault
 
@@ -209,8 +210,8 @@ class Certifier:
         deterministic = True
         for batch, first, _ in self.judged:
             second = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
-            differing = [key for key, value in first.items() if isinstance(value, np.ndarray)
-                         and not np.array_equal(value.view(np.uint64), second[key].view(np.uint64))]
+            differing = [key for key, value in first.items()
+                         if isinstance(value, np.ndarray) and not _same_bits(value, second[key])]
             if differing:
                 deterministic = False
                 self.state.findings.append(
@@ -218,6 +219,13 @@ class Certifier:
                     f"{batch.label} inputs (output changes run to run)")
                 break
         self.state.deterministic = deterministic
+
+
+def _same_bits(first: np.ndarray, second: np.ndarray | str) -> bool:
+    """Whether two runs gave the same float64 array bit for bit (NaN payloads included)."""
+    if not isinstance(second, np.ndarray):
+        raise TypeError(f"run_kernel gave {type(second).__name__} where the first run gave an array")
+    return np.array_equal(first.view(np.uint64), second.view(np.uint64))
 
 
 def judging_workers(config: Config) -> int:
@@ -250,7 +258,8 @@ def _one_thread_each() -> None:
     os.environ["NORMTHEORY_THREADS"] = "1"
 
 
-def _judge(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat):
+def _judge(batch: Batch, outputs: dict, setting: Setting,
+           out_fmt: FloatFormat) -> tuple[dict[str, np.ndarray], dict[str, Comparison]]:
     """(reference, comparisons) of one batch, in a worker process."""
     ref = reference(batch, setting)
     return ref, judge_batch(batch, outputs, setting, out_fmt, ref=ref)

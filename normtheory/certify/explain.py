@@ -86,9 +86,10 @@ def _eps_outside_fit(judged, setting, out_fmt) -> float | None:
     return _worst_ratios(judged, outside, out_fmt, ("y",), reuse_reference=False).get("y")
 
 
-def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
+def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float | None]]]:
     """{quantity: [(model, max error/bound)]}, tightest fit first, for the failing quantities;
-    EPS_OUTSIDE_EXPLANATION alone when the forward is the eps-outside formula."""
+    EPS_OUTSIDE_EXPLANATION alone when the forward is the eps-outside formula (its ratio is
+    None for the gradients, which no model bounds)."""
     if "y" in quantities:
         placement = _eps_outside_fit(judged, setting, out_fmt)
         if placement is not None and placement <= 1:

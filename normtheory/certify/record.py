@@ -65,7 +65,7 @@ def _per_family_outputs(fn, batches, w, b, spec) -> dict:
     """One kernel call per family: row outputs concatenated, gw and gb stacked per family."""
     calls = [run_kernel(fn, Batch(batch.x, w, b, batch.gy, batch.residual, label=batch.label), spec, backward=True)
              for batch in batches]
-    combined = {}
+    combined: dict[str, np.ndarray | str] = {}
     for name, first in calls[0].items():
         parts = [call[name] for call in calls]
         if not isinstance(first, np.ndarray):  # e.g. autocast's y_format: the same for every call

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def _format_of(name: str, meta: dict) -> FloatFormat:
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write arrays (float64 values representable in their formats) as raw bits, plus meta."""
-    out = {}
+    # Any, not np.ndarray: mypy matches **out against savez_compressed's `allow_pickle: bool` as well
+    # (numpy >= 2.1 stubs); passing allow_pickle explicitly instead would save an array of that name
+    # under numpy < 2.1, which pyproject allows
+    out: dict[str, Any] = {}
     for name, values in arrays.items():
         if values is None:
             continue

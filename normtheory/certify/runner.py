@@ -4,6 +4,7 @@ the kernel (it raises, returns the wrong shape or dtype, or no gradient) turned 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,14 +59,15 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu").to(torch.float64).numpy()
 
 
-def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str, np.ndarray]:
-    """{"y", and with backward "gx", "gw", "gb" (and "h", "g_residual" for fused kernels)}."""
+def run_kernel(fn: Callable, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str, np.ndarray | str]:
+    """{"y", and with backward "gx", "gw", "gb" (and "h", "g_residual" for fused kernels)}; under
+    autocast also "y_format", the name of the format autocast gave y."""
     want_grad = backward and batch.gy is not None
     x = _tensor(batch.x, spec.fmt, spec.device, want_grad)
     w = _tensor(batch.w, spec.w_fmt, spec.device, want_grad)
     b = _tensor(batch.b, spec.w_fmt, spec.device, want_grad)
     residual = _tensor(batch.residual, spec.fmt, spec.device, want_grad) if spec.fused else None
-    params = {} if spec.p is None else {"p": spec.p}
+    params: dict[str, float | str | torch.dtype] = {} if spec.p is None else {"p": spec.p}
     if spec.scaling is not None:  # fp8-output kernels: the recipe and the element dtype
         params.update(scaling=spec.scaling, out_dtype=torch_dtype(spec.out_fmt))
     try:
@@ -80,7 +82,7 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
         out, scale = _unpack_scaled(out)
     y, hidden = _unpack(out, spec.fused)
     _check_tensor("y", y, x.shape, None if spec.autocast else torch_dtype(spec.out_fmt))
-    result = {"y": _numpy(y)}
+    result: dict[str, np.ndarray | str] = {"y": _numpy(y)}
     if spec.autocast:  # autocast decides the output dtype (layer_norm, for one, runs in fp32)
         if y.dtype not in dtypes.FORMAT_OF:
             raise KernelFault(f"kernel returned y of dtype {y.dtype} under autocast, not a certifiable format")
