@@ -125,7 +125,7 @@ def _certifiable_recipe(scaling, setting: Setting):
     return recipe
 
 
-def _domain(max_abs, fmt: FloatFormat) -> float:
+def _domain(max_abs: float | None, fmt: FloatFormat) -> float:
     if max_abs is None:
         return default_max_abs(fmt)
     if not (0 < max_abs <= fmt.max_finite):
@@ -164,7 +164,7 @@ def _gradient_quantities(setting: Setting) -> tuple[str, ...]:
     return tuple(q for q in setting.spec.gradients if present.get(q, False))
 
 
-def _try_bounds(setting: Setting, n: int, quantities) -> None:
+def _try_bounds(setting: Setting, n: int, quantities: tuple[str, ...]) -> None:
     """Evaluate the contract's bound for each quantity on one plain row (UsageError when the
     precision model has none: a model without gradients, eps outside, Lp's gradients)."""
     x = setting.fmt.round_to_float64(np.linspace(-1.0, 1.0, n)[None, :])

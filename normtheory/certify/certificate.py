@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from normtheory.certify.findings import verdict_and_findings
+from normtheory.certify.metrics import Summary
 from normtheory.certify.setting import Setting
 
 SCHEMA = "normtheory.certificate/1"
@@ -77,7 +78,7 @@ def _hexed(value):
     return value.hex() if isinstance(value, float) and math.isfinite(value) else str(value)
 
 
-def block(summary) -> dict:
+def block(summary: Summary) -> dict:
     """A Summary as the certificate's forward/backward block, key floats also as float.hex."""
     data = summary.as_dict()
     for key in ("max_ulp", "max_rel", "max_err_over_bound"):

@@ -6,6 +6,8 @@ reported as not applicable. The recording's own environment is carried into the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from normtheory.certify import certificate
@@ -26,7 +28,7 @@ def setting_from_meta(meta: dict, contract: str | Contract) -> Setting:
                         saturate=bool(meta.get("fp8_cast_saturates", True)))
 
 
-def _width(meta: dict, setting: Setting, x, source: str) -> int:
+def _width(meta: dict, setting: Setting, x: np.ndarray, source: str) -> int:
     """The model width d: meta's, which must agree with the arrays (a corrupt file otherwise)."""
     d = setting.spec.model_width(x.shape[1])
     if "d" in meta and meta["d"] != d:
@@ -36,11 +38,14 @@ def _width(meta: dict, setting: Setting, x, source: str) -> int:
 
 
 def _rows(cmp: Comparison, rows: slice) -> Comparison:
+    """cmp restricted to `rows`: every array field sliced, the None ones left None."""
     fields = {f: getattr(cmp, f) for f in Comparison.__dataclass_fields__}
-    return Comparison(**{f: None if value is None else value[rows] for f, value in fields.items()})
+    # Any: each value is an array or None, which mypy cannot match field by field
+    sliced: dict[str, Any] = {f: None if value is None else value[rows] for f, value in fields.items()}
+    return Comparison(**sliced)
 
 
-def _family_slices(meta: dict, rows: int):
+def _family_slices(meta: dict, rows: int) -> list[tuple[str, slice]]:
     spans = meta.get("families") or []
     slices = []
     for entry in spans:
@@ -54,7 +59,8 @@ def _family_slices(meta: dict, rows: int):
     return slices or [("recording", slice(0, rows))]
 
 
-def _judge_per_family(batch, outputs, setting, slices, state, source) -> None:
+def _judge_per_family(batch: Batch, outputs: dict, setting: Setting, slices: list[tuple[str, slice]], state: RunState,
+                      source: str) -> None:
     """Recordings with one kernel call per family: gw and gb are that family's column sums."""
     for quantity in ("gw", "gb"):
         if quantity in outputs and outputs[quantity].shape[0] != len(slices):
@@ -73,7 +79,8 @@ def _judge_per_family(batch, outputs, setting, slices, state, source) -> None:
                 state.backward.setdefault(quantity, Summary()).add(comparisons[quantity], label, where)
 
 
-def _judge_in_one(batch, outputs, setting, slices, state) -> None:
+def _judge_in_one(batch: Batch, outputs: dict, setting: Setting, slices: list[tuple[str, slice]],
+                  state: RunState) -> None:
     """Recordings from one kernel call over all rows (fp8 outputs, and recordings made before
     per-family calls): gw and gb are single column sums over every family."""
     comparisons = judge_batch(batch, outputs, setting, setting.out_fmt)

@@ -11,14 +11,18 @@ failures.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normtheory.certify import inputs as input_gen
 from normtheory.certify.runner import Batch
 
+if TYPE_CHECKING:
+    from normtheory.certify.engine import Certifier
 
-def _probe(certifier, k: int) -> bool:
+
+def _probe(certifier: Certifier, k: int) -> bool:
     c = certifier.config
     rng = np.random.default_rng([c.seed, 30_000, k + 10_000])
     x = input_gen.scaled_rows(rng, 1, c.n, c.setting.fmt, 2.0**k)
@@ -32,7 +36,7 @@ def _probe(certifier, k: int) -> bool:
     return finite and worst <= 1
 
 
-def _bisect(certifier, good: int, bad: int, budget: list) -> int:
+def _bisect(certifier: Certifier, good: int, bad: int, budget: list[int]) -> int:
     """Largest (or smallest, when bad < good) k that passes, between a passing and a failing k."""
     while abs(bad - good) > 1 and budget[0] > 0:
         mid = (good + bad) // 2
@@ -44,14 +48,14 @@ def _bisect(certifier, good: int, bad: int, budget: list) -> int:
     return good
 
 
-def bisect_safe_domain(certifier, probes: int) -> None:
+def bisect_safe_domain(certifier: Certifier, probes: int) -> None:
     c = certifier.config
     fmt = c.setting.fmt
     k_top = math.floor(math.log2(c.max_abs))
     k_bottom = fmt.emin - fmt.precision + 3  # the row's largest entry a few ulps above the smallest subnormal
     budget = [max(probes, 3)]
     state = certifier.state
-    result = {"certified_max_abs": c.max_abs, "probes": 0}
+    result: dict[str, float | str | None] = {"certified_max_abs": c.max_abs, "probes": 0}
     budget[0] -= 1
     if not _probe(certifier, 0):
         state.findings.append("fails the contract on normal rows with max |x| = 1")

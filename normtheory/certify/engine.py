@@ -12,6 +12,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from normtheory.certify import inputs as input_gen
 from normtheory.certify.explain import explain_all
 from normtheory.certify.inputs import CapturedInputs
 from normtheory.certify.judge import hidden_mismatches, judge_batch, normalized_input, reference
-from normtheory.certify.metrics import Summary
+from normtheory.certify.metrics import Comparison, Summary
 from normtheory.certify.runner import Batch, CallSpec, KernelFault, run_kernel
 from normtheory.certify.setting import Setting, scaling_name
 from normtheory.errors import UsageError
@@ -76,7 +77,7 @@ class RunState:
 
 
 class Certifier:
-    def __init__(self, config: Config, progress=None):
+    def __init__(self, config: Config, progress: Any = None) -> None:
         self.config = config
         self.state = RunState()
         self.progress = progress
@@ -95,14 +96,15 @@ class Certifier:
         comparisons = judge_batch(batch, outputs, self.config.setting, out_fmt, ref=ref)
         return self._judged(batch, outputs, ref, comparisons, keep)
 
-    def _run_kernel(self, batch: Batch, backward: bool | None = None):
+    def _run_kernel(self, batch: Batch, backward: bool | None = None) -> tuple[dict[str, np.ndarray | str], FloatFormat]:
         backward = self.config.backward if backward is None else backward
         start = time.perf_counter()
         outputs = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=backward)
         self.state.kernel_seconds += time.perf_counter() - start
         return outputs, self._output_format(outputs)
 
-    def _judged(self, batch, outputs, ref, comparisons, keep: bool) -> dict:
+    def _judged(self, batch: Batch, outputs: dict, ref: dict[str, np.ndarray], comparisons: dict[str, Comparison],
+                keep: bool) -> dict[str, Comparison]:
         self.last_outputs = outputs  # the search keeps its worst row's outputs
         if keep:
             self.judged.append((batch, outputs, ref))
@@ -130,11 +132,12 @@ class Certifier:
         pool = _judging_pool(workers)
         futures = [pool.submit(_judge, batch, outputs, self.config.setting, out_fmt) for batch, outputs, out_fmt in ran]
         for (batch, outputs, _), future in zip(ran, futures):
-            self._judged(batch, outputs, *future.result(), keep=True)
+            ref, comparisons = future.result()
+            self._judged(batch, outputs, ref, comparisons, keep=True)
         if fault is not None:
             raise fault
 
-    def _output_format(self, outputs) -> FloatFormat:
+    def _output_format(self, outputs: dict) -> FloatFormat:
         """The output format: the requested one, or under autocast whatever dtype autocast
         gave the first call (layer_norm, for one, may run in fp32)."""
         returned = outputs.pop("y_format", None)
@@ -142,7 +145,7 @@ class Certifier:
             self.state.out_fmt = get_format(returned) if returned else self.config.setting.out_fmt
         return self.state.out_fmt
 
-    def _record(self, batch, outputs, comparisons):
+    def _record(self, batch: Batch, outputs: dict, comparisons: dict[str, Comparison]) -> None:
         state = self.state
         state.rows_tested += batch.x.shape[0]
         state.hidden_mismatch += hidden_mismatches(batch, outputs, self.config.setting)
@@ -164,7 +167,7 @@ class Certifier:
         if len(comparisons) > 1:
             self._keep_worst("backward", grad_ratio, batch, outputs)
 
-    def _keep_worst(self, key, ratio, batch, outputs):
+    def _keep_worst(self, key: str, ratio: float, batch: Batch, outputs: dict) -> None:
         if key not in self.state.worst or ratio > self.state.worst[key][0]:
             self.state.worst[key] = (ratio, batch, outputs)
 
@@ -209,8 +212,8 @@ class Certifier:
         deterministic = True
         for batch, first, _ in self.judged:
             second = run_kernel(self.config.kernel.fn, batch, self.call_spec, backward=self.config.backward)
-            differing = [key for key, value in first.items() if isinstance(value, np.ndarray)
-                         and not np.array_equal(value.view(np.uint64), second[key].view(np.uint64))]
+            differing = [key for key, value in first.items()
+                         if isinstance(value, np.ndarray) and not _same_bits(value, second[key])]
             if differing:
                 deterministic = False
                 self.state.findings.append(
@@ -218,6 +221,13 @@ class Certifier:
                     f"{batch.label} inputs (output changes run to run)")
                 break
         self.state.deterministic = deterministic
+
+
+def _same_bits(first: np.ndarray, second: np.ndarray | str) -> bool:
+    """Whether two runs gave the same float64 array bit for bit (NaN payloads included)."""
+    if not isinstance(second, np.ndarray):
+        raise TypeError(f"run_kernel gave {type(second).__name__} where the first run gave an array")
+    return np.array_equal(first.view(np.uint64), second.view(np.uint64))
 
 
 def judging_workers(config: Config) -> int:
@@ -250,13 +260,14 @@ def _one_thread_each() -> None:
     os.environ["NORMTHEORY_THREADS"] = "1"
 
 
-def _judge(batch: Batch, outputs: dict, setting: Setting, out_fmt: FloatFormat):
+def _judge(batch: Batch, outputs: dict, setting: Setting,
+           out_fmt: FloatFormat) -> tuple[dict[str, np.ndarray], dict[str, Comparison]]:
     """(reference, comparisons) of one batch, in a worker process."""
     ref = reference(batch, setting)
     return ref, judge_batch(batch, outputs, setting, out_fmt, ref=ref)
 
 
-def certify(config: Config, progress=None) -> RunState:
+def certify(config: Config, progress: Any = None) -> RunState:
     certifier = Certifier(config, progress)
     family_rows, search_rows, domain_rows = certifier.budget_split()
     try:
@@ -278,11 +289,13 @@ def certify(config: Config, progress=None) -> RunState:
     failing = [q for q, summary in [("y", state.forward)] + list(state.backward.items())
                if summary.max_err_over_bound > 1]
     if explainable and failing:
+        if state.out_fmt is None:  # set by the first judged batch, and a failing quantity was judged
+            raise RuntimeError("a failing quantity but no output format: no batch was judged")
         state.explanations = explain_all(certifier.judged, config.setting, state.out_fmt, failing)
     return state
 
 
-def _expect_rows(progress, total: int) -> None:
+def _expect_rows(progress: Any, total: int) -> None:
     if progress is not None:
         progress.total = total
         progress.refresh()

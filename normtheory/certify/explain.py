@@ -16,14 +16,19 @@ model's bound); when that fits, it is the explanation given.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from normtheory.certify.findings import EPS_OUTSIDE_EXPLANATION
 from normtheory.certify.judge import judge_batch
 from normtheory.errors import UsageError
+from normtheory.formats import FloatFormat
 from normtheory.precision.contract import DEFAULT, Contract
 from normtheory.precision.models import DEFAULT_FAMILY, MODELS
+
+if TYPE_CHECKING:
+    from normtheory.certify.setting import Setting
 
 # a model met with this much more room than the tightest one says nothing about the kernel
 LOOSEST_USEFUL_FIT = 16
@@ -64,7 +69,8 @@ def _judge(batch, outputs, ref, setting, out_fmt, quantities, worst) -> dict:
     return comparisons
 
 
-def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
+def _model_fits(judged: list, setting: Setting, out_fmt: FloatFormat,
+                quantities: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, float]]]:
     fits: dict[str, list] = {q: [] for q in quantities}
     for name, model in MODELS.items():
         if name in DEFAULT_FAMILY or model.eps_mode != setting.eps_mode:
@@ -76,7 +82,7 @@ def _model_fits(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[st
     return fits
 
 
-def _eps_outside_fit(judged, setting, out_fmt) -> float | None:
+def _eps_outside_fit(judged: list, setting: Setting, out_fmt: FloatFormat) -> float | None:
     """max error/bound of the forward against x/(root + eps), when the kernel was specified
     with eps inside; None when that reading does not apply (only whether it is ≤ 1 is used:
     above 1 it may be the ratio of the batches judged until it exceeded 1)."""
@@ -86,9 +92,11 @@ def _eps_outside_fit(judged, setting, out_fmt) -> float | None:
     return _worst_ratios(judged, outside, out_fmt, ("y",), reuse_reference=False).get("y")
 
 
-def explain_all(judged, setting, out_fmt, quantities) -> dict[str, list[tuple[str, float]]]:
+def explain_all(judged: list, setting: Setting, out_fmt: FloatFormat,
+                quantities: list[str] | tuple[str, ...]) -> dict[str, list[tuple[str, float | None]]]:
     """{quantity: [(model, max error/bound)]}, tightest fit first, for the failing quantities;
-    EPS_OUTSIDE_EXPLANATION alone when the forward is the eps-outside formula."""
+    EPS_OUTSIDE_EXPLANATION alone when the forward is the eps-outside formula (its ratio is
+    None for the gradients, which no model bounds)."""
     if "y" in quantities:
         placement = _eps_outside_fit(judged, setting, out_fmt)
         if placement is not None and placement <= 1:

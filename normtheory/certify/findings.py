@@ -7,8 +7,13 @@ an input row (its max |x|, |mean|/std), never an internal knob of the search.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from normtheory.precision.contract import Contract
+
+if TYPE_CHECKING:
+    from normtheory.certify.engine import RunState
+    from normtheory.certify.metrics import Summary
 
 EPS_OUTSIDE_EXPLANATION = "eps_mode:outside"  # explain.py's name for "eps sits outside the root"
 
@@ -23,7 +28,7 @@ def _judged(family: str) -> bool:
     return not family.startswith("domain_")
 
 
-def _forward_findings(fwd, contract: str) -> list[str]:
+def _forward_findings(fwd: Summary, contract: str) -> list[str]:
     findings = []
     for family, ratio in sorted(fwd.per_label.items(), key=lambda kv: -kv[1]):
         if ratio > 1 and _judged(family):
@@ -33,7 +38,7 @@ def _forward_findings(fwd, contract: str) -> list[str]:
     return findings
 
 
-def _unbounded_findings(state, contract: str) -> list[str]:
+def _unbounded_findings(state: RunState, contract: str) -> list[str]:
     findings = []
     for name, summary in [("forward", state.forward)] + [(f"backward {q}", s) for q, s in state.backward.items()]:
         if summary.unbounded:
@@ -43,7 +48,7 @@ def _unbounded_findings(state, contract: str) -> list[str]:
     return findings
 
 
-def _backward_findings(state, contract: str) -> list[str]:
+def _backward_findings(state: RunState, contract: str) -> list[str]:
     findings = []
     for quantity, summary in state.backward.items():
         for family, ratio in sorted(summary.per_label.items(), key=lambda kv: -kv[1]):
@@ -103,14 +108,14 @@ def search_finding(search: dict) -> str | None:
             "(--worst-out FILE saves that row as FILE.search.npz, for `normtheory check`)")
 
 
-def passes(state) -> bool:
+def passes(state: RunState) -> bool:
     fwd = state.forward
     return (not state.faults and fwd.max_err_over_bound <= 1 and fwd.nonfinite == 0 and fwd.nan_mismatch == 0
             and all(s.max_err_over_bound <= 1 and s.nonfinite == 0 for s in state.backward.values())
             and state.hidden_mismatch == 0 and state.deterministic is not False and state.domain_failures == 0)
 
 
-def verdict_and_findings(state, contract: Contract | str) -> tuple[str, list[str]]:
+def verdict_and_findings(state: RunState, contract: Contract | str) -> tuple[str, list[str]]:
     contract = str(contract)
     fwd = state.forward
     findings = list(state.faults) + _forward_findings(fwd, contract) + _unbounded_findings(state, contract)

@@ -11,6 +11,8 @@ family, "captured".
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from normtheory.certify import inputs as input_gen
@@ -31,7 +33,8 @@ def record(config: Config, rows_per_family: int) -> tuple[dict, dict]:
     for batch in batches:
         spans.append([batch.label, start, start + batch.x.shape[0]])
         start += batch.x.shape[0]
-    everything = Batch(_stack(batches, "x"), w, b, _stack(batches, "gy"), _stack(batches, "residual"), label="all")
+    x = np.concatenate([batch.x for batch in batches])
+    everything = Batch(x, w, b, _stack(batches, "gy"), _stack(batches, "residual"), label="all")
     spec = CallSpec(s.fmt, s.w_fmt, s.out_fmt, s.eps, s.p, s.fused, config.device, config.autocast,
                     None if s.scaling is None else scaling_name(s.scaling))
     if config.backward and s.scaling is None:
@@ -56,16 +59,17 @@ def _batches(config: Config, per_family: int) -> list[Batch]:
     return batches
 
 
-def _stack(batches, name):
+def _stack(batches: list[Batch], name: str) -> np.ndarray | None:
     parts = [getattr(batch, name) for batch in batches]
     return None if parts[0] is None else np.concatenate(parts)
 
 
-def _per_family_outputs(fn, batches, w, b, spec) -> dict:
+def _per_family_outputs(fn: Callable, batches: list[Batch], w: np.ndarray | None, b: np.ndarray | None,
+                        spec: CallSpec) -> dict:
     """One kernel call per family: row outputs concatenated, gw and gb stacked per family."""
     calls = [run_kernel(fn, Batch(batch.x, w, b, batch.gy, batch.residual, label=batch.label), spec, backward=True)
              for batch in batches]
-    combined = {}
+    combined: dict[str, np.ndarray | str] = {}
     for name, first in calls[0].items():
         parts = [call[name] for call in calls]
         if not isinstance(first, np.ndarray):  # e.g. autocast's y_format: the same for every call

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,10 @@ def _format_of(name: str, meta: dict) -> FloatFormat:
 
 def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write arrays (float64 values representable in their formats) as raw bits, plus meta."""
-    out = {}
+    # Any, not np.ndarray: mypy matches **out against savez_compressed's `allow_pickle: bool` as well
+    # (numpy >= 2.1 stubs); passing allow_pickle explicitly instead would save an array of that name
+    # under numpy < 2.1, which pyproject allows
+    out: dict[str, Any] = {}
     for name, values in arrays.items():
         if values is None:
             continue
@@ -79,11 +83,11 @@ def load(path: str) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def _first_line(exc) -> str:
+def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
 
 
-def _parse_meta(path, raw) -> dict:
+def _parse_meta(path: str, raw: np.ndarray | None) -> dict:
     if raw is None:
         raise UsageError(f"{path}: no `meta` array")
     if raw.shape != () or raw.dtype.kind != "U":
@@ -103,14 +107,14 @@ def _parse_meta(path, raw) -> dict:
     return meta
 
 
-def _decode(path, name, bits, fmt: FloatFormat) -> np.ndarray:
+def _decode(path: str, name: str, bits: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     if bits.dtype != fmt.bits_dtype:
         raise UsageError(f"{path}: array {name} must be raw {fmt.name} bits ({np.dtype(fmt.bits_dtype).name}), "
                          f"got {bits.dtype}")
     return fmt.from_bits(bits).astype(np.float64)
 
 
-def _check_shapes(path, arrays):
+def _check_shapes(path: str, arrays: dict[str, np.ndarray]) -> None:
     if "x" not in arrays or "y" not in arrays:
         raise UsageError(f"{path}: a recording needs arrays x and y")
     x = arrays["x"]
@@ -130,7 +134,7 @@ def _check_shapes(path, arrays):
         raise UsageError(f"{path}: gx given without gy")
 
 
-def _check_complete(path, arrays, meta):
+def _check_complete(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Every output the recorded call must have produced is there: a backward recording (gy
     given) holds gx, and gw / gb for a weight / bias; a fused one holds x + residual (h), and
     g_residual with a backward. A missing one was lost or deleted: the file is corrupt, not a

@@ -103,7 +103,7 @@ def _plots(stem: str, state) -> list[tuple[str, str]]:
     return written
 
 
-def _number(value, spec: str = ".3g") -> str:
+def _number(value: float | None, spec: str = ".3g") -> str:
     return "—" if value is None else format(value, spec)
 
 
@@ -128,7 +128,7 @@ def _family_rows(forward: dict) -> list[str]:
     return rows
 
 
-def safe_domain_text(domain) -> str:
+def safe_domain_text(domain: object) -> str:
     """The safe-domain bisection in a sentence."""
     if not isinstance(domain, dict) or not domain:
         return f"Safe domain: {domain or 'not measured'}."

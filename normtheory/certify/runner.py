@@ -4,7 +4,9 @@ the kernel (it raises, returns the wrong shape or dtype, or no gradient) turned 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,13 +44,15 @@ class CallSpec:
     scaling: str | None = None  # fp8 outputs: the kernel gets scaling=... and returns (y, scale)
 
 
-def torch_dtype(fmt: FloatFormat):
+def torch_dtype(fmt: FloatFormat) -> torch.dtype:
     return dtypes.torch_dtype(fmt.name)
 
 
-def _tensor(values, fmt, device, grad):
-    if values is None:
-        return None
+def _optional_tensor(values: np.ndarray | None, fmt: FloatFormat, device: str, grad: bool) -> torch.Tensor | None:
+    return None if values is None else _tensor(values, fmt, device, grad)
+
+
+def _tensor(values: np.ndarray, fmt: FloatFormat, device: str, grad: bool) -> torch.Tensor:
     # float64 -> narrow dtype is exact here: every value is representable (inputs are rounded)
     t = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(device).to(torch_dtype(fmt))
     return t.requires_grad_(grad)
@@ -58,14 +62,15 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu").to(torch.float64).numpy()
 
 
-def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str, np.ndarray]:
-    """{"y", and with backward "gx", "gw", "gb" (and "h", "g_residual" for fused kernels)}."""
+def run_kernel(fn: Callable, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str, np.ndarray | str]:
+    """{"y", and with backward "gx", "gw", "gb" (and "h", "g_residual" for fused kernels)}; under
+    autocast also "y_format", the name of the format autocast gave y."""
     want_grad = backward and batch.gy is not None
     x = _tensor(batch.x, spec.fmt, spec.device, want_grad)
-    w = _tensor(batch.w, spec.w_fmt, spec.device, want_grad)
-    b = _tensor(batch.b, spec.w_fmt, spec.device, want_grad)
-    residual = _tensor(batch.residual, spec.fmt, spec.device, want_grad) if spec.fused else None
-    params = {} if spec.p is None else {"p": spec.p}
+    w = _optional_tensor(batch.w, spec.w_fmt, spec.device, want_grad)
+    b = _optional_tensor(batch.b, spec.w_fmt, spec.device, want_grad)
+    residual = _optional_tensor(batch.residual, spec.fmt, spec.device, want_grad) if spec.fused else None
+    params: dict[str, float | str | torch.dtype] = {} if spec.p is None else {"p": spec.p}
     if spec.scaling is not None:  # fp8-output kernels: the recipe and the element dtype
         params.update(scaling=spec.scaling, out_dtype=torch_dtype(spec.out_fmt))
     try:
@@ -80,7 +85,7 @@ def run_kernel(fn, batch: Batch, spec: CallSpec, *, backward: bool) -> dict[str,
         out, scale = _unpack_scaled(out)
     y, hidden = _unpack(out, spec.fused)
     _check_tensor("y", y, x.shape, None if spec.autocast else torch_dtype(spec.out_fmt))
-    result = {"y": _numpy(y)}
+    result: dict[str, np.ndarray | str] = {"y": _numpy(y)}
     if spec.autocast:  # autocast decides the output dtype (layer_norm, for one, runs in fp32)
         if y.dtype not in dtypes.FORMAT_OF:
             raise KernelFault(f"kernel returned y of dtype {y.dtype} under autocast, not a certifiable format")
@@ -100,7 +105,7 @@ def _short(exc: Exception) -> str:
     return text[0][:200] if text else ""
 
 
-def _unpack(out, fused):
+def _unpack(out: object, fused: bool) -> tuple[Any, Any]:
     if fused:
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise KernelFault(f"fused kernel must return (y, x + residual), got {type(out).__name__}")
@@ -110,7 +115,7 @@ def _unpack(out, fused):
     return out, None
 
 
-def _unpack_scaled(out):
+def _unpack_scaled(out: object) -> tuple[Any, torch.Tensor]:
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise KernelFault(f"an fp8-output kernel must return (y, scale), got {type(out).__name__}")
     y, scale = out
@@ -119,7 +124,7 @@ def _unpack_scaled(out):
     return y, scale
 
 
-def _check_tensor(name, t, shape, dtype):
+def _check_tensor(name: str, t: object, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype | None) -> None:
     if not isinstance(t, torch.Tensor):
         raise KernelFault(f"kernel returned {type(t).__name__} for {name}, expected a torch.Tensor")
     if tuple(t.shape) != tuple(shape):

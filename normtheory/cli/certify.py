@@ -132,7 +132,7 @@ def _sqnr(block: dict) -> str:
     by_family = {k: v for k, v in (block.get("sqnr_db_by_family") or {}).items() if not k.startswith("domain_")}
     text = f"SQNR {_db(block['sqnr_db'])}"
     if len(by_family) > 1:
-        low, high = min(by_family, key=by_family.get), max(by_family, key=by_family.get)
+        low, high = min(by_family, key=lambda k: by_family[k]), max(by_family, key=lambda k: by_family[k])
         text += f" (by family: {_db(by_family[low])} on {low} to {_db(by_family[high])} on {high})"
     return text
 

@@ -277,12 +277,16 @@ def plot_records(records: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
+    from matplotlib.colors import ListedColormap
 
     views = [RecordView(r) for r in records]
     setups = sorted({v.setup for v in views}, key=SETUP_CHOICES.index)
     fig, axes = plt.subplots(len(setups), 2, figsize=(10, 3.6 * len(setups)), squeeze=False)
-    colours = dict(zip(ARCH_CHOICES, plt.get_cmap("tab10").colors))
+    palette = plt.get_cmap("tab10")
+    # the stubs type get_cmap's result as any Colormap and .colors as any ArrayLike: tab10's is a tuple
+    if not (isinstance(palette, ListedColormap) and isinstance(palette.colors, tuple)):
+        raise TypeError("matplotlib's tab10 is not a ListedColormap with a tuple of colours")
+    colours = dict(zip(ARCH_CHOICES, palette.colors))
     for row, setup in enumerate(setups):
         mine = [v for v in views if v.setup == setup]
         _plot_hidden(axes[row][0], max(mine, key=lambda v: v.d), colours)

@@ -58,10 +58,13 @@ def run(args: argparse.Namespace) -> int:
     return _summary(results, grid.check)
 
 
+_VERDICTS: dict[int | None, str] = {0: "  pass", 1: "  FAIL"}  # by `normtheory check`'s exit status
+
+
 def _summary(results: list[dict], check: bool) -> int:
     failed = [r for r in results if r.get("record_exit") != 0 or (check and r.get("check_exit") != 0)]
     for r in results:
-        verdict = "" if not check else {0: "  pass", 1: "  FAIL"}.get(r.get("check_exit"), "  (not judged)")
+        verdict = "" if not check else _VERDICTS.get(r.get("check_exit"), "  (not judged)")
         print(f"{r['name']}: record exit {r.get('record_exit')}{verdict}{'  ' + r['error'] if r.get('error') else ''}")
     print(f"{len(results) - len(failed)} of {len(results)} cells ok")
     return 0 if not failed else 1

@@ -48,21 +48,21 @@ class _Entry:
     default_affine: str | None = None  # when the op's registry default does not fit the kernel
 
 
-def _lazy_fn(module, attr):
+def _lazy_fn(module: str, attr: str) -> Callable[[], Callable]:
     """A factory returning module.attr, imported only when the kernel is asked for."""
-    def factory():
+    def factory() -> Callable:
         return getattr(importlib.import_module(module), attr)
 
     return factory
 
 
-def _lazy(module, attr):
+def _lazy(module: str, attr: str) -> Callable[[], Callable]:
     """A factory calling module.attr() (kernels built at resolution, e.g. compiled ones)."""
     make = _lazy_fn(module, attr)
     return lambda: make()()
 
 
-def _eager(attr):
+def _eager(attr: str) -> Callable[[], Callable]:
     return _lazy_fn("normtheory.kernels.eager", attr)
 
 
@@ -105,7 +105,7 @@ CATALOG: dict[str, _Entry] = {
 }
 
 
-def _hash_source(fn) -> str:
+def _hash_source(fn: Callable) -> str:
     target = getattr(fn, "eager_fn", fn)  # a compiled kernel: hash what was compiled
     try:
         source = inspect.getsource(target)
@@ -153,8 +153,8 @@ def resolve_kernel(name: str, *, op: str, affine: str | None = None, fused: bool
 
 def callable_kernel(fn: Callable, *, fused: bool, name: str | None = None, description: str = "python callable") -> Kernel:
     """A user's function as a Kernel (what it implements and returns is found out by calling it)."""
-    return Kernel(name or getattr(fn, "__qualname__", "callable"), fn, None, fused, None, False, description,
-                  _hash_source(fn))
+    qualname: str = getattr(fn, "__qualname__", "callable")
+    return Kernel(name or qualname, fn, None, fused, None, False, description, _hash_source(fn))
 
 
 def catalog_defaults(name: str) -> dict:

@@ -9,6 +9,8 @@ a recompile-limit fallback to eager raises instead of silently running other cod
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -16,7 +18,7 @@ from normtheory.kernels import eager
 
 
 class CompiledKernel:
-    def __init__(self, eager_fn):
+    def __init__(self, eager_fn: Callable[..., Any]) -> None:
         self.eager_fn = eager_fn
         # dynamo keeps its compiled variants (and counts the recompile limit) per code object,
         # across every torch.compile of that function: start each certification from a clean
@@ -27,7 +29,7 @@ class CompiledKernel:
         self.compile_seconds = 0.0
         self._warm_shapes: set = set()
 
-    def warm_up(self, *args) -> None:
+    def warm_up(self, *args: Any) -> None:
         """Compile forward and backward for these argument shapes; time it."""
         key = tuple((tuple(a.shape), a.dtype, a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args)
         if key in self._warm_shapes:
@@ -39,7 +41,7 @@ class CompiledKernel:
         self.compile_seconds += time.perf_counter() - start
         self._warm_shapes.add(key)
 
-    def _compile_for(self, args) -> None:
+    def _compile_for(self, args: tuple[Any, ...]) -> None:
         # copies with the same shapes, dtypes and requires_grad: the guards of the real call
         leaves = [a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a
                   for a in args]
@@ -48,15 +50,15 @@ class CompiledKernel:
         if first.requires_grad:
             first.float().sum().backward()
 
-    def __call__(self, *args):
+    def __call__(self, *args: Any) -> Any:
         self.warm_up(*args)
         with torch._dynamo.config.patch(error_on_recompile=True):
             return self.compiled(*args)
 
 
-def compiled_layer_norm():
+def compiled_layer_norm() -> CompiledKernel:
     return CompiledKernel(eager.torch_layer_norm)
 
 
-def compiled_rms_norm():
+def compiled_rms_norm() -> CompiledKernel:
     return CompiledKernel(eager.torch_rms_norm)

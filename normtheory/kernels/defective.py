@@ -8,16 +8,18 @@ you can use them to check that your own harness would catch them.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from normtheory.kernels.fp8_output import scaled_fp8_cast
 
 
-def _rms_scale(x32, eps):
+def _rms_scale(x32: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
 
 
-def careful_rms_norm(x, weight, bias, eps):
+def careful_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Two-pass-free RMSNorm in fp32, one rounding at the end: what `default` describes."""
     x32 = x.float()
     y = x32 * _rms_scale(x32, eps)
@@ -26,7 +28,7 @@ def careful_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def careful_layer_norm(x, weight, bias, eps):
+def careful_layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Two-pass LayerNorm in fp32, one rounding at the end."""
     x32 = x.float()
     centred = x32 - x32.mean(-1, keepdim=True)
@@ -38,7 +40,8 @@ def careful_layer_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def fp16_sum_of_squares_rms_norm(x, weight, bias, eps):
+def fp16_sum_of_squares_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                                 eps: float) -> torch.Tensor:
     """Σx² squared and accumulated in fp16 (a tree of fp16 adds): overflows for |x| ≳ 256/√d
     per entry and loses bits on the way."""
     squares = x.half().pow(2)
@@ -53,7 +56,7 @@ def fp16_sum_of_squares_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def one_pass_layer_norm(x, weight, bias, eps):
+def one_pass_layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """var = E[x²] − E[x]² in fp32: catastrophic cancellation when |mean|/std is large."""
     x32 = x.float()
     mean = x32.mean(-1, keepdim=True)
@@ -66,7 +69,7 @@ def one_pass_layer_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def eps_outside_rms_norm(x, weight, bias, eps):
+def eps_outside_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """x / (sqrt(mean x²) + eps) where the specification puts eps inside the root."""
     x32 = x.float()
     y = x32 / (x32.pow(2).mean(-1, keepdim=True).sqrt() + eps)
@@ -75,7 +78,7 @@ def eps_outside_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def truncating_rms_norm(x, weight, bias, eps):
+def truncating_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Correct fp32 result, then cast to bf16 by dropping the low 16 bits (round toward zero)."""
     y = careful_rms_norm(x.float(), weight.float() if weight is not None else None, None, eps)
     bits = y.view(torch.int32) & ~0xFFFF
@@ -86,14 +89,14 @@ class _WrongBackwardRMSNorm(torch.autograd.Function):
     """Forward correct; backward forgets the projection term −n·mean(g·n) of the Jacobian."""
 
     @staticmethod
-    def forward(ctx, x, weight, eps):
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         x32 = x.float()
         scale = _rms_scale(x32, eps)
         ctx.save_for_backward(x32, weight, scale)
         return (x32 * scale * weight.float()).to(x.dtype)
 
     @staticmethod
-    def backward(ctx, gy):
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         x32, weight, scale = ctx.saved_tensors
         g = gy.float() * weight.float()
         gx = g * scale  # missing: − n·mean(g·n)·scale
@@ -101,14 +104,15 @@ class _WrongBackwardRMSNorm(torch.autograd.Function):
         return gx.to(gy.dtype), gw.to(weight.dtype), None
 
 
-def wrong_backward_rms_norm(x, weight, bias, eps):
+def wrong_backward_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     return _WrongBackwardRMSNorm.apply(x, weight, eps)
 
 
 _calls = {"count": 0}
 
 
-def nondeterministic_rms_norm(x, weight, bias, eps):
+def nondeterministic_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                              eps: float) -> torch.Tensor:
     """Σx² in an order that changes from call to call (as with atomics): fp32 results differ
     in the last bits between runs, which rounding to the output can expose."""
     _calls["count"] += 1
@@ -125,7 +129,7 @@ def nondeterministic_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def gemma_offset_in_bf16(x, weight, bias, eps):
+def gemma_offset_in_bf16(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Gemma RMSNorm with (1 + w) formed in bf16 before the fp32 product."""
     x32 = x.float()
     y = x32 * _rms_scale(x32, eps)
@@ -134,12 +138,12 @@ def gemma_offset_in_bf16(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def nan_to_num_rms_norm(x, weight, bias, eps):
+def nan_to_num_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Scrubs NaN inputs to 0 before normalizing: NaN inputs turned into numbers."""
     return careful_rms_norm(torch.nan_to_num(x, nan=0.0), weight, bias, eps)
 
 
-def _fast_rsqrt_one_newton(v):
+def _fast_rsqrt_one_newton(v: torch.Tensor) -> torch.Tensor:
     """The bit-trick inverse square root (magic 0x5f3759df) with one Newton step: relative
     error up to about 1.75e-3."""
     i = v.view(torch.int32)
@@ -147,7 +151,7 @@ def _fast_rsqrt_one_newton(v):
     return guess * (1.5 - 0.5 * v * guess * guess)
 
 
-def bit_trick_rsqrt_rms_norm(x, weight, bias, eps):
+def bit_trick_rsqrt_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     x32 = x.float()
     y = x32 * _fast_rsqrt_one_newton(x32.pow(2).mean(-1, keepdim=True) + eps)
     if weight is not None:
@@ -155,7 +159,8 @@ def bit_trick_rsqrt_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def clamped_variance_rms_norm(x, weight, bias, eps):
+def clamped_variance_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                              eps: float) -> torch.Tensor:
     """rsqrt(max(mean x², eps)) instead of rsqrt(mean x² + eps): wrong only when mean x² is
     within a few binades of eps — a narrow band of input scales."""
     x32 = x.float()
@@ -165,32 +170,36 @@ def clamped_variance_rms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def raises(x, weight, bias, eps):
+def raises(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
 
 
-def wrong_shape(x, weight, bias, eps):
+def wrong_shape(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     return careful_rms_norm(x, weight, bias, eps)[:, :-1]
 
 
-def wrong_dtype(x, weight, bias, eps):
+def wrong_dtype(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     return careful_rms_norm(x, weight, bias, eps).float()
 
 
-def returns_inf(x, weight, bias, eps):
+def returns_inf(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     y = careful_rms_norm(x, weight, bias, eps).clone()
     y[..., 0] = float("inf")
     return y
 
 
-def rms_norm_fp8_double_rounded(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
+def rms_norm_fp8_double_rounded(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                                scaling: str = "tensor", out_dtype: torch.dtype = torch.float8_e4m3fn
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm → fp8 that rounds the normalized output to bf16 first, then scales and casts:
     fp32 → bf16 → fp8 is double rounding (a known bug class of fused norm → fp8 kernels)."""
     y = careful_rms_norm(x.float(), weight, None, eps).to(torch.bfloat16)
     return scaled_fp8_cast(y.float(), scaling=scaling, out_dtype=out_dtype)
 
 
-def rms_norm_fp8_stale_scale(x, weight, bias, eps, scaling="tensor", out_dtype=torch.float8_e4m3fn):
+def rms_norm_fp8_stale_scale(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                             scaling: str = "tensor", out_dtype: torch.dtype = torch.float8_e4m3fn
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm → fp8 with a hard-coded scale of 1 (a scale never updated from the amax): outputs
     beyond the fp8 range saturate, tiny ones flush, and the scale is not the recipe's."""
     y = careful_rms_norm(x.float(), weight, None, eps).float()

@@ -11,18 +11,18 @@ import torch
 import torch.nn.functional as F
 
 
-def torch_layer_norm(x, weight, bias, eps):
+def torch_layer_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """`torch.nn.functional.layer_norm` over the last dimension (ATen's kernel)."""
     return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
 
 
-def torch_rms_norm(x, weight, bias, eps):
+def torch_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """`torch.nn.functional.rms_norm` (ATen's fused kernel on CUDA, a composition on CPU)."""
     y = F.rms_norm(x, (x.shape[-1],), weight, eps)
     return y if bias is None else y + bias
 
 
-def llama_rms_norm(x, weight, bias, eps):
+def llama_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Hugging Face LlamaRMSNorm's cast placement: normalize in fp32, cast the normalized
     value to the input dtype, then multiply by the weight in the weight's dtype. The cast
     before the product is a second rounding (the `llama` model of the precision model)."""
@@ -34,7 +34,7 @@ def llama_rms_norm(x, weight, bias, eps):
     return y if bias is None else y + bias
 
 
-def gemma_rms_norm(x, weight, bias, eps):
+def gemma_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """Gemma's RMSNorm: the scale is (1 + w) (affine `offset_weight`), everything computed in
     fp32 and rounded once to the input dtype at the end."""
     x32 = x.to(torch.float32)
@@ -46,7 +46,7 @@ def gemma_rms_norm(x, weight, bias, eps):
     return normalized.to(x.dtype)
 
 
-def crms_norm(x, weight, bias, eps):
+def crms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """CRMSNorm on the d − 1 stored coordinates z of a zero-mean d-vector: the dropped
     coordinate is −Σz, so the mean square is (Σz² + (Σz)²)/d (Jiang et al. 2023)."""
     z = x.to(torch.float32)
@@ -60,21 +60,23 @@ def crms_norm(x, weight, bias, eps):
     return y.to(x.dtype)
 
 
-def torch_normalize(x, weight, bias, eps):
+def torch_normalize(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     """`torch.nn.functional.normalize` over the last dimension (p = 2): x / max(‖x‖₂, eps), as
     torch computes it in x's dtype (the norm is a tensor of that dtype before the division).
     F.normalize has no affine: the catalog entry takes affine `none` only."""
     return F.normalize(x, p=2.0, dim=-1, eps=eps)
 
 
-def add_rms_norm(x, residual, weight, bias, eps):
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused residual add + RMSNorm (vLLM, Transformer Engine): h = x + residual in the input
     dtype, y = RMSNorm(h). Returns (y, h)."""
     hidden = x + residual
     return torch_rms_norm(hidden, weight, bias, eps), hidden
 
 
-def add_layer_norm(x, residual, weight, bias, eps):
+def add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused residual add + LayerNorm. Returns (y, h) with h = x + residual in the input dtype."""
     hidden = x + residual
     return torch_layer_norm(hidden, weight, bias, eps), hidden

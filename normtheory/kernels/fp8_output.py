@@ -22,6 +22,7 @@ from the recipe's definition, independently of the numpy emulation that judges i
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -37,12 +38,20 @@ def _parse(scaling: str) -> tuple[str, int | None]:
     raise ValueError(f"unknown scaling {scaling!r}")
 
 
+def _block_size(kind: str, block: int | None) -> int:
+    """The group size of a "block"/"mx" recipe (_parse gives one to exactly those)."""
+    if block is None:
+        raise ValueError(f"scaling {kind!r} has no block size")
+    return block
+
+
 def _group_amax(y: torch.Tensor, kind: str, block: int | None) -> torch.Tensor:
     a = y.abs()
     if kind in ("tensor", "delayed"):
         return a.max() if a.numel() else torch.zeros((), dtype=y.dtype, device=y.device)
     if kind == "row":
         return a.amax(dim=-1, keepdim=True)
+    block = _block_size(kind, block)
     n = a.shape[-1]
     pad = (-n) % block
     a = torch.nn.functional.pad(a, (0, pad))
@@ -64,7 +73,7 @@ def _scale_from_amax(amax: torch.Tensor, fmax: float, margin: int, previous: tor
 def _expand(scale: torch.Tensor, n: int, kind: str, block: int | None) -> torch.Tensor:
     if kind in ("tensor", "delayed", "row"):
         return scale
-    return scale.repeat_interleave(block, dim=-1)[..., :n]
+    return scale.repeat_interleave(_block_size(kind, block), dim=-1)[..., :n]
 
 
 def _mx_scale(amax: torch.Tensor, emax: int) -> torch.Tensor:
@@ -79,8 +88,9 @@ def _emax(out_dtype: torch.dtype) -> int:
     return int(math.floor(math.log2(torch.finfo(out_dtype).max)))
 
 
-def scaled_fp8_cast(y: torch.Tensor, *, scaling: str = "tensor", out_dtype=torch.float8_e4m3fn, margin: int = 0,
-                    amax_history: torch.Tensor | None = None, power_of_two: bool = False):
+def scaled_fp8_cast(y: torch.Tensor, *, scaling: str = "tensor", out_dtype: torch.dtype = torch.float8_e4m3fn,
+                    margin: int = 0, amax_history: torch.Tensor | None = None,
+                    power_of_two: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 y -> (cast(y·scale), scale) under a recipe (module doc)."""
     kind, block = _parse(scaling)
     y = y.float()
@@ -104,7 +114,8 @@ def scaled_fp8_cast(y: torch.Tensor, *, scaling: str = "tensor", out_dtype=torch
     return (y * _expand(scale, n, kind, block)).to(out_dtype), scale
 
 
-def rms_norm_fp8(x, weight, bias, eps, **scaled):
+def rms_norm_fp8(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                 **scaled: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """RMSNorm in fp32 (torch.rms_norm), optional bias, then the scaled fp8 cast."""
     y = torch.rms_norm(x.float(), (x.shape[-1],), None if weight is None else weight.float(), eps)
     if bias is not None:
@@ -112,7 +123,8 @@ def rms_norm_fp8(x, weight, bias, eps, **scaled):
     return scaled_fp8_cast(y, **scaled)
 
 
-def layer_norm_fp8(x, weight, bias, eps, **scaled):
+def layer_norm_fp8(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                   **scaled: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """LayerNorm in fp32 (torch.layer_norm), then the scaled fp8 cast."""
     y = torch.layer_norm(x.float(), (x.shape[-1],), None if weight is None else weight.float(),
                          None if bias is None else bias.float(), eps)

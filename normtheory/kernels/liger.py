@@ -8,10 +8,18 @@ tests/data/certify/cuda/), and the `gpu` tests certify them on a CUDA host (docs
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from normtheory.errors import UsageError
 
+if TYPE_CHECKING:
+    import torch
 
-def _modules():
+KernelFn = Callable[["torch.Tensor", "torch.Tensor | None", "torch.Tensor | None", float], "torch.Tensor"]
+
+
+def _modules() -> tuple[Any, Any]:
     try:
         from liger_kernel.transformers.layer_norm import LigerLayerNorm
         from liger_kernel.transformers.rms_norm import LigerRMSNorm
@@ -20,27 +28,30 @@ def _modules():
     return LigerLayerNorm, LigerRMSNorm
 
 
-def liger_rms_norm():
+def liger_rms_norm() -> KernelFn:
     _, LigerRMSNorm = _modules()
 
-    def run(x, weight, bias, eps):
+    def run(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
         from torch.func import functional_call
 
         # in_place=False: Liger's default overwrites the incoming gradient dY with dX
         module = LigerRMSNorm(x.shape[-1], eps=eps, in_place=False).to(x.device)
-        y = functional_call(module, {"weight": weight}, (x,))
+        # torch's stub wants dict[str, Tensor]; a None weight (affine "none") is accepted at run time
+        parameters: dict[str, Any] = {"weight": weight}
+        y = functional_call(module, parameters, (x,))
         return y if bias is None else y + bias
 
     return run
 
 
-def liger_layer_norm():
+def liger_layer_norm() -> KernelFn:
     LigerLayerNorm, _ = _modules()
 
-    def run(x, weight, bias, eps):
+    def run(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
         from torch.func import functional_call
 
         module = LigerLayerNorm(x.shape[-1], eps=eps).to(x.device)
-        return functional_call(module, {"weight": weight, "bias": bias}, (x,))
+        parameters: dict[str, Any] = {"weight": weight, "bias": bias}  # None accepted, as in liger_rms_norm
+        return functional_call(module, parameters, (x,))
 
     return run

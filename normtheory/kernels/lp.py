@@ -27,7 +27,7 @@ def _accumulator(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _affine(y: torch.Tensor, weight, bias) -> torch.Tensor:
+def _affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> torch.Tensor:
     if weight is not None:
         y = y * weight.to(y.dtype)
     if bias is not None:
@@ -42,7 +42,8 @@ def _max_norm(xa: torch.Tensor, eps: float) -> torch.Tensor:
     return xa / scale
 
 
-def lp_norm_naive(x: torch.Tensor, weight, bias, eps: float, p, acc_dtype: torch.dtype | None = None) -> torch.Tensor:
+def lp_norm_naive(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, p: float | str,
+                  acc_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Power, sum, root: N = (Σ|x|^p / d + eps^(p/2))^(1/p), y = x / N.
 
     `acc_dtype` (default fp32) is the dtype the powers, their sum and the root are stored in;
@@ -60,7 +61,8 @@ def lp_norm_naive(x: torch.Tensor, weight, bias, eps: float, p, acc_dtype: torch
     return _affine(xa / norm, weight, bias).to(x.dtype)
 
 
-def lp_norm_stable(x: torch.Tensor, weight, bias, eps: float, p) -> torch.Tensor:
+def lp_norm_stable(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                   p: float | str) -> torch.Tensor:
     """Rescale by K = max(max|x|, √eps), then power, sum, root: y = (x/K) / (mean|x/K|^p + (√eps/K)^p)^(1/p).
 
     K cancels in exact arithmetic. In floating point |x_i/K| ≤ 1, so the sum lies in [1, d]
