@@ -43,7 +43,6 @@ from normtheory.precision.emulation.forward import (
     backward_floor,
     emulated_spec,
     normalize,
-    statistic,
     truncate,
 )
 from normtheory.precision.emulation.reductions import tree_sum, tree_sum_products
@@ -63,10 +62,9 @@ def backward(op: str, x, gy, w=None, b=None, *, model: Model, eps: float, affine
                          w_out=as_format(w_format or grad_format))
 
 
-def _outside_factor(op: str, x: np.ndarray, *, ar: Arith, model: Model, eps: float, d: int) -> np.ndarray:
-    """ρ̂ = fl(fl(σ̂ + fl(eps))/σ̂) per row from the forward's own statistic (recomputed: the
-    same loops, the same values), 0 where σ̂ = 0."""
-    _, stat = statistic(op, x, ar, model, d)
+def _outside_factor(stat: np.ndarray, *, ar: Arith, eps: float) -> np.ndarray:
+    """ρ̂ = fl(fl(σ̂ + fl(eps))/σ̂) per row from the forward's own statistic stat̂ (as the backward
+    recomputes it), 0 where σ̂ = 0."""
     sigma = ar.sqrt(stat)
     den = ar.add(sigma, ar.round(eps))
     safe = np.where(sigma > 0, sigma, 1.0)
@@ -81,7 +79,7 @@ def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, ou
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
     gy = ar.load(np.asarray(gy, dtype=np.float64).reshape(x.shape))
-    d, r, normalized = normalize(op, x, ar, model, eps)
+    d, stat, r, normalized = normalize(op, x, ar, model, eps)
 
     # the weight factor's multiply happens where the forward's affine step happens
     product_ar = Arith(out) if model.output == "llama" else ar
@@ -98,10 +96,10 @@ def _backward(op: str, x, gy, w, b, *, model: Model, eps: float, affine: str, ou
     k = ar.mul(tree_sum_products(g, normalized, ar, model), inv_d)
     spec = emulated_spec(op)
     if model.eps_mode == "outside":
-        k = ar.mul(k, _outside_factor(op, x, ar=ar, model=model, eps=eps, d=d))
+        k = ar.mul(k, _outside_factor(stat, ar=ar, eps=eps))
     floor = backward_floor(spec, model)
     if floor is not None and floor.pinned_rows is not None:  # a pinned scale does not move with x: no projection
-        k = np.where(floor.pinned_rows(statistic(op, x, ar, model, d)[1], eps, ar), 0.0, k)
+        k = np.where(floor.pinned_rows(stat, eps, ar), 0.0, k)
     if spec.statistic == "crms":  # CRMSNorm's direction n + Σn (bounds/statistic_rules.py)
         direction = ar.add(normalized, tree_sum(normalized, ar, model)[:, None])
     else:

@@ -99,15 +99,15 @@ def forward(op: str, x, w=None, b=None, *, model: Model, eps: float, affine: str
 
 
 def normalize(op: str, x: np.ndarray, ar: Arith, model: Model, eps: float):
-    """(d, r̂, n̂): the statistic's divisor (the model width, or 1 for a plain sum), the inverse
-    scale per row and n̂ = fl(fl(x − μ̂)·r̂) for
-    loaded rows x — the step the forward and the backward (which recomputes it) share."""
+    """(d, stat̂, r̂, n̂): the statistic's divisor (the model width, or 1 for a plain sum), the
+    computed statistic and the inverse scale per row, and n̂ = fl(fl(x − μ̂)·r̂) for loaded rows x —
+    the step the forward and the backward (which recomputes it, as a kernel does) share."""
     spec = emulated_spec(op)
     d = spec.statistic_divisor(x.shape[1])
     mean, stat = statistic(op, x, ar, model, d)
     r = inverse_scale(stat, eps, ar, model, floor=floor_for(spec))
     centred = x if mean is None else ar.sub(x, mean[:, None])
-    return d, r, ar.mul(centred, r[:, None])
+    return d, stat, r, ar.mul(centred, r[:, None])
 
 
 def _forward(op: str, x, w, b, *, model: Model, eps: float, affine: str, out_format) -> np.ndarray:
@@ -115,7 +115,7 @@ def _forward(op: str, x, w, b, *, model: Model, eps: float, affine: str, out_for
     ar = Arith(model.acc, ftz=model.ftz, daz=model.ftz)
     out = as_format(out_format)
     x = ar.load(np.atleast_2d(np.asarray(x, dtype=np.float64)))
-    _, _, normalized = normalize(op, x, ar, model, eps)
+    _, _, _, normalized = normalize(op, x, ar, model, eps)
     w = None if w is None else np.asarray(w, dtype=np.float64)
     b = None if b is None else np.asarray(b, dtype=np.float64)
     if model.output == "llama":
