@@ -42,7 +42,10 @@ from normtheory.reference.threads import run_blocks
 
 DECIDED, STRADDLES, UNDECIDED = 0, 1, 2
 _RECHECK = 3  # transient: the vectorized test could not decide, decide_element will
-LANES = 16
+# Lanes of the row sums. 64 is measured: at 16 the compiler unrolls the lane loop into scalar
+# code (4x slower); with runtime lane counts it keeps every lane in memory (3x slower). The
+# main loop therefore runs whole blocks of exactly LANES entries, then one short tail.
+LANES = 64
 # Widening that makes the float64 ends enclose [ŷ − E, ŷ + E] despite their own rounding
 # (decide.py): fl(ŷ − W) ≤ ŷ − E and fl(ŷ + W) ≥ ŷ + E.
 _WIDEN_REL = 1.0 + 2.0**-40
@@ -99,10 +102,18 @@ def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, ch
         invalid += check_x & (not ok)
         same += (v == first) if centred else (v == 0.0)
     lanes = np.zeros(LANES)
-    for j0 in range(0, n if centred else 0, LANES):  # RMSNorm needs no pivot
-        for k in range(min(LANES, n - j0)):
-            lanes[k] += np.float64(row[j0 + k])
+    if centred:  # RMSNorm needs no pivot
+        full = n - n % LANES
+        for j0 in range(0, full, LANES):
+            _add_lanes(row, j0, LANES, lanes)
+        _add_lanes(row, full, n - full, lanes)
     return lanes.sum(), finite < n, invalid, same == n
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _add_lanes(row, j0, count, lanes):
+    for k in range(count):
+        lanes[k] += np.float64(row[j0 + k])
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -132,14 +143,10 @@ def _centring(row, d, pivot, gamma2, u, safety):
     """(δ, row term B of the bound on ĉ) for LayerNorm (fused.py): T = Sum2(x − μ0) in lanes."""
     n = row.shape[0]
     hi, lo, mag = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
-    for j0 in range(0, n, LANES):
-        for k in range(min(LANES, n - j0)):  # independent lanes: the compiler runs them as vectors
-            t = np.float64(row[j0 + k]) - pivot
-            s = hi[k] + t
-            bb = s - hi[k]
-            lo[k] += (hi[k] - (s - bb)) + (t - bb)  # TwoSum, written out so that it vectorizes
-            hi[k] = s
-            mag[k] += abs(t)
+    full = n - n % LANES
+    for j0 in range(0, full, LANES):
+        _centring_lanes(row, j0, LANES, pivot, hi, lo, mag)
+    _centring_lanes(row, full, n - full, pivot, hi, lo, mag)
     T = _combine_lanes(hi, lo)
     abs_t = mag.sum() * (1.0 + (n + 1) * u)
     err_T = u * abs(T) + gamma2 * abs_t
@@ -148,28 +155,48 @@ def _centring(row, d, pivot, gamma2, u, safety):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _centring_lanes(row, j0, count, pivot, hi, lo, mag):
+    """Entries j0..j0 + count − 1 into lanes 0..count − 1 of Σ(x − μ0) and Σ|x − μ0|."""
+    for k in range(count):  # independent lanes: the compiler runs them as vectors
+        t = np.float64(row[j0 + k]) - pivot
+        s = hi[k] + t
+        bb = s - hi[k]
+        lo[k] += (hi[k] - (s - bb)) + (t - bb)  # TwoSum, written out so that it vectorizes
+        hi[k] = s
+        mag[k] += abs(t)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety, centred):
     """(s, bound on s): s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated.
     `centred` is a literal at each call site: RMSNorm's loop (ĉ = x, no error) compiles lean."""
     n = row.shape[0]
     hi, lo, prop = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
-    for j0 in range(0, n, LANES):
-        for k in range(min(LANES, n - j0)):
-            if centred:
-                c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
-                prop[k] += c_err * (2.0 * abs(c) + c_err)
-            else:
-                c = np.float64(row[j0 + k])
-            p = c * c
-            s = hi[k] + p
-            bb = s - hi[k]
-            lo[k] += (hi[k] - (s - bb)) + (p - bb)
-            hi[k] = s
+    full = n - n % LANES
+    for j0 in range(0, full, LANES):
+        _square_lanes(row, j0, LANES, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop)
+    _square_lanes(row, full, n - full, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop)
     ss = _combine_lanes(hi, lo)
     propagated = prop.sum()
     ss_err = u * ss + gamma2 * ss + u * ss + propagated * (1.0 + (n + 1) * u)
     s = ss / d
     return s, (ss_err / d + u * s) * safety
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _square_lanes(row, j0, count, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop):
+    """Entries j0..j0 + count − 1 into lanes 0..count − 1 of Σĉ² (and of ĉ's propagated error)."""
+    for k in range(count):
+        if centred:
+            c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
+            prop[k] += c_err * (2.0 * abs(c) + c_err)
+        else:
+            c = np.float64(row[j0 + k])
+        p = c * c
+        s = hi[k] + p
+        bb = s - hi[k]
+        lo[k] += (hi[k] - (s - bb)) + (p - bb)
+        hi[k] = s
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
