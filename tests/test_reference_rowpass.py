@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from normtheory.errors import UsageError
 from normtheory.families import FAMILIES, draw_rows
 from normtheory.formats import FORMATS, round_fraction
-from normtheory.reference import correctly_rounded
+from normtheory.reference import correctly_rounded, rowpass
 from normtheory.reference.encode import to_format
 from normtheory.reference.formatbits import round_to_format
 from normtheory.reference.rowpass import cell_test_batch
@@ -104,6 +104,41 @@ def test_cell_test_never_decides_an_interval_that_rounds_two_ways(name):
     assert _violations(values, errors, *_python_cell_rule(values, errors, fmt), fmt) == 0
     wrong_q, wrong_inside = _python_cell_rule(values, errors, fmt, halve_below_powers=False)
     assert _violations(values, errors, wrong_q, wrong_inside, fmt) > 0  # the check can fail
+
+
+def _forward_unit_rows(op, x, fmt, eps, inside):
+    n = x.shape[1]
+    ones, zeros = np.ones(n), np.zeros(n)
+    return rowpass.forward_rows(centred=op == "layernorm", x=x, d=n, eps=eps, inside=inside, affine="none", w=ones,
+                                factor=ones, factor_err=zeros, bias=zeros, has_bias=False, fmt=fmt, check_x=True)
+
+
+@pytest.mark.parametrize("op", ["layernorm", "rmsnorm"])
+@pytest.mark.parametrize("name", ["bf16", "fp16", "fp32", "fp8_e4m3fn"])
+def test_unit_factor_loop_matches_the_general_one(op, name, monkeypatch):
+    """rowpass._unit_elements (w̃ = 1, no bias) against the general loop: the same rounded
+    values, statuses and per-row counts, bit for bit, on every family and both eps modes."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(3)
+    x = np.concatenate([draw_rows(family, rng, 3, 96, fmt) for family in sorted(FAMILIES)])
+    x[0, :5] = 0.0
+    # rows of ±1 (mean 0, mean square 1) with |y| = 1/√(1 + eps) about 7 float64 ulps (of 1/2)
+    # above the midpoint below 1: inside the bound (about 6 ulps, plus 4 of widening), outside
+    # the widening alone, so the test sees the bound itself
+    midpoint = 1.0 - 2.0 ** -(fmt.precision + 1)
+    signs = np.where(np.arange(96) % 2 == 0, 1.0, -1.0)
+    straddling = np.stack([signs, -signs])
+    near_midpoint_eps = 1.0 / (midpoint + 7 * 2.0**-53) ** 2 - 1.0
+    cases = [(x, 1e-5, True), (x, 1e-3, False), (x, 0.0, True), (straddling, near_midpoint_eps, True)]
+    for rows, eps, inside in cases:
+        fast = _forward_unit_rows(op, rows, fmt, eps, inside)
+        with monkeypatch.context() as patch:
+            patch.setattr(rowpass, "_is_unit_factor", lambda *args: False)
+            general = _forward_unit_rows(op, rows, fmt, eps, inside)
+        for ours, theirs in zip(fast[:3], general[:3]):
+            assert np.array_equal(ours.view(np.uint8), theirs.view(np.uint8))
+    flags = general[2]
+    assert flags[:, 3].sum() + flags[:, 2].sum() == straddling.size  # none decided by the float64 test
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])

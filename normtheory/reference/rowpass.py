@@ -220,8 +220,8 @@ def _normalizer(s, s_err, eps, inside, degenerate, u, safety):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
-                 want_yn, midpoint_tier, precision, emin, min_normal, max_finite, has_inf, encoding,
+def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, unit_factor,
+                 check_x, want_yn, midpoint_tier, precision, emin, min_normal, max_finite, has_inf, encoding,
                  out16, out32, status, flags, yn_out, yn_err_out, row_out):
     """Rows start..stop − 1, each on its own; see `forward_rows` for the outputs. A row is
     worked out in scratch rows (in cache), then written once in the format's encoding; its
@@ -244,8 +244,8 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
             stats = _row_statistics(row, d, centred, eps, inside, total, degenerate)
             if want_yn:
                 row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = stats[4], stats[5], stats[6], stats[7]
-            left = _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal,
-                                 max_finite, has_inf, rounded, row_status, yn_out[i if want_yn else 0],
+            left = _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn, precision, emin,
+                                 min_normal, max_finite, has_inf, rounded, row_status, yn_out[i if want_yn else 0],
                                  yn_err_out[i if want_yn else 0])
             if left and midpoint_tier and d <= MAX_WIDTH:
                 by_midpoint = resolve_row(row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias,
@@ -292,8 +292,8 @@ def _row_statistics(row, d, centred, eps, inside, total, degenerate):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, precision, emin, min_normal, max_finite,
-                  has_inf, rounded, row_status, yn_row, yn_err_row):
+def _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn, precision, emin, min_normal,
+                  max_finite, has_inf, rounded, row_status, yn_row, yn_err_row):
     """Tier 1 for one row's elements: the vectorized test, then decide_element where it could
     not decide; returns how many are left undecided."""
     u, safety = U, SAFETY
@@ -304,6 +304,10 @@ def _row_elements(row, stats, factor, factor_err, bias, has_bias, want_yn, preci
     if want_yn:
         recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, True, rounded,
                             row_status, yn_row, yn_err_row)
+    elif unit_factor and centring != 0.0:
+        recheck = _unit_elements(row, row_stats, fmt_params, True, rounded, row_status)
+    elif unit_factor:
+        recheck = _unit_elements(row, row_stats, fmt_params, False, rounded, row_status)
     else:
         recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, False, rounded,
                             row_status, yn_row, yn_err_row)
@@ -395,6 +399,41 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
     return recheck
 
 
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _unit_elements(row, stats, fmt_params, centred, rounded, status):
+    """`_elements` where w̃ = 1 exactly with no error and there is no bias (affine none, or a
+    weight of ones): the same ŷ and the same bound, bit for bit, with the terms that are
+    exactly +0 left out — ŷ·1 = ŷ, |ŷ|·0 = +0, and for RMSNorm (`centred` a literal False)
+    ĉ = x with ĉ's error 0, so c_err·r·(1 + r_rel) = +0 (r is finite on every row that gets
+    here; where it is not, both versions leave the element to decide_element). Adding +0 to
+    the other, nonnegative terms changes nothing. About a third fewer operations per element."""
+    n = row.shape[0]
+    u, safety = U, SAFETY
+    pivot, delta, row_term, centring, r, r_rel = stats
+    precision, min_normal, max_finite, quantum = fmt_params
+    consts = cell_constants(precision, min_normal, max_finite, quantum)
+    recheck = 0
+    for j in range(n):
+        if centred:
+            c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
+            yn = c * r
+            yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+        else:
+            yn = np.float64(row[j]) * r
+            yn_err = (abs(yn) * (r_rel + u)) * safety
+        y_err = (yn_err + u * abs(yn)) * safety
+        q, inside = cell_test(abs(yn), y_err, consts)
+        rounded[j] = math.copysign(q, yn)
+        status[j] = DECIDED if inside else _RECHECK
+        recheck += not inside
+    return recheck
+
+
+def _is_unit_factor(factor: np.ndarray, factor_err: np.ndarray, has_bias: bool) -> bool:
+    """w̃ = 1 exactly, with no error, and no bias: `_unit_elements` applies."""
+    return not has_bias and bool((factor == 1.0).all() and (factor_err == 0.0).all())
+
+
 def forward_rows(*, centred: bool, x: np.ndarray, d: int, eps: float, inside: bool, affine: str, w: np.ndarray,
                  factor: np.ndarray, factor_err: np.ndarray, bias: np.ndarray, has_bias: bool, fmt: FloatFormat,
                  check_x: bool, want_yn: bool = False, midpoint_tier: bool = True):
@@ -421,11 +460,12 @@ def forward_rows(*, centred: bool, x: np.ndarray, d: int, eps: float, inside: bo
     row_stats = np.zeros((rows, 4) if want_yn else (1, 4))
     f_hi, f_lo = weight_factor_words(affine, vec(w))
     factor, factor_err, bias = vec(factor), vec(factor_err), vec(bias)
+    unit_factor = _is_unit_factor(factor, factor_err, has_bias)
 
     def block(start: int, stop: int) -> None:
-        _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, check_x,
-                     want_yn, midpoint_tier, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, fmt.has_inf,
-                     encoding, out16, out32, status, flags, yn, yn_err, row_stats)
+        _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_hi, f_lo, bias, has_bias, unit_factor,
+                     check_x, want_yn, midpoint_tier, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite,
+                     fmt.has_inf, encoding, out16, out32, status, flags, yn, yn_err, row_stats)
 
     run_blocks(block, rows)
     rounded = out32 if encoding == FLOAT32 else out16.view(fmt.dtype)
