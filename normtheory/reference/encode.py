@@ -26,18 +26,21 @@ def bf16_bits(bits32):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def fp16_bits(b):
-    """fp16 pattern of an fp16 value given as a float32 pattern (uint32)."""
-    sign = np.uint16((b >> np.uint32(16)) & np.uint32(0x8000))
-    exponent = np.int64((b >> np.uint32(23)) & np.uint32(0xFF))
-    mantissa = b & np.uint32(0x7FFFFF)
-    if exponent == 0xFF:  # inf, NaN (a quiet NaN keeps a nonzero payload)
-        return sign | np.uint16(0x7C00) | (np.uint16(0x200) if mantissa else np.uint16(0))
-    if exponent == 0:  # ±0 (no fp32 subnormal is an fp16 value)
-        return sign
-    if exponent >= 113:  # fp16 normal: rebias 127 → 15, keep the top 10 mantissa bits
-        return sign | np.uint16(((exponent - 112) << 10) | (mantissa >> np.uint32(13)))
-    full = np.uint32(mantissa | np.uint32(0x800000))  # fp16 subnormal: (1.m)·2^(e−127) in units of 2^-24
-    return sign | np.uint16(full >> np.uint32(126 - exponent))
+    """fp16 pattern of an fp16 value given as a float32 pattern (uint32). Every case is worked
+    out and one picked by selects, not branches, so that loops over it vectorize."""
+    sign = (b >> np.uint32(16)) & np.uint32(0x8000)
+    magnitude = b & np.uint32(0x7FFFFFFF)
+    exponent = magnitude >> np.uint32(23)
+    mantissa = magnitude & np.uint32(0x7FFFFF)
+    normal = (magnitude >> np.uint32(13)) - np.uint32(112 << 10)  # rebias 127 → 15, top 10 mantissa bits
+    # fp16 subnormal: (1.m)·2^(e−127) in units of 2^-24; ±0 shifts its implicit bit out (the
+    # shift is capped below 32, as wider shifts are undefined; exponents above 126 wrap to the cap)
+    shift = min(np.uint32(126) - exponent, np.uint32(31))
+    subnormal = (mantissa | np.uint32(0x800000)) >> shift
+    special = np.uint32(0x7C00) | (np.uint32(0x200) if mantissa != 0 else np.uint32(0))  # inf; quiet NaN
+    value = normal if exponent >= 113 else subnormal
+    value = special if exponent == 0xFF else value
+    return np.uint16(sign | value)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -269,7 +269,8 @@ def _write_row(rounded, encoding, out16, out32, i):
         for j in range(rounded.shape[0]):
             out16[i, j] = fp16_bits(bits[j])
     else:
-        out32[i, :] = rounded
+        for j in range(rounded.shape[0]):  # a plain loop: the slice assignment was slower
+            out32[i, j] = rounded[j]
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
