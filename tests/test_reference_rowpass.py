@@ -19,7 +19,7 @@ from normtheory.formats import FORMATS, round_fraction
 from normtheory.reference import correctly_rounded, rowpass
 from normtheory.reference.encode import to_format
 from normtheory.reference.formatbits import round_to_format
-from normtheory.reference.rowpass import cell_test_batch
+from normtheory.reference.rowpass import DECIDED, STRADDLES, UNDECIDED, cell_test_batch, classify_batch, decide_element
 from normtheory.reference.threads import ENV_VAR, max_threads, resolve_threads
 
 ROW_PASS_FORMATS = ["fp32", "bf16", "fp16", "fp8_e4m3fn", "fp8_e5m2"]
@@ -139,6 +139,30 @@ def test_unit_factor_loop_matches_the_general_one(op, name, monkeypatch):
             assert np.array_equal(ours.view(np.uint8), theirs.view(np.uint8))
     flags = general[2]
     assert flags[:, 3].sum() + flags[:, 2].sum() == straddling.size  # none decided by the float64 test
+
+
+@pytest.mark.parametrize("name", ROW_PASS_FORMATS)
+def test_classify_element_agrees_with_decide_element_where_clean(name):
+    """rowpass.classify_element (the branch-free recheck) against decide_element, element by
+    element, on interval ends around every kind of boundary, both signs, zeros, subnormals,
+    overflow and non-finite values: where it claims to stand in, the same status and value."""
+    fmt = FORMATS[name]
+    values, errors = _cell_cases(fmt, np.random.default_rng(5))
+    errors = np.concatenate([errors, errors * 3, np.zeros(4), [np.inf, np.nan, 1e300, fmt.max_finite]])
+    values = np.concatenate([values, values, [1.0, -3.0, 0.0, fmt.min_subnormal], [1.0, 1.0, 1.0, 1.0]])
+    values = np.concatenate([values, -values, [np.inf, -np.inf, np.nan, fmt.max_finite * 4]])
+    errors = np.concatenate([errors, errors, [1e-3, 0.0, 1e-3, 1e-3]])
+    clean = np.empty(values.size, dtype=np.bool_)
+    status, value = np.empty(values.size, dtype=np.uint8), np.empty(values.size)
+    classify_batch(values, errors, fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, clean, status, value)
+    expected = [decide_element(float(v), float(e), fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite,
+                               fmt.has_inf) for v, e in zip(values, errors)]
+    expected_status = np.array([s for s, _ in expected])
+    expected_value = np.array([v for _, v in expected])
+    assert clean.sum() > values.size // 2
+    assert {DECIDED, STRADDLES, UNDECIDED} <= set(expected_status[clean].tolist())  # every outcome is covered
+    assert np.array_equal(status[clean], expected_status[clean])
+    assert np.array_equal(value[clean].view(np.uint64), expected_value[clean].view(np.uint64))
 
 
 @pytest.mark.parametrize("name", ["bf16", "fp16"])

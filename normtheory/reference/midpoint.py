@@ -43,7 +43,7 @@ from normtheory.reference.formatbits import quantum_at, round_to_format
 
 MAX_WIDTH = 2**26  # d² exact in binary64; the bound's own rounding stays within BOUND_SAFETY
 STRADDLES, UNDECIDED = 1, 2  # rowpass.py's statuses of the elements this tier takes
-_LANES = 16
+_LANES = 64  # whole blocks of exactly this many, then a tail: see rowpass.LANES
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -69,14 +69,10 @@ def quick_square_sum(x_row, rs):
     without the final rounding, since hi and lo are kept apart)."""
     n = x_row.shape[0]
     hi, lo = np.zeros(_LANES), np.zeros(_LANES)
-    for j0 in range(0, n, _LANES):
-        for k in range(min(_LANES, n - j0)):
-            v = np.float64(x_row[j0 + k])
-            p = v * v
-            s = hi[k] + p
-            bb = s - hi[k]
-            lo[k] += (hi[k] - (s - bb)) + (p - bb)
-            hi[k] = s
+    full = n - n % _LANES
+    for j0 in range(0, full, _LANES):
+        _square_lanes(x_row, j0, _LANES, hi, lo)
+    _square_lanes(x_row, full, n - full, hi, lo)
     total = hi[0]
     errors = lo.sum()
     for k in range(1, _LANES):
@@ -85,6 +81,18 @@ def quick_square_sum(x_row, rs):
     q_hi, q_lo = two_sum(total, errors)
     gamma = (n + _LANES) * U / (1.0 - (n + _LANES) * U)
     return q_hi, q_lo, rs * gamma * gamma * (abs(q_hi) + abs(q_lo)) * (1.0 + 4.0 * gamma)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _square_lanes(x_row, j0, count, hi, lo):
+    """Entries j0..j0 + count − 1 into TwoSum lanes 0..count − 1 of Σx²."""
+    for k in range(count):
+        v = np.float64(x_row[j0 + k])
+        p = v * v
+        s = hi[k] + p
+        bb = s - hi[k]
+        lo[k] += (hi[k] - (s - bb)) + (p - bb)
+        hi[k] = s
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
