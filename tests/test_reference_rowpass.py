@@ -227,6 +227,28 @@ def test_unrepresentable_inputs_are_found_by_the_row_pass():
         correctly_rounded("rmsnorm", x, format="fp16")
 
 
+@pytest.mark.parametrize("name", ROW_PASS_FORMATS)
+def test_row_pass_counts_unrepresentable_and_non_finite_values_as_the_format_does(name):
+    """The row scan's lean pass (plain = finite and rounds to itself) and its exact recount,
+    against FloatFormat.is_representable, on rows mixing format values (subnormals, ±0, the
+    largest finite) with values off the format, beyond its range, NaN and ±inf."""
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(6)
+    x = draw_rows("normal", rng, 12, 64, fmt)
+    x[0, :6] = [fmt.min_subnormal, -fmt.min_subnormal * 3, -0.0, fmt.max_finite, -fmt.min_normal, 0.0]
+    x[1, 3] = 1.0 + 2.0 ** -(fmt.precision + 2)  # between two format values
+    x[2, 5] = fmt.max_finite * 2  # beyond the range
+    x[3, 7] = fmt.min_subnormal / 2  # below the smallest subnormal
+    x[4, 0], x[5, 1], x[6, 2] = np.nan, np.inf, -np.inf
+    x[7, :] = fmt.min_subnormal * np.arange(64)  # all subnormals (and a zero)
+    n = x.shape[1]
+    ones, zeros = np.ones(n), np.zeros(n)
+    flags = rowpass.forward_rows(centred=False, x=x, d=n, eps=1e-5, inside=True, affine="none", w=ones,
+                                 factor=ones, factor_err=zeros, bias=zeros, has_bias=False, fmt=fmt, check_x=True)[2]
+    assert np.array_equal(flags[:, 0], (~fmt.is_representable(x)).sum(axis=1))
+    assert np.array_equal(flags[:, 1].astype(bool), ~np.isfinite(x).all(axis=1))
+
+
 def test_weight_gradient_column_sums_are_correct():
     """gw over 200 rows (compensated column sums over fixed blocks, lnrms._column_total): every
     column equals the 256-bit evaluation rounded to fp32, none needed arb."""

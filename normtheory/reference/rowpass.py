@@ -87,26 +87,22 @@ def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, ch
     """(Σx in lanes — a pivot only, any order will do —, any non-finite, how many values are
     not representable, degenerate: constant row (LayerNorm) or zero row).
 
-    Representable (as FloatFormat.is_representable): NaN; ±inf where the format has it; a
-    normal-range value whose dropped significand bits are zero and that is ≤ the largest
-    finite; a smaller one that is an integer multiple of the smallest subnormal.
+    First one lean pass: a value is plain when |v| ≤ the largest finite and rounding |v| to the
+    format (`round_by_adding`) gives |v| back — representable and finite. Only a row with
+    something else in it is counted again, by `_count_exceptions`.
     """
     n = row.shape[0]
-    low_bits = (np.uint64(1) << np.uint64(52 - (precision - 1))) - np.uint64(1)
-    to_quanta = 2.0 ** -(emin - (precision - 1))  # exact scaling: |v| < min_normal here
-    finite = 0
-    invalid = 0
+    floor_field, shift_field = bits_of(min_normal) & _EXPONENT_FIELD, np.uint64(53 - precision) << np.uint64(52)
     first = np.float64(row[0])
-    same = 0
+    plain, same = 0, 0
     for j in range(n):
         v = np.float64(row[j])
         a = abs(v)
-        finite += a <= 1.7976931348623157e308
-        scaled = v * to_quanta
-        ok = (((bits_of(v) & low_bits) == 0) & (a <= max_finite)) if a >= min_normal else (np.rint(scaled) == scaled)
-        ok |= (v != v) | (has_inf & (a == math.inf))
-        invalid += check_x & (not ok)
+        plain += (a <= max_finite) & (round_by_adding(a, floor_field, shift_field) == a)
         same += (v == first) if centred else (v == 0.0)
+    finite, invalid = n, 0
+    if plain < n:
+        finite, invalid = _count_exceptions(row, precision, emin, min_normal, max_finite, has_inf, check_x)
     lanes = np.zeros(LANES)
     if centred:  # RMSNorm needs no pivot
         full = n - n % LANES
@@ -114,6 +110,28 @@ def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, ch
             _add_lanes(row, j0, LANES, lanes)
         _add_lanes(row, full, n - full, lanes)
     return lanes.sum(), finite < n, invalid, same == n
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _count_exceptions(row, precision, emin, min_normal, max_finite, has_inf, check_x):
+    """(finite values, values not representable — with `check_x`, else 0) of one row.
+
+    Representable (as FloatFormat.is_representable): NaN; ±inf where the format has it; a
+    normal-range value whose dropped significand bits are zero and that is ≤ the largest
+    finite; a smaller one that is an integer multiple of the smallest subnormal.
+    """
+    low_bits = (np.uint64(1) << np.uint64(52 - (precision - 1))) - np.uint64(1)
+    to_quanta = 2.0 ** -(emin - (precision - 1))  # exact scaling: |v| < min_normal here
+    finite, invalid = 0, 0
+    for j in range(row.shape[0]):
+        v = np.float64(row[j])
+        a = abs(v)
+        finite += a <= 1.7976931348623157e308
+        scaled = v * to_quanta
+        ok = (((bits_of(v) & low_bits) == 0) & (a <= max_finite)) if a >= min_normal else (np.rint(scaled) == scaled)
+        ok |= (v != v) | (has_inf & (a == math.inf))
+        invalid += check_x & (not ok)
+    return finite, invalid
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -360,10 +378,12 @@ def _classify_rechecks(row, stats, affine, precision, emin, min_normal, max_fini
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def round_by_adding(v, floor_field, shift_field):
-    """RNE of v to the format, the exponent unbounded above, as (v + C) − C with C = 2^(e − p + 53)
-    and 2^e the binade of |v| (at least the format's smallest normal, below which the spacing
-    stays the same): v + C lies in C's binade, whose spacing 2^(e − p + 1) is the format's at v,
-    and an even last bit there is an even multiple of it, so the sum rounds v as the format does."""
+    """RNE of v ≥ 0 to the format, the exponent unbounded above, as (v + C) − C with
+    C = 2^(e − p + 53) and 2^e the binade of v (at least the format's smallest normal, below
+    which the spacing stays the same): v + C lies in C's binade, whose spacing 2^(e − p + 1) is
+    the format's at v, and an even last bit there is an even multiple of it, so the sum rounds
+    v as the format does. (A negative v gives a value ≤ 0, not its rounding: v + C falls in the
+    binade below C's.)"""
     field = bits_of(abs(v)) & _EXPONENT_FIELD
     c = float_of(max(field, floor_field) + shift_field)
     return (v + c) - c
