@@ -84,32 +84,54 @@ def decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf):
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf, check_x):
-    """(Σx in lanes — a pivot only, any order will do —, any non-finite, how many values are
-    not representable, degenerate: constant row (LayerNorm) or zero row).
+    """(lanes hi, lo of the first row sum, any non-finite, how many values are not
+    representable, degenerate: constant row (LayerNorm) or zero row). The row sum, in the same
+    pass: LayerNorm's Σx in hi (a pivot only, any order will do), RMSNorm's Σx² in TwoSum lanes
+    (hi, lo), exactly as `_mean_square` sums Σĉ². `centred` is a literal at each call site.
 
-    First one lean pass: a value is plain when |v| ≤ the largest finite and rounding |v| to the
-    format (`round_by_adding`) gives |v| back — representable and finite. Only a row with
-    something else in it is counted again, by `_count_exceptions`.
+    A value is plain when |v| ≤ the largest finite and rounding |v| to the format
+    (`round_by_adding`) gives |v| back — representable and finite. Only a row with something
+    else in it is counted again, by `_count_exceptions`.
     """
     n = row.shape[0]
     floor_field, shift_field = bits_of(min_normal) & _EXPONENT_FIELD, np.uint64(53 - precision) << np.uint64(52)
     first = np.float64(row[0])
+    consts = (floor_field, shift_field, max_finite, first)
+    hi, lo = np.zeros(LANES), np.zeros(LANES)
+    full = n - n % LANES
     plain, same = 0, 0
-    for j in range(n):
-        v = np.float64(row[j])
-        a = abs(v)
-        plain += (a <= max_finite) & (round_by_adding(a, floor_field, shift_field) == a)
-        same += (v == first) if centred else (v == 0.0)
+    for j0 in range(0, full, LANES):
+        block = _scan_lanes(row, j0, LANES, centred, consts, hi, lo)
+        plain, same = plain + block[0], same + block[1]
+    block = _scan_lanes(row, full, n - full, centred, consts, hi, lo)
+    plain, same = plain + block[0], same + block[1]
     finite, invalid = n, 0
     if plain < n:
         finite, invalid = _count_exceptions(row, precision, emin, min_normal, max_finite, has_inf, check_x)
-    lanes = np.zeros(LANES)
-    if centred:  # RMSNorm needs no pivot
-        full = n - n % LANES
-        for j0 in range(0, full, LANES):
-            _add_lanes(row, j0, LANES, lanes)
-        _add_lanes(row, full, n - full, lanes)
-    return lanes.sum(), finite < n, invalid, same == n
+    return hi, lo, finite < n, invalid, same == n
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _scan_lanes(row, j0, count, centred, consts, hi, lo):
+    """`_scan_row` over entries j0..j0 + count − 1 (lanes 0..count − 1): (plain values, values
+    equal to the first (LayerNorm) or to 0 (RMSNorm))."""
+    floor_field, shift_field, max_finite, first = consts
+    plain, same = 0, 0
+    for k in range(count):
+        v = np.float64(row[j0 + k])
+        a = abs(v)
+        plain += (a <= max_finite) & (round_by_adding(a, floor_field, shift_field) == a)
+        if centred:
+            same += v == first
+            hi[k] += v
+        else:
+            same += v == 0.0
+            p = v * v
+            s = hi[k] + p
+            bb = s - hi[k]
+            lo[k] += (hi[k] - (s - bb)) + (p - bb)  # TwoSum, as in _square_lanes
+            hi[k] = s
+    return plain, same
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -132,12 +154,6 @@ def _count_exceptions(row, precision, emin, min_normal, max_finite, has_inf, che
         ok |= (v != v) | (has_inf & (a == math.inf))
         invalid += check_x & (not ok)
     return finite, invalid
-
-
-@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _add_lanes(row, j0, count, lanes):
-    for k in range(count):
-        lanes[k] += np.float64(row[j0 + k])
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -191,31 +207,33 @@ def _centring_lanes(row, j0, count, pivot, hi, lo, mag):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _mean_square(row, d, pivot, delta, row_term, centring, gamma2, u, safety, centred):
-    """(s, bound on s): s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated.
-    `centred` is a literal at each call site: RMSNorm's loop (ĉ = x, no error) compiles lean."""
+def _mean_square(row, d, pivot, delta, row_term, gamma2, u, safety):
+    """(s, bound on s) for LayerNorm: s = Σĉ²/d by Sum2 in lanes, with ĉ's own error propagated.
+    (RMSNorm's ĉ = x, without error: the scan sums its squares, `_scan_row`.)"""
     n = row.shape[0]
     hi, lo, prop = np.zeros(LANES), np.zeros(LANES), np.zeros(LANES)
     full = n - n % LANES
     for j0 in range(0, full, LANES):
-        _square_lanes(row, j0, LANES, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop)
-    _square_lanes(row, full, n - full, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop)
+        _square_lanes(row, j0, LANES, pivot, delta, row_term, u, safety, hi, lo, prop)
+    _square_lanes(row, full, n - full, pivot, delta, row_term, u, safety, hi, lo, prop)
+    return _mean_square_of_lanes(hi, lo, prop.sum(), n, d, gamma2, u, safety)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _mean_square_of_lanes(hi, lo, propagated, n, d, gamma2, u, safety):
+    """(s, bound on s) from the TwoSum lanes of Σĉ² and the Σ of ĉ's propagated error."""
     ss = _combine_lanes(hi, lo)
-    propagated = prop.sum()
     ss_err = u * ss + gamma2 * ss + u * ss + propagated * (1.0 + (n + 1) * u)
     s = ss / d
     return s, (ss_err / d + u * s) * safety
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _square_lanes(row, j0, count, pivot, delta, row_term, centring, u, safety, centred, hi, lo, prop):
-    """Entries j0..j0 + count − 1 into lanes 0..count − 1 of Σĉ² (and of ĉ's propagated error)."""
+def _square_lanes(row, j0, count, pivot, delta, row_term, u, safety, hi, lo, prop):
+    """Entries j0..j0 + count − 1 into lanes 0..count − 1 of Σĉ² and of ĉ's propagated error."""
     for k in range(count):
-        if centred:
-            c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, centring, u, safety)
-            prop[k] += c_err * (2.0 * abs(c) + c_err)
-        else:
-            c = np.float64(row[j0 + k])
+        c, c_err = _centred(np.float64(row[j0 + k]), pivot, delta, row_term, 1.0, u, safety)
+        prop[k] += c_err * (2.0 * abs(c) + c_err)
         p = c * c
         s = hi[k] + p
         bb = s - hi[k]
@@ -255,8 +273,12 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
     row_status = np.empty(n, dtype=np.uint8)
     for i in range(start, stop):
         row = x[i]
-        total, nonfinite, bad, degenerate = _scan_row(row, centred, precision, emin, min_normal, max_finite, has_inf,
-                                                      check_x)
+        if centred:  # a literal for the scan's loop
+            hi, lo, nonfinite, bad, degenerate = _scan_row(row, True, precision, emin, min_normal, max_finite, has_inf,
+                                                           check_x)
+        else:
+            hi, lo, nonfinite, bad, degenerate = _scan_row(row, False, precision, emin, min_normal, max_finite, has_inf,
+                                                           check_x)
         flags[i, 0] = bad
         if nonfinite or (degenerate and eps == 0.0):  # NaN rows: non-finite input, or 0/0
             flags[i, 1] = 1
@@ -265,7 +287,7 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
                 yn_out[i, :] = 0.0
                 yn_err_out[i, :] = 0.0
         else:
-            stats = _row_statistics(row, d, centred, eps, inside, total, degenerate)
+            stats = _row_statistics(row, d, centred, eps, inside, hi, lo, degenerate)
             if want_yn:
                 row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = stats[4], stats[5], stats[6], stats[7]
             left = _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn, precision, emin,
@@ -298,20 +320,21 @@ def _write_row(rounded, encoding, out16, out32, i):
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _row_statistics(row, d, centred, eps, inside, total, degenerate):
-    """(pivot, δ, row term of ĉ's bound, centring weight, r, r_rel, ρ, ρ_rel) of one row."""
+def _row_statistics(row, d, centred, eps, inside, hi, lo, degenerate):
+    """(pivot, δ, row term of ĉ's bound, centring weight, r, r_rel, ρ, ρ_rel) of one row, from
+    the lanes `_scan_row` summed."""
     n = row.shape[0]
     u, safety = U, SAFETY
     gamma = (n + LANES) * u / (1.0 - (n + LANES) * u)
     gamma2 = gamma * gamma
     pivot, delta, row_term = 0.0, 0.0, 0.0
     if centred:  # a constant row pivots on its own value: ĉ = 0 exactly
-        pivot = np.float64(row[0]) if degenerate else total / d
+        pivot = np.float64(row[0]) if degenerate else hi.sum() / d
         if not degenerate:
             delta, row_term = _centring(row, d, pivot, gamma2, u, safety)
-        s, s_err = _mean_square(row, d, pivot, delta, row_term, 1.0, gamma2, u, safety, True)
-    else:
-        s, s_err = _mean_square(row, d, pivot, delta, row_term, 0.0, gamma2, u, safety, False)
+        s, s_err = _mean_square(row, d, pivot, delta, row_term, gamma2, u, safety)
+    else:  # RMSNorm: the scan has summed the squares; ĉ = x has no error to propagate
+        s, s_err = _mean_square_of_lanes(hi, lo, 0.0, n, d, gamma2, u, safety)
     r, r_rel, rho, rho_rel = _normalizer(s, s_err, eps, inside, degenerate, u, safety)
     return pivot, delta, row_term, 1.0 if centred else 0.0, r, r_rel, rho, rho_rel
 
