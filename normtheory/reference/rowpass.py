@@ -283,6 +283,7 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
         if nonfinite or (degenerate and eps == 0.0):  # NaN rows: non-finite input, or 0/0
             flags[i, 1] = 1
             rounded[:] = math.nan
+            _write_row(rounded, encoding, out16, out32, i)
             if want_yn:  # never used (the row is masked), but defined
                 yn_out[i, :] = 0.0
                 yn_err_out[i, :] = 0.0
@@ -290,9 +291,10 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
             stats = _row_statistics(row, d, centred, eps, inside, hi, lo, degenerate)
             if want_yn:
                 row_out[i, 0], row_out[i, 1], row_out[i, 2], row_out[i, 3] = stats[4], stats[5], stats[6], stats[7]
-            left = _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn, precision, emin,
-                                 min_normal, max_finite, has_inf, rounded, row_status, yn_out[i if want_yn else 0],
-                                 yn_err_out[i if want_yn else 0])
+            unwritten, left = _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn,
+                                            precision, emin, min_normal, max_finite, has_inf, rounded, row_status,
+                                            yn_out[i if want_yn else 0], yn_err_out[i if want_yn else 0],
+                                            out32[i if encoding == FLOAT32 else 0], encoding)
             if left and midpoint_tier and d <= MAX_WIDTH:
                 by_midpoint = resolve_row(row, d, centred, eps, inside, f_hi, f_lo, bias, has_bias,
                                           (precision, emin, min_normal, max_finite, has_inf), rounded, row_status,
@@ -302,7 +304,30 @@ def _rows_kernel(x, start, stop, d, centred, eps, inside, factor, factor_err, f_
             flags[i, 2] = left
             if left:
                 status[i, :] = row_status
-        _write_row(rounded, encoding, out16, out32, i)
+            if unwritten:  # the general loop, or decide_element or the midpoint tier changed the scratch
+                _write_row(rounded, encoding, out16, out32, i)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _unit_row(row, stats, fmt_params, centred, rounded, status, out_row32, encoding):
+    """`_unit_elements` with `centred` (a literal); float32 results go straight into the output
+    row as well (saves the copy, some 10 % at 512x4096), bf16 and fp16 are written from the
+    scratch row afterwards (encoding them inside this loop measured no faster, and 3x slower
+    for fp16). Whether it wrote the output row is `encoding == FLOAT32`."""
+    if encoding == FLOAT32:
+        return _unit_elements(row, stats, fmt_params, centred, rounded, status, out_row32, True)
+    return _unit_elements(row, stats, fmt_params, centred, rounded, status, out_row32, False)
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _store(value, j, rounded, out_row32, write_out):
+    """Element j's value into the scratch row, and with `write_out` into the float32 output row
+    too. `write_out` is a literal: a branch on a run-time value inside the element loop, which
+    the compiler does not hoist, made the loop many times slower."""
+    f = np.float32(value)
+    rounded[j] = f
+    if write_out:
+        out_row32[j] = f
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -341,9 +366,10 @@ def _row_statistics(row, d, centred, eps, inside, hi, lo, degenerate):
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, want_yn, precision, emin, min_normal,
-                  max_finite, has_inf, rounded, row_status, yn_row, yn_err_row):
+                  max_finite, has_inf, rounded, row_status, yn_row, yn_err_row, out_row32, encoding):
     """Tier 1 for one row's elements: the vectorized test, then decide_element where it could
-    not decide; returns how many are left undecided."""
+    not decide; returns (whether the output row is yet to be written from the scratch row, how
+    many are left undecided)."""
     u, safety = U, SAFETY
     pivot, delta, row_term, centring, r, r_rel = stats[0], stats[1], stats[2], stats[3], stats[4], stats[5]
     fmt_params = (precision, min_normal, max_finite, math.ldexp(1.0, emin - (precision - 1)))
@@ -353,14 +379,14 @@ def _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, w
         recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, True, rounded,
                             row_status, yn_row, yn_err_row)
     elif unit_factor and centring != 0.0:
-        recheck = _unit_elements(row, row_stats, fmt_params, True, rounded, row_status)
+        recheck = _unit_row(row, row_stats, fmt_params, True, rounded, row_status, out_row32, encoding)
     elif unit_factor:
-        recheck = _unit_elements(row, row_stats, fmt_params, False, rounded, row_status)
+        recheck = _unit_row(row, row_stats, fmt_params, False, rounded, row_status, out_row32, encoding)
     else:
         recheck = _elements(row, row_stats, fmt_params, factor, factor_err, bias, bias_weight, False, rounded,
                             row_status, yn_row, yn_err_row)
     if recheck == 0:
-        return 0
+        return want_yn or not unit_factor or encoding != FLOAT32, 0  # only _unit_row writes fp32 rows itself
     left, still = 0, recheck
     if recheck * _CLASSIFY_SHARE > row.shape[0]:
         affine = (factor, factor_err, bias, has_bias)
@@ -372,7 +398,7 @@ def _row_elements(row, stats, factor, factor_err, bias, has_bias, unit_factor, w
             y, y_err, _, _ = forward_element(c, c_err, r, r_rel, factor[j], factor_err[j], bias[j], has_bias, u, safety)
             row_status[j], rounded[j] = decide_element(y, y_err, precision, emin, min_normal, max_finite, has_inf)
             left += row_status[j] != DECIDED
-    return left
+    return True, left
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
@@ -521,7 +547,7 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
-def _unit_elements(row, stats, fmt_params, centred, rounded, status):
+def _unit_elements(row, stats, fmt_params, centred, rounded, status, out_row32, write_out):
     """`_elements` where w̃ = 1 exactly with no error and there is no bias (affine none, or a
     weight of ones): the same ŷ and the same bound, bit for bit, with the terms that are
     exactly +0 left out — ŷ·1 = ŷ, |ŷ|·0 = +0, and for RMSNorm (`centred` a literal False)
@@ -544,7 +570,7 @@ def _unit_elements(row, stats, fmt_params, centred, rounded, status):
             yn_err = (abs(yn) * (r_rel + u)) * safety
         y_err = (yn_err + u * abs(yn)) * safety
         q, inside = cell_test(abs(yn), y_err, consts)
-        rounded[j] = math.copysign(q, yn)
+        _store(math.copysign(q, yn), j, rounded, out_row32, write_out)
         status[j] = DECIDED if inside else _RECHECK
         recheck += not inside
     return recheck
