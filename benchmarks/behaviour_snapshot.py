@@ -153,6 +153,16 @@ def reference_fingerprints() -> dict[str, str]:
                         out[key + "/tiers"] = json.dumps(stats, sort_keys=True, default=str)
                     except Exception as exc:
                         out[key] = f"{type(exc).__name__}: {exc}"
+                    # forward only, unit weight, no bias: the row pass's lean loop
+                    key += "/forward_unit_weight"
+                    try:
+                        result, stats = correctly_rounded(op, x, None, None, format=fmt_name, eps=_eps_for(op),
+                                                          eps_mode=eps_mode, affine="none", p=p,
+                                                          return_stats=True, threads=1)
+                        out[key] = _digest(np.concatenate([np.ravel(result[k]) for k in sorted(result)]))
+                        out[key + "/tiers"] = json.dumps(stats, sort_keys=True, default=str)
+                    except Exception as exc:
+                        out[key] = f"{type(exc).__name__}: {exc}"
     return out
 
 

@@ -214,7 +214,7 @@ def _forward_block(params: NormParams, fmt, x_block, b, d, factor, factor_err, o
     has_bias = params.affine == "weight_bias"
     if _has_row_pass(params.spec):  # the common case: one compiled pass per row
         decided, y, yn, yn_err, r, r_rel, rho, rho_rel = fused_forward(
-            params.op, x_block, d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
+            params.spec.centred, x_block, d, params.eps, params.eps_mode == "inside", factor, factor_err, b, has_bias,
             fmt, fastpath.U, fastpath.SAFETY, out, want_yn)
         stats = fastpath.RowStats(None, None, r[:, None], r_rel[:, None], rho[:, None], rho_rel[:, None], None)
         return decided, y, yn, yn_err, stats

@@ -9,10 +9,10 @@ error-free TwoSum (Ogita–Rump–Oishi Sum2), whose result s satisfies
 
 LayerNorm (pivot μ0 = fl(Σx)/d, t = fl(x − μ0), δ = fl(T)/d with T = Sum2(t)):
     |ĉ_j − c_j| ≤ u|ĉ_j| + u|t_j| + B,   B = (E_T + u·Σ|t|)/d + u|δ|,
-    E_T = u|T| + γ_{n−1}²·Σ|t|   (the exact mean is μ0 + Σ(x − μ0)/d; see fastpath._centre).
+    E_T = u|T| + γ_{n−1}²·Σ|t|   (the exact mean is μ0 + Σ(x − μ0)/d; see fastpath.centre).
 RMSNorm: ĉ = x exactly.
 Mean square: SS = Sum2(fl(ĉ²)); |SS − Σc²| ≤ u|SS| + γ_{n−1}²·Σĉ² + u·Σĉ² + Σ ε_c(2|ĉ| + ε_c).
-Then N, r = 1/N and ρ exactly as fastpath._finish_rms_family, elements as decide.py's kernel.
+Then N, r = 1/N and ρ exactly as fastpath.finish_rms_family, elements as decide.py's kernel.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias,
         ss_err = u * ss + gamma2 * ss + u * ss + propagated * (1.0 + (n + 1) * u)
         s = ss / d
         s_err = (ss_err / d + u * s) * safety
-        # ---- normalizer (fastpath._finish_rms_family) ---------------------------------------
+        # ---- normalizer (fastpath.finish_rms_family) ---------------------------------------
         if inside:
             tt = s + eps
             N = math.sqrt(tt)
@@ -134,9 +134,9 @@ def _rows_kernel(x, d, centred, eps, inside, factor, factor_err, bias, has_bias,
                                                        max_finite, has_inf, scratch, scratch_bits)
 
 
-def fused_forward(op: str, x, d: int, eps: float, inside: bool, factor, factor_err, bias, has_bias: bool,
+def fused_forward(centred: bool, x, d: int, eps: float, inside: bool, factor, factor_err, bias, has_bias: bool,
                   fmt: FloatFormat, u: float, safety: float, rounded: np.ndarray, want_yn: bool):
-    """LayerNorm/RMSNorm rows; writes rounded y into `rounded` (a C-contiguous block) and
+    """LayerNorm (centred) or RMSNorm rows; writes rounded y into `rounded` (a C-contiguous block) and
     returns (decided, y, ŷ, bound on ŷ, r, r_rel, ρ, ρ_rel); ŷ and its bound only if want_yn."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     rows, n = x.shape
@@ -145,7 +145,7 @@ def fused_forward(op: str, x, d: int, eps: float, inside: bool, factor, factor_e
     y = np.empty((rows, n))
     yn, yn_err = (np.empty((rows, n) if want_yn else (0, 0)) for _ in range(2))
     per_row = [np.empty(rows) for _ in range(4)]
-    _rows_kernel(x, d, op == "layernorm", eps, inside, vec(factor), vec(factor_err), vec(bias), has_bias, want_yn, u, safety,
+    _rows_kernel(x, d, centred, eps, inside, vec(factor), vec(factor_err), vec(bias), has_bias, want_yn, u, safety,
                  fmt.precision, fmt.emin, fmt.min_normal, fmt.max_finite, fmt.has_inf,
                  rounded, decided, y, yn, yn_err, *per_row)
     return (decided, y, yn, yn_err, *per_row)

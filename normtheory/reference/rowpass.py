@@ -243,7 +243,7 @@ def _square_lanes(row, j0, count, pivot, delta, row_term, u, safety, hi, lo, pro
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def _normalizer(s, s_err, eps, inside, degenerate, u, safety):
-    """(r = 1/N, relative bound on r, ρ, relative bound on ρ), as fastpath._finish_rms_family."""
+    """(r = 1/N, relative bound on r, ρ, relative bound on ρ), as fastpath.finish_rms_family."""
     if inside:
         tt = s + eps
         N = math.sqrt(tt)
