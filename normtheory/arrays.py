@@ -10,13 +10,13 @@ raw bits otherwise (uint16 for bf16, uint8 for fp8); every `.npz` also holds `fo
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
 from normtheory.errors import UsageError
 from normtheory.formats import FloatFormat
+from normtheory.output_files import check_writable, replacing
 
 _NATIVE = {"fp64", "fp32", "fp16"}
 
@@ -132,21 +132,9 @@ def encode(values: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 
 def save_npz(path: str, arrays: dict[str, np.ndarray], fmt: FloatFormat, protected: tuple[str, ...] = ()) -> None:
     """Write `arrays` (format values) to `path` atomically; refuse to overwrite an input file."""
-    target = os.path.abspath(path)
-    if os.path.exists(target):
-        for other in protected:
-            if other and os.path.exists(other) and os.path.samefile(other, target):
-                raise UsageError(f"--out {path!r} is one of the input files; choose another name")
-    directory = os.path.dirname(target) or "."
-    if not os.path.isdir(directory):
-        raise UsageError(f"--out: directory {directory!r} does not exist")
+    check_writable(path, flag="--out", inputs=protected)
     payload = {name: encode(values, fmt) for name, values in arrays.items()}
     payload["format"] = np.array(fmt.name)
-    handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
-    os.close(handle)
-    try:
-        np.savez(temporary, **payload)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    # a handle, not the temporary's name: np.savez appends .npz to a name that lacks it
+    with replacing(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **payload)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool

@@ -68,6 +68,28 @@ def test_a_missing_output_directory_is_refused_before_the_run(flag, marked_kerne
     assert_refused_before_the_kernel(result, mark, flag, "does not exist")
 
 
+@pytest.mark.parametrize("outputs", [
+    ("--json", "out.json", "--report", "out.json"),
+    ("--report", "r.md", "--json", "r_safe_domain.png"),  # a plot the report would write beside it
+    ("--worst-out", "w.npz", "--json", "w.search.npz"),  # where --worst-out puts the search's worst row
+])
+def test_two_outputs_naming_one_file_are_refused_before_the_run(outputs, marked_kernel, capsys):
+    kernel, mark = marked_kernel
+    result = run_main(capsys, "certify", kernel, "--op", "rmsnorm", "--format", "bf16", *SMALL, *outputs)
+    assert_refused_before_the_kernel(result, mark, "same file")
+
+
+def test_worst_out_companions_never_overwrite_the_inputs(marked_kernel, capsys, tmp_path):
+    """--worst-out w.npz also writes w.backward.npz: captured inputs of that name stay as they were."""
+    kernel, mark = marked_kernel
+    np.savez(tmp_path / "w.backward.npz", x=np.arange(-8, 8, dtype=np.float32).reshape(1, 16))
+    before = (tmp_path / "w.backward.npz").read_bytes()
+    result = run_main(capsys, "certify", kernel, "--op", "rmsnorm", "--format", "bf16", *SMALL,
+                      "--inputs", "w.backward.npz", "--worst-out", "w.npz")
+    assert_refused_before_the_kernel(result, mark, "--worst-out", "would overwrite an input file")
+    assert (tmp_path / "w.backward.npz").read_bytes() == before
+
+
 @pytest.mark.parametrize("extra", [("--contract", "model:eps_outside"), ("--eps-mode", "outside")])
 def test_a_contract_without_a_backward_bound_says_no_backward(extra, marked_kernel, capsys):
     kernel, mark = marked_kernel

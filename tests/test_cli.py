@@ -9,6 +9,7 @@ import sys
 
 import ml_dtypes
 import numpy as np
+import pytest
 
 from normtheory.cli import main
 from normtheory.formats import FORMATS
@@ -81,6 +82,24 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
         assert code == 2, f"{label}: exit {code}: {stderr}"
         assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, f"{label}: {stderr}"
     assert (tmp_path / "x.npy").read_bytes() == before  # nothing the user gave was overwritten
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--op", "groupnorm"], "unknown op"),
+    (["--op", "lpnorm", "--p", "0.5"], "p must be a number >= 1"),
+    (["--op", "rmsnorm", "--p", "2"], "p is only for lpnorm"),
+    (["--op", "rmsnorm", "--eps=-1e-5"], "eps must be finite and >= 0"),
+    (["--op", "rmsnorm", "--eps-mode", "around"], "eps_mode must be one of"),
+    (["--op", "rmsnorm", "--affine", "scale"], "affine must be one of"),
+    (["--op", "rmsnorm", "--format", "fp4_e2m1fn"], "has no NaN or inf"),
+])
+def test_the_settings_are_checked_before_any_input_is_read(tmp_path, capsys, flags, message):
+    """A wrong --op (or eps, p, format) is the error reported, not the missing --x behind it."""
+    args = ["reference", "--format", "fp32", *flags, "--x", str(tmp_path / "none.npy"), "--out", str(tmp_path / "o.npz")]
+    code = main(args)
+    stderr = capsys.readouterr().err
+    assert code == 2 and message in stderr and "no such file" not in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
 def test_bad_input_through_the_real_console_entry(tmp_path):

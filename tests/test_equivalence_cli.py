@@ -95,3 +95,15 @@ def test_module_imports_nothing_heavy():
     code = "import sys, normtheory.cli.equiv; print(any(m in sys.modules for m in ('torch', 'transformers', 'sympy')))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_missing_json_directory_is_refused_before_the_models_are_built(main, capsys, monkeypatch, tmp_path):
+    from normtheory.cli import equiv
+
+    def build(args):
+        raise AssertionError("the models were built before --json was checked")
+
+    monkeypatch.setattr(equiv, "_subject", build)
+    assert main(["equiv", *SMALL, "--json", str(tmp_path / "no_dir" / "equiv.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--json" in err and "does not exist" in err and "\n" not in err

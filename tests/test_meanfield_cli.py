@@ -151,3 +151,46 @@ def test_help_does_not_import_torch():
              "print(any(m in sys.modules for m in ('torch', 'sympy', 'matplotlib')))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Measuring and judging replaced by a failure: a refusal must come before either."""
+    from normtheory.cli import meanfield
+
+    def work(*args, **kwargs):
+        raise AssertionError("measured or judged before the outputs were checked")
+
+    monkeypatch.setattr(meanfield, "_measure", work)
+    monkeypatch.setattr(meanfield, "_judge", work)
+
+
+@pytest.mark.parametrize("flag", ["--json", "--record", "--plot"])
+def test_a_missing_output_directory_is_refused_before_measuring(capsys, tmp_path, flag, no_work):
+    code, _, err = _run(capsys, "--d", "16", "--L", "1", "--seeds", "2", flag, str(tmp_path / "no_dir" / "out.png"))
+    assert code == 2 and flag in err and "does not exist" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("flag", ["--json", "--record", "--plot"])
+def test_outputs_never_overwrite_the_from_or_trained_files(capsys, tmp_path, flag, no_work):
+    record = tmp_path / "rec.json"
+    record.write_text((Path(__file__).parent / "data" / "meanfield" / "xiong_d512.json").read_text())
+    trained = tmp_path / "trained.json"
+    trained.write_text(json.dumps({"schema": "normtheory.trained-evidence/1", "claims": {}}))
+    before = record.read_bytes(), trained.read_bytes()
+    for target in (record, trained):
+        code, _, err = _run(capsys, "--from", str(record), "--trained", str(trained), flag, str(target))
+        assert code == 2 and "would overwrite an input file" in err and len(err.strip().splitlines()) == 1, err
+    assert (record.read_bytes(), trained.read_bytes()) == before
+
+
+def test_an_unknown_plot_format_is_refused_before_measuring(capsys, tmp_path, no_work):
+    code, _, err = _run(capsys, "--d", "16", "--L", "1", "--seeds", "2", "--plot", str(tmp_path / "mf.xyz"))
+    assert code == 2 and "--plot" in err and "png" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_two_outputs_naming_one_file_are_refused_before_measuring(capsys, tmp_path, no_work):
+    same = str(tmp_path / "out.json")
+    code, _, err = _run(capsys, "--d", "16", "--L", "1", "--seeds", "2", "--json", same, "--record", same)
+    assert code == 2 and "same file" in err and len(err.strip().splitlines()) == 1, err

@@ -21,6 +21,7 @@ import numpy as np
 from normtheory.certify.runner import Batch
 from normtheory.errors import UsageError
 from normtheory.formats import FORMATS, FloatFormat, get_format
+from normtheory.output_files import replacing
 from normtheory.registry import FUSED_OPS
 
 SCHEMA = "normtheory.recording/1"
@@ -46,12 +47,9 @@ def save(path: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
         fmt = _format_of(name, meta)
         out[name] = fmt.to_bits(np.asarray(values, dtype=np.float64))
     out["meta"] = np.array(json.dumps({"schema": SCHEMA, **meta}, default=str))
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError(f"{path}: directory {directory} does not exist")
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, **out)
-    os.replace(tmp, path)
+    # a handle, not the temporary's name: np.savez_compressed appends .npz to a name that lacks it
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **out)
 
 
 def load(path: str) -> tuple[dict[str, np.ndarray], dict]:

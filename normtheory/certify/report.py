@@ -8,8 +8,7 @@ import os
 
 import numpy as np
 
-from normtheory.errors import UsageError
-from normtheory.output_files import write_text_file
+from normtheory.output_files import check_outputs, replacing, write_text_file
 
 ZERO_FLOOR = 1e-6  # rows with no error at all are drawn at this error/bound, and labelled so
 ULP_FLOOR = 1e-3
@@ -56,7 +55,7 @@ def _error_vs_offset(plt, log, path: str) -> None:
     ax.set(xscale="log", yscale="log", xlabel="|mean| / std of the row", ylabel="max error / bound in the row",
            title="forward error against the contract")
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _ulp_histogram(plt, log, path: str) -> None:
@@ -68,7 +67,7 @@ def _ulp_histogram(plt, log, path: str) -> None:
         ax.bar([np.log10(ULP_FLOOR)], [exact], width=0.15, color="0.5", label=f"{exact} rows with no error (at 1e-3)")
     ax.set(xlabel="log10(max ulps in the row)", ylabel="rows", title="forward error in ulps of the output format")
     ax.legend(fontsize=7)
-    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    _save(plt, fig, path)
 
 
 def _safe_domain(plt, probes, path: str) -> None:
@@ -81,7 +80,27 @@ def _safe_domain(plt, probes, path: str) -> None:
     ax.axhline(1.0, color="k", lw=1, ls="--")
     ax.set(xscale="log", yscale="log", xlabel="max |x| of the probe row",
            ylabel=f"error / bound (1e6: non-finite, {ZERO_FLOOR:g}: error 0)", title="safe-domain bisection")
-    fig.tight_layout(), fig.savefig(path, dpi=110), plt.close(fig)
+    _save(plt, fig, path)
+
+
+def _save(plt, fig, path: str) -> None:
+    fig.tight_layout()
+    try:
+        with replacing(path) as tmp:  # same suffix (.png): savefig picks the format from it
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+
+
+# the plots beside a report REPORT.md: REPORT<suffix>.png (the names _plots gives them)
+PLOT_SUFFIXES = ("_error_vs_offset", "_ulp_histogram", "_safe_domain")
+
+
+def report_paths(path: str) -> list[str]:
+    """Every file `write_report(path, ...)` may write: the report and its plots (checked
+    before a certification runs, like the report itself)."""
+    stem = os.path.splitext(path)[0]
+    return [path] + [f"{stem}{suffix}.png" for suffix in PLOT_SUFFIXES]
 
 
 def _plots(stem: str, state) -> list[tuple[str, str]]:
@@ -175,9 +194,8 @@ def render(cert: dict, figures: list[tuple[str, str]], report_dir: str) -> str:
 
 
 def write_report(path: str, cert: dict, state) -> None:
+    check_outputs(("--report", p) for p in report_paths(path))
     report_dir = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(report_dir):
-        raise UsageError(f"{path}: directory {report_dir} does not exist")
     stem = os.path.splitext(os.path.abspath(path))[0]
     figures = _plots(stem, state)
     write_text_file(path, render(cert, figures, report_dir))

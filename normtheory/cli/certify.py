@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 
-from normtheory.certify.report import write_report
+from normtheory import output_files
+from normtheory.certify.report import report_paths, write_report
 from normtheory.cli.reference import EPS_HELP, OPS_HELP
 from normtheory.kernels.catalog import CATALOG
-from normtheory.output_files import check_writable, write_json_file
+from normtheory.output_files import Output, write_json_file
 
 CERT_FORMATS = "fp32 | fp16 | bf16"
 KERNEL_HELP = f"catalog name ({', '.join(CATALOG)}) or module:callable"  # from the catalog: a new kernel edits no help
@@ -112,11 +113,20 @@ def config_from_args(args, *, contract: str = "default", search: bool = True):
 
 
 def check_outputs(args, *flags: str) -> None:
-    """Every file the command will write: its directory exists, and it is none of the inputs
-    (checked before anything runs)."""
-    inputs = (getattr(args, "inputs", None), getattr(args, "recording", None))
+    """Every file the command will write, the report's plots and --worst-out's companions
+    included: output_files.check_outputs, before anything runs."""
+    from normtheory.certify.recording import worst_paths  # imports torch: not at the top
+
+    outputs: list[Output] = []
     for flag in flags:
-        check_writable(getattr(args, flag), flag="--" + flag.replace("_", "-"), inputs=inputs)
+        path, name = getattr(args, flag), "--" + flag.replace("_", "-")
+        if path and flag == "report":
+            outputs += [(name, p) for p in report_paths(path)]
+        elif path and flag == "worst_out":
+            outputs += [(name, p) for p in worst_paths(path).values()]
+        else:
+            outputs.append((name, path))
+    output_files.check_outputs(outputs, inputs=(getattr(args, "inputs", None), getattr(args, "recording", None)))
 
 
 def _ulps(block: dict) -> str:

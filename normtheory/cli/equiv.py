@@ -13,6 +13,7 @@ import json
 import time
 
 from normtheory.errors import UsageError
+from normtheory.output_files import check_writable, write_text_file
 
 MODELS = ("reference", "gpt2")
 DTYPES = ("fp64", "fp32", "bf16")
@@ -53,6 +54,7 @@ def _validate(args) -> None:
         raise UsageError("--d must be >= 2, --layers and --heads >= 1")
     if args.d % args.heads:
         raise UsageError(f"--d {args.d} is not divisible by --heads {args.heads}")
+    check_writable(args.json, flag="--json")  # before the models are built and trained
 
 
 def _subject(args):
@@ -176,10 +178,6 @@ def run(args) -> int:
 
 
 def _write_json(path, payload) -> None:
-    if not path:
-        return
-    try:
-        with open(path, "w") as fh:
-            json.dump(payload, fh, indent=1, default=float)
-    except OSError as exc:
-        raise UsageError(f"cannot write --json {path}: {exc.strerror}") from None
+    if path:
+        # default=float: numpy and torch scalars as JSON numbers (output_files' default=str would quote them)
+        write_text_file(path, json.dumps(payload, indent=1, default=float))

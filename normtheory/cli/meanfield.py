@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
 from normtheory.errors import UsageError
+from normtheory.output_files import check_outputs, replacing, write_text_file
 from normtheory.theory.claims.core import exit_code, judge_all
 from normtheory.theory.claims.evidence import Evidence
 from normtheory.theory.claims.registry import all_claims
@@ -212,6 +214,7 @@ def run(args) -> int:
 
         print_registry()
         return 0
+    _check_outputs(args)
     archs = _name_list(args.arch, "--arch", ARCH_CHOICES) if args.arch else None
     trained = _load_trained(args.trained)
     if args.records:
@@ -263,11 +266,32 @@ def _record_meta(record: dict) -> dict:
             "elapsed_s": record["elapsed_s"]}
 
 
+def _check_outputs(args) -> None:
+    """--json, --record and --plot before any measurement or judging: writable, none of the
+    --from or --trained files, and a plot format matplotlib can write."""
+    check_outputs([("--json", args.json), ("--record", args.record), ("--plot", args.plot)],
+                  inputs=[*args.records, args.trained])
+    if args.plot:
+        plot_format(args.plot)
+
+
+def plot_format(path: str) -> str:
+    """The image format of --plot, from its extension (png when it has none)."""
+    from matplotlib.backend_bases import FigureCanvasBase  # heavy: only with --plot
+
+    chosen = os.path.splitext(path)[1][1:].lower() or "png"
+    known = FigureCanvasBase.get_supported_filetypes()
+    if chosen not in known:
+        raise UsageError(f"--plot {path}: matplotlib cannot write .{chosen}; use one of {', '.join(sorted(known))}")
+    return chosen
+
+
 def _write(path: str, payload) -> None:
     try:
-        Path(path).write_text(json.dumps(payload, indent=1, allow_nan=False))
-    except (OSError, ValueError) as exc:
+        text = json.dumps(payload, indent=1, allow_nan=False)
+    except ValueError as exc:  # a NaN or inf in a record: strict JSON has no such number
         raise UsageError(f"cannot write {path}: {exc}") from None
+    write_text_file(path, text)
 
 
 def plot_records(records: list[dict], path: str) -> None:
@@ -293,9 +317,10 @@ def plot_records(records: list[dict], path: str) -> None:
         _plot_gradients(axes[row][1], mine, colours)
     fig.tight_layout()
     try:
-        fig.savefig(path, dpi=80)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc}") from None
+        # the format named: the temporary's suffix is --plot's, and matplotlib would append .png
+        # to a name without one
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=80, format=plot_format(path))
     finally:
         plt.close(fig)
 

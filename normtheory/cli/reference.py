@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     # not at the top: ml_dtypes (formats) takes half a second to import, numba and python-flint
     # (reference) longer, and `normtheory --help` imports every command module
     from normtheory.arrays import load_array, save_npz
-    from normtheory.formats import get_format
-    from normtheory.reference import correctly_rounded
+    from normtheory.reference import correctly_rounded, resolve_settings
 
+    # every flag before any file is read: a wrong --op is the first thing said, not a missing --x
     check_writable(args.out, flag="--out", inputs=(args.x, args.w, args.b, args.gy))
-    fmt = get_format(args.format)
-    w_fmt = get_format(args.w_format) if args.w_format else fmt
+    _, fmt, w_fmt = resolve_settings(args.op, args.format, args.w_format, eps=args.eps, eps_mode=args.eps_mode,
+                                     affine=args.affine, p=args.p)
     x = load_array(args.x, fmt, "x")
     w = load_array(args.w, w_fmt, "w") if args.w else None
     b = load_array(args.b, w_fmt, "b") if args.b else None

@@ -9,7 +9,7 @@ import argparse
 import os
 
 from normtheory.errors import UsageError
-from normtheory.output_files import write_json_file
+from normtheory.output_files import check_writable, write_json_file
 from normtheory.sweep.executors import ExecutorOptions, run_grid
 from normtheory.sweep.grid import load_grid
 
@@ -45,7 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{existing[0].recording} exists ({len(existing)} of {len(grid.cells)} recordings do): "
                          "--resume skips them, --overwrite replaces them")
     cells = [cell for cell in grid.cells if not (args.resume and cell in existing)]
-    os.makedirs(grid.out_dir, exist_ok=True)
+    try:
+        os.makedirs(grid.out_dir, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output directory {grid.out_dir}: {exc.strerror or exc}") from None
+    # the summary written last, checked before the grid runs (each cell's `record` checks its own --out)
+    check_writable(os.path.join(grid.out_dir, "sweep.json"), flag="--out", inputs=(grid.path,))
     options = ExecutorOptions(workers=args.workers, gpus=tuple(g for g in (args.gpus or "").split(",") if g),
                               cells_per_job=args.cells_per_job, cluster=args.cluster, partition=args.partition,
                               timeout_min=args.timeout_min, gpus_per_task=args.gpus_per_task,

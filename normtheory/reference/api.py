@@ -67,7 +67,10 @@ def _by_row_blocks(fn, values: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_x=True):
+def resolve_settings(op, format, w_format=None, *, eps=None, eps_mode="inside", affine=None, p=None):
+    """(params, format, weight format) of a call, validated before any array is read (the CLI
+    calls it first, so a wrong --op is reported before a missing --x); UsageError on anything
+    invalid."""
     params = resolve_params(op, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
     fmt = format if isinstance(format, FloatFormat) else get_format(format)
     w_fmt = fmt if w_format is None else (w_format if isinstance(w_format, FloatFormat) else get_format(w_format))
@@ -75,6 +78,11 @@ def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_
         # fp6/fp4 have no NaN: an overflowing or 0/0 output would have no value to be rounded to
         raise UsageError(f"{fmt.name} has no NaN or inf, so the reference cannot write every output in it; "
                          "MX element formats are for scaled quantization (normtheory.precision.lowprecision.scaling)")
+    return params, fmt, w_fmt
+
+
+def _prepare(op, x, w, b, gy, format, w_format, eps, eps_mode, affine, p, check_x=True):
+    params, fmt, w_fmt = resolve_settings(op, format, w_format, eps=eps, eps_mode=eps_mode, affine=affine, p=p)
     x = _as_float64(x, "x", fmt) if check_x else _numeric_float64(x, "x", fmt)
     if x.ndim not in (1, 2) or x.shape[-1] == 0:
         raise UsageError(f"x must have shape (rows, n) or (n,) with n >= 1, got {x.shape}")
