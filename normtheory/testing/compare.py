@@ -55,9 +55,31 @@ class _Block:
     kinds: tuple  # (nonfinite, nan_mismatch, wrong_scale) masks
 
 
-def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale, resolution) -> _Block:
+@dataclass
+class _Elements:
+    """The arrays one judgement reads, each of got's shape (or None where not given)."""
+
+    got: np.ndarray
+    exact: np.ndarray
+    bound: np.ndarray
+    entry_scale: np.ndarray | None = None
+    accept: np.ndarray | None = None
+    wrong_scale: np.ndarray | None = None
+    resolution: np.ndarray | None = None
+
+    def rows(self, block: slice) -> _Elements:
+        """The same arrays restricted to a block of rows (a 1-D judgement is one block)."""
+        if self.got.ndim != 2:
+            return self
+        cut = lambda a: None if a is None else a[block]  # noqa: E731
+        return _Elements(self.got[block], self.exact[block], self.bound[block], cut(self.entry_scale),
+                         cut(self.accept), cut(self.wrong_scale), cut(self.resolution))
+
+
+def _judge_block(part: _Elements, out_fmt: FloatFormat) -> _Block:
+    got, exact, resolution = part.got, part.exact, part.resolution
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        bound = np.where(np.isnan(bound), np.inf, bound)
+        bound = np.where(np.isnan(part.bound), np.inf, part.bound)
         exact_nan = np.isnan(exact)
         both_finite = np.isfinite(got) & np.isfinite(exact)
         error = np.where(both_finite, np.abs(got - exact), 0.0)
@@ -65,7 +87,7 @@ def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale, r
             resolution = 0.5 * FP32.ulp(np.where(np.isfinite(exact), exact, 0.0))
         proven = np.maximum(error - resolution, 0.0)
         ratio = np.where(proven == 0, 0.0, proven / bound)  # bound 0 and proven > 0: inf
-        if entry_scale is None:
+        if part.entry_scale is None:
             # exact values beyond the output format's range: inf (or NaN) is the right answer
             expected_finite = np.isfinite(out_fmt.round_to_float64(np.where(exact_nan, 0.0, exact)))
         else:
@@ -73,15 +95,26 @@ def _judge_block(got, exact, bound, out_fmt, entry_scale, accept, wrong_scale, r
     nonfinite = ~np.isfinite(got) & expected_finite & ~exact_nan
     nan_mismatch = exact_nan & ~np.isnan(got)
     bad_value = nonfinite | nan_mismatch
-    if accept is not None:
-        bad_value &= ~accept
-        ratio = np.where(accept, 0.0, ratio)
-    if wrong_scale is not None:
-        bad_value |= wrong_scale
+    if part.accept is not None:
+        bad_value &= ~part.accept
+        ratio = np.where(part.accept, 0.0, ratio)
+    if part.wrong_scale is not None:
+        bad_value |= part.wrong_scale
     ratio = np.where(bad_value, np.inf, ratio)
     unbounded = np.isfinite(exact) & ~np.isfinite(bound) & ~bad_value
     ratio = np.where(unbounded, 0.0, ratio)
-    return _Block(ratio, error, bound, int(np.count_nonzero(unbounded)), (nonfinite, nan_mismatch, wrong_scale))
+    return _Block(ratio, error, bound, int(np.count_nonzero(unbounded)), (nonfinite, nan_mismatch, part.wrong_scale))
+
+
+def _float64(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)
+
+
+def _optional(a: np.ndarray | None, *, mask: bool = False) -> np.ndarray | None:
+    """A float64 copy of an optional array; masks (accept, wrong_scale) stay boolean."""
+    if a is None:
+        return None
+    return np.asarray(a, dtype=bool) if mask else _float64(a)
 
 
 def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndarray, out_fmt: FloatFormat,
@@ -96,15 +129,17 @@ def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndar
     `wrong_scale`: elements whose fp8 group scale the recipe cannot give (violations).
     `resolution`: the reference's error where it is not half an fp32 ulp of `exact`.
     """
-    arrays = [np.asarray(a, dtype=np.float64) if a is not None and a.dtype != bool else a
-              for a in (got, exact, bound, entry_scale, accept, wrong_scale, resolution)]
-    rows = arrays[0].shape[0] if arrays[0].ndim == 2 else 1
-    blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, rows, BLOCK_ROWS)] if arrays[0].ndim == 2 else [slice(None)]
-    result = QuantityResult(name, out_fmt, tuple(shape), int(arrays[0].size), 0, 0.0)
-    violating_rows, best = [], None
+    elements = _Elements(_float64(got), _float64(exact), _float64(bound), _optional(entry_scale),
+                         _optional(accept, mask=True), _optional(wrong_scale, mask=True), _optional(resolution))
+    two_dimensional = elements.got.ndim == 2
+    rows = elements.got.shape[0] if two_dimensional else 1
+    blocks = [slice(i, i + BLOCK_ROWS) for i in range(0, rows, BLOCK_ROWS)] if two_dimensional else [slice(None)]
+    result = QuantityResult(name, out_fmt, tuple(shape), int(elements.got.size), 0, 0.0)
+    violating_rows = []
+    best: tuple[slice, _Block, _Elements] | None = None
     for block in blocks:
-        part = [a if a is None else (a[block] if a.ndim == 2 else a) for a in arrays]
-        judged = _judge_block(*part[:3], out_fmt, *part[3:])
+        part = elements.rows(block)
+        judged = _judge_block(part, out_fmt)
         violating = judged.ratio > 1
         result.violations += int(np.count_nonzero(violating))
         result.unbounded += judged.unbounded
@@ -112,16 +147,17 @@ def judge_elements(name: str, got: np.ndarray, exact: np.ndarray, bound: np.ndar
         if judged.ratio.size and (best is None or judged.ratio.max() > best[1].ratio.max()):
             best = (block, judged, part)
     if best is not None:
-        _set_worst(result, *best, out_fmt, shape, entry_scale is not None)
-    _set_rows(result, np.concatenate(violating_rows), one_dimensional=arrays[0].ndim < 2)
+        _set_worst(result, *best, out_fmt, shape)
+    _set_rows(result, np.concatenate(violating_rows), one_dimensional=not two_dimensional)
     return result
 
 
-def _set_worst(result, block, judged: _Block, part, out_fmt, shape, scaled: bool) -> None:
-    got, exact = part[0], part[1]
+def _set_worst(result: QuantityResult, block: slice, judged: _Block, part: _Elements, out_fmt: FloatFormat,
+               shape: tuple[int, ...]) -> None:
+    got, exact = part.got, part.exact
     flat = int(np.argmax(judged.ratio.ravel()))
     offset = (block.start or 0) * got.shape[-1] if got.ndim == 2 else 0
-    scale = part[3].ravel()[flat] if scaled else 1.0
+    scale = part.entry_scale.ravel()[flat] if part.entry_scale is not None else 1.0
     ulp = out_fmt.ulp(exact.ravel()[flat] * scale) / scale
     error = float(judged.error.ravel()[flat])
     result.max_ratio = float(judged.ratio.ravel()[flat])

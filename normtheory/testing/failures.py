@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,9 @@ def current_test() -> str | None:
 
 def save(path_dir: str, arrays: dict[str, Values | None], settings: dict) -> str:
     """Write the comparison's arrays and settings; return the file's path."""
-    stored, formats = {}, {}
+    # Any, not np.ndarray: mypy matches **stored against savez's `allow_pickle: bool` as well
+    stored: dict[str, Any] = {}
+    formats: dict[str, str] = {}
     for name, values in arrays.items():
         if values is not None:
             stored[name] = values.values

@@ -73,13 +73,14 @@ def bound(problem: Problem, quantity: str, exact: np.ndarray | None, fmt_name: s
 
     p = problem.params
     weight, bias, h = _bound_inputs(problem, rows)
-    common = dict(format=problem.h.fmt.name if quantity == "y" else fmt_name, eps=p.eps, affine=p.affine,
-                  contract=problem.bound_contract(quantity), exact=exact, p=p.p)
+    contract = problem.bound_contract(quantity)
     if quantity == "y":
-        return tolerance(p.op, h, weight, bias, out_format=fmt_name, **common)
+        return tolerance(p.op, h, weight, bias, format=problem.h.fmt.name, out_format=fmt_name, eps=p.eps,
+                         affine=p.affine, contract=contract, exact=exact, p=p.p)
     w_format = problem.weight.fmt.name if problem.weight is not None and quantity == "gx" else fmt_name
-    gy = problem.gy_rows[rows] if quantity == "gx" else problem.gy_rows
-    return tolerance(p.op, h, weight, bias, quantity=quantity, gy=gy, w_format=w_format, **common)
+    gy = problem.gradient_rows()[rows] if quantity == "gx" else problem.gradient_rows()
+    return tolerance(p.op, h, weight, bias, quantity=quantity, gy=gy, w_format=w_format, format=fmt_name,
+                     eps=p.eps, affine=p.affine, contract=contract, exact=exact, p=p.p)
 
 
 def bound_group(problem: Problem, group: tuple[str, ...], exact: dict[str, np.ndarray] | None,
@@ -99,10 +100,10 @@ def bound_group(problem: Problem, group: tuple[str, ...], exact: dict[str, np.nd
     if group == ("y", "gx"):  # as bound(): gx in its format with the weight's; y in its own
         grad_format = problem.actual["gx"].fmt.name
         w_format = problem.weight.fmt.name if problem.weight is not None else grad_format
-        out_format, gy = problem.actual["y"].fmt.name, problem.gy_rows[rows]
+        out_format, gy = problem.actual["y"].fmt.name, problem.gradient_rows()[rows]
     else:  # gw and gb: bound() takes the gradient's own format for both
         grad_format = w_format = out_format = problem.actual["gw"].fmt.name
-        gy = problem.gy_rows
+        gy = problem.gradient_rows()
     return tolerances(p.op, h, weight, bias, format=grad_format, out_format=out_format, w_format=w_format,
                       eps=p.eps, affine=p.affine, contract=problem.bound_contract(group[0]), exact=exact, p=p.p,
                       quantities=group, gy=gy)
@@ -180,6 +181,8 @@ def with_residual_gradient(problem: Problem, vjp: np.ndarray, vjp_bound: np.ndar
     u and η the unit roundoff and half the smallest subnormal of fmt. The reference g + gh is the
     fp32-rounded VJP plus gh in float64 (both fp32 values: exact unless their exponents are 29
     apart, and then within 2^-53 relative), so its resolution is half an fp32 ulp of the VJP."""
+    if problem.gh is None:
+        raise ValueError("with_residual_gradient needs the problem's gh")
     gh = rows_of(problem.gh.values)
     with np.errstate(invalid="ignore", over="ignore"):
         total = vjp + gh

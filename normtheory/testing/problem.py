@@ -56,6 +56,12 @@ class Problem:
     def gy_rows(self) -> np.ndarray | None:
         return None if self.gy is None else rows_of(self.gy.values)
 
+    def gradient_rows(self) -> np.ndarray:
+        """gy as rows, for the backward quantities' bounds (only asked for when gy was given)."""
+        if self.gy is None:
+            raise ValueError("a gradient bound was asked for a problem without gy")
+        return rows_of(self.gy.values)
+
     def bound_contract(self, quantity: str) -> str:
         """The contract text precision.tolerance takes for `quantity`: the default contract's
         models put eps inside the root and round once; a kernel specified otherwise is held to

@@ -58,11 +58,12 @@ def judge_scaled(problem: Problem, exact_rows: np.ndarray) -> QuantityResult:
         raise UsageError(f"scale of shape {scale_values.shape} does not fit the {recipe} recipe ({exc})") from None
     weight = None if problem.weight is None else problem.weight.values
     bias = None if problem.bias is None else problem.bias.values
-    common = dict(format=problem.h.fmt.name, eps=p.eps, affine=p.affine)
-    pre = tolerance(p.op, problem.h_rows, weight, bias, **common, contract=problem.bound_contract("y"),
-                    out_format="fp32", exact=exact_rows)
-    bounds = {saturate: fp8_output_bound(p.op, problem.h_rows, weight, bias, **common, out_format=q.fmt.name,
-                                         scale=scale, scaling=recipe, exact=exact_rows, saturate=saturate, pre=pre)
+    h_format = problem.h.fmt.name
+    pre = tolerance(p.op, problem.h_rows, weight, bias, format=h_format, eps=p.eps, affine=p.affine,
+                    contract=problem.bound_contract("y"), out_format="fp32", exact=exact_rows)
+    bounds = {saturate: fp8_output_bound(p.op, problem.h_rows, weight, bias, format=h_format, eps=p.eps,
+                                         affine=p.affine, out_format=q.fmt.name, scale=scale, scaling=recipe,
+                                         exact=exact_rows, saturate=saturate, pre=pre)
               for saturate in (True, False)}
     dequantized = q.values.reshape(exact_rows.shape) / entry_scale
     may_overflow = ~np.isfinite(bounds[False]) & ~np.isfinite(dequantized)

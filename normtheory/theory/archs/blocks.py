@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from normtheory.theory.archs import LP_ARCH_PREFIX, lp_exponent, mix_ln_post_layers
+from normtheory.theory.archs import lp_exponent, mix_ln_post_layers
 from normtheory.theory.meanfield import constants as C
 
 Weights = dict[str, torch.Tensor]
@@ -67,10 +67,11 @@ class BlockContext:
 
 def normalise(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:
     """ln (LayerNorm), rms (RMSNorm), unit (x / ||x||, nGPT), or pre_lp:P (stable Lp kernel)."""
-    if kind.startswith(LP_ARCH_PREFIX):
+    p = lp_exponent(kind)  # None unless kind is pre_lp:P
+    if p is not None:
         from normtheory.kernels.lp import lp_norm_stable
 
-        return lp_norm_stable(x, None, None, eps, lp_exponent(kind))
+        return lp_norm_stable(x, None, None, eps, p)
     if kind == "rms":
         return F.rms_norm(x, (x.shape[-1],), eps=eps)
     if kind == "unit":

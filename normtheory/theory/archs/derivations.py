@@ -14,23 +14,29 @@ a ReLU FFN with Xavier weights is ffn = d_ff Var(W2) (d Var(W1))/2.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # sympy is imported where a derivation runs, not with this module
+    import sympy as sp
+
+    from normtheory.symbolic.identities import Verdict
 
 
 @dataclass(frozen=True)
 class Derivation:
     name: str
-    claim: object  # sympy expression of the prediction
-    wrong: object  # sympy expression of the wrong variant
-    symbols: dict  # name -> sympy Symbol
-    proof: object  # normtheory.symbolic.identities.Verdict of the derivation
-    wrong_verdict: object  # Verdict of the wrong variant against the derivation (refuted)
+    claim: sp.Expr  # the prediction
+    wrong: sp.Expr  # the wrong variant
+    symbols: dict[str, sp.Symbol]  # name -> symbol of claim and wrong
+    proof: Verdict  # of the derivation
+    wrong_verdict: Verdict  # of the wrong variant against the derivation (refuted)
 
-    def value(self, **values) -> float:
+    def value(self, **values: float) -> float:
         import sympy as sp
 
         return float(self.claim.subs({self.symbols[k]: sp.nsimplify(v) for k, v in values.items()}))
 
-    def wrong_value(self, **values) -> float:
+    def wrong_value(self, **values: float) -> float:
         import sympy as sp
 
         return float(self.wrong.subs({self.symbols[k]: sp.nsimplify(v) for k, v in values.items()}))

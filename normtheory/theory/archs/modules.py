@@ -113,6 +113,8 @@ class ArchStack(nn.Module):
         block = B.block_of(self.arch)
         h = B.embed(self.arch, h0[None])
         for index, layer in enumerate(self.layers):
+            if not isinstance(layer, nn.ParameterDict):  # ModuleList yields Modules; __init__ stores ParameterDicts
+                raise TypeError(f"layer {index} is a {type(layer).__name__}, not a ParameterDict of weights")
             w = dict(layer.items())
             h = block(h, B.ngpt_weights(w) if self.arch == "ngpt" else w, index + 1, ctx)
         return B.output(self.arch, h, ctx.eps, self.depth)[0]

@@ -35,6 +35,7 @@ from functools import lru_cache
 
 import mpmath
 
+from normtheory.theory.claims.evidence import Evidence
 from normtheory.theory.meanfield.predictions import student_t_quantile
 
 VERDICTS = ("HOLDS", "REFUTED", "INCONCLUSIVE")
@@ -130,7 +131,7 @@ class Claim:
     judged: str  # how this project judges it
     expectation: str  # holds | refuted | inconclusive
     evidence: str  # why that expectation: which run showed what
-    tests: Callable[[object], list[Test]]
+    tests: Callable[[Evidence], list[Test]]
     resolution: float  # the deviation (relative, or absolute for exponents) the run must be able to see
     variant_of: str | None = None  # a deliberately wrong variant of this claim id
     setting: str = ""  # the setups/archs it applies to, in words
@@ -163,7 +164,7 @@ class ClaimResult:
         return self.verdict == "INCONCLUSIVE" and bool(self.tests)
 
 
-def judge(claim: Claim, evidence, alpha: float = FAMILY_ALPHA) -> ClaimResult:
+def judge(claim: Claim, evidence: Evidence, alpha: float = FAMILY_ALPHA) -> ClaimResult:
     tests = claim.tests(evidence)
     result = ClaimResult(claim, tests)
     if not tests:
@@ -182,7 +183,7 @@ def judge(claim: Claim, evidence, alpha: float = FAMILY_ALPHA) -> ClaimResult:
     return result
 
 
-def judge_all(claims: Sequence[Claim], evidence, alpha: float = FAMILY_ALPHA) -> list[ClaimResult]:
+def judge_all(claims: Sequence[Claim], evidence: Evidence, alpha: float = FAMILY_ALPHA) -> list[ClaimResult]:
     return [judge(c, evidence, alpha) for c in claims]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 from normtheory.theory.claims import archs as A
 from normtheory.theory.claims import meanfield as M
@@ -23,7 +24,10 @@ H100 = "H100 sweep (tests/data/meanfield: d 512, 1024; L 6..96; 8 seeds; tokens 
 CPU = "CPU runs in tests/test_meanfield_claims.py"
 
 
-def _wrong(builder: Callable) -> Callable:
+def _wrong(builder: Callable[..., list[Test]]) -> Callable[[Evidence], list[Test]]:
+    """The comparisons of a claim's wrong variant. `builder` is the claim's own `tests`, one of
+    meanfield.py's or archs.py's builders, which also take `wrong=` (a Claim's `tests` field
+    only promises the evidence argument, hence the `...`)."""
     return lambda ev: builder(ev, wrong=True)
 
 
@@ -161,13 +165,19 @@ ARCH_CLAIMS = [
 ]
 
 
+def _trained_test(fields: dict[str, Any]) -> Test:
+    """One comparison from its TRAINED_SCHEMA fields (JSON spells infinite interval edges "inf", "-inf")."""
+    # Any: the values come from JSON, each of its Test field's own type (str, float, int, bool)
+    decoded: dict[str, Any] = {k: (math.inf if v == "inf" else -math.inf if v == "-inf" else v) for k, v in fields.items()}
+    return Test(**decoded)
+
+
 def _trained_tests(claim_id: str) -> Callable[[Evidence], list[Test]]:
     def tests(ev: Evidence) -> list[Test]:
         entry = ev.trained.get(claim_id)
         if not entry:
             return []
-        return [Test(**{k: (math.inf if v == "inf" else -math.inf if v == "-inf" else v) for k, v in t.items()})
-                for t in entry["tests"]]
+        return [_trained_test(t) for t in entry["tests"]]
     return tests
 
 

@@ -22,7 +22,7 @@ from normtheory.theory.equivalence.bound import tail_factor
 from normtheory.theory.equivalence.convert import convert_state, converted_reference_config
 from normtheory.theory.equivalence.models import ExactOps, PreNormDecoder
 from normtheory.theory.equivalence.noise import NoiseOps
-from normtheory.theory.equivalence.subjects import Params, Subject
+from normtheory.theory.equivalence.subjects import Params, Subject, with_zero_head_bias
 
 DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16}
 FP64_RELATIVE_REQUIREMENT = 1e-12  # the issue's fp64 target, checked beside the derived bound
@@ -146,6 +146,13 @@ def _module_in(module, dtype, device="cpu"):
     return copy.deepcopy(module).to(device=device, dtype=dtype).eval()
 
 
+def _grad(param: torch.Tensor, name: str) -> torch.Tensor:
+    """The gradient that backward() left on `param`."""
+    if param.grad is None:
+        raise RuntimeError(f"{name} has no gradient: the loss does not depend on it")
+    return param.grad
+
+
 def _cast(params: Params, dtype, grad: bool = False, device="cpu") -> Params:
     return {k: v.detach().to(device=device, dtype=dtype).clone().requires_grad_(grad) for k, v in params.items()}
 
@@ -191,7 +198,7 @@ class _NoisyReference:
         theta = _cast(self.theta, torch.float64, grad=True)
         logits = (self.original_logits if which == "original" else self.in_forward_logits)(theta, idx, noisy)
         loss_of(logits, labels).backward()
-        return {self.subject.to_original_name(k): v.grad for k, v in theta.items()}
+        return {self.subject.to_original_name(k): _grad(v, k) for k, v in theta.items()}
 
     def second_moments(self, fn, clean, samples: int) -> dict[str, float]:
         """Ŝ per output name: mean over samples of ‖noisy − clean‖², in the real format's units."""
@@ -214,8 +221,7 @@ def inference_check(subject: Subject, target: str, fmt: str, idx: torch.Tensor, 
     with torch.no_grad():
         converted = convert_state(theta, subject.anatomy, target, skip_recentre=skip_recentre)
         skeleton = subject.skeleton(target)
-        if "lm_head.bias" in dict(skeleton.named_parameters()) and "lm_head.bias" not in converted:
-            converted["lm_head.bias"] = torch.zeros_like(skeleton.lm_head.bias)
+        with_zero_head_bias(converted, skeleton)
         on = idx.to(device)
         original = subject.logits(_module_in(subject.original, dtype, device), _cast(theta, dtype, False, device), on).cpu()
         other = subject.logits(_module_in(skeleton, dtype, device), _cast(converted, dtype, False, device), on).cpu()
@@ -248,6 +254,6 @@ def gradient_check(subject: Subject, target: str, fmt: str, idx, labels, *, samp
     report = Report("gradients", subject.name, target, fmt, samples)
     for name in theta_a:
         typical = (s_a[name] + s_b[name]) ** 0.5
-        report.comparisons.append(compare(f"grad {name}", theta_a[name].grad.cpu(), theta_b[name].grad.cpu(),
-                                          factor * typical, typical))
+        report.comparisons.append(compare(f"grad {name}", _grad(theta_a[name], name).cpu(),
+                                          _grad(theta_b[name], name).cpu(), factor * typical, typical))
     return report

@@ -14,6 +14,7 @@ already needs it).
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,7 +65,8 @@ def gpt2_anatomy(model, *, inference_only: bool = False) -> Anatomy:
     tied = model.lm_head.weight is model.transformer.wte.weight
     t = "transformer."
 
-    def ln(name):
+    def ln(name: str) -> tuple[str | None, str | None]:
+        """The names of a LayerNorm's weight and bias (None where it has none)."""
         module = model.get_submodule(name)
         weight = name + ".weight" if module.weight is not None else None
         bias = name + ".bias" if getattr(module, "bias", None) is not None else None
@@ -160,7 +162,8 @@ def random_gpt2(*, d: int = 32, n_layer: int = 2, n_head: int = 4, vocab: int = 
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    settings = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    # Any: each of GPT2Config's keyword arguments has its own type, and an override may be any of them
+    settings: dict[str, Any] = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
     settings.update(config_overrides)
     config = GPT2Config(
         vocab_size=vocab, n_positions=n_positions, n_embd=d, n_layer=n_layer, n_head=n_head,

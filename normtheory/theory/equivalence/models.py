@@ -104,6 +104,8 @@ class Norm(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
         self.kind, self.eps, self.d, self.width = cfg.norm, cfg.eps, cfg.d, cfg.residual_width
+        self.weight: nn.Parameter | None
+        self.bias: nn.Parameter | None
         if cfg.has_norm_params:
             self.weight = nn.Parameter(torch.ones(self.width))
             self.bias = nn.Parameter(torch.zeros(self.width))

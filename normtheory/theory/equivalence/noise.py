@@ -106,7 +106,7 @@ class NoiseOps:
                 rel_std = rel_std + 0.5 * self.u_acc * sqrt_terms * ratio
             scale_err = self.gaussian(rel_std * torch.ones_like(mean_square))
             rstd = torch.rsqrt(mean_square + eps)
-        shared = {}  # the output-gradient scale, handed from the output hook to the input hook
+        shared: dict[str, torch.Tensor] = {}  # the output-gradient scale, handed from the output hook to the input hook
         y = normalise(_NormInputGrad.apply(x, rstd, shared, self, width))
         return _NormStats.apply(y, scale_err, shift, shared)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,7 +24,9 @@ class Subject:
     original: nn.Module
     anatomy: Anatomy
     skeleton: Callable[[str], nn.Module]  # target -> module with the converted shapes (fp64)
-    output: Callable[[object], torch.Tensor]  # module output -> logits
+    # module output -> logits. Any: the output is what torch.func.functional_call returns (untyped),
+    # a tensor for the reference decoder, a transformers ModelOutput for GPT-2
+    output: Callable[[Any], torch.Tensor]
     # The error model runs on a reference decoder with the same function; its parameter
     # names map to the original's by `to_original_name`.
     reference: PreNormDecoder
@@ -36,12 +39,20 @@ class Subject:
     def logits(self, module: nn.Module, params: Mapping[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
         return self.output(torch.func.functional_call(module, dict(params), (idx,), tie_weights=True))
 
-    def converted_logits(self, target, module, params, idx, **convert_kwargs) -> torch.Tensor:
+    def converted_logits(self, target: str, module: nn.Module, params: Mapping[str, torch.Tensor], idx: torch.Tensor, *,
+                         skip_recentre: frozenset[str] = frozenset()) -> torch.Tensor:
         """The paper's training-time graph: the conversion runs inside the forward."""
-        state = convert_state(params, self.anatomy, target, **convert_kwargs)
-        if "lm_head.bias" in dict(module.named_parameters()) and "lm_head.bias" not in state:
-            state["lm_head.bias"] = torch.zeros_like(module.lm_head.bias)
+        state = convert_state(params, self.anatomy, target, skip_recentre=skip_recentre)
+        with_zero_head_bias(state, module)
         return self.logits(module, state, idx)
+
+
+def with_zero_head_bias(state: Params, module: nn.Module) -> None:
+    """A zero `lm_head.bias` in `state` where `module` has that parameter and the conversion gave
+    none (no affine on the last norm and no head bias)."""
+    params = dict(module.named_parameters())
+    if "lm_head.bias" in params and "lm_head.bias" not in state:
+        state["lm_head.bias"] = torch.zeros_like(params["lm_head.bias"])
 
 
 def reference_subject(model: PreNormDecoder) -> Subject:

@@ -96,10 +96,11 @@ def writer_scan(subject: Subject, target: str, fmt: str, idx, labels, *, samples
     results = []
     for writer in subject.anatomy.writers:
         wrong = frozenset({writer.weight})
-        common = dict(samples=samples, seed=seed, skip_recentre=wrong, device=device)
-        effect = inference_check(subject, target, "fp64", idx, **{**common, "samples": 8}).relative_difference
-        logits = inference_check(subject, target, fmt, idx, **common)
-        grads = gradient_check(subject, target, fmt, idx, labels, **common)
+        effect = inference_check(subject, target, "fp64", idx, samples=8, seed=seed, skip_recentre=wrong,
+                                 device=device).relative_difference
+        logits = inference_check(subject, target, fmt, idx, samples=samples, seed=seed, skip_recentre=wrong, device=device)
+        grads = gradient_check(subject, target, fmt, idx, labels, samples=samples, seed=seed, skip_recentre=wrong,
+                               device=device)
         centring = centring_check(subject, target, fmt, skip_recentre=wrong)
         results.append(WriterResult(writer.weight, effect, not logits.passed, logits.worst.mde_relative,
                                     not grads.passed, not centring.passed))

@@ -310,8 +310,9 @@ def chunk_size(cfg: StackConfig, memory_budget_bytes: float) -> int:
 
 
 def _concat(parts: list[dict]) -> dict:
+    """The chunks' arrays joined along the seed axis, nested dicts (per depth, per weight) alike."""
     first = parts[0]
-    merged = {}
+    merged: dict = {}  # as the parts: arrays, and dicts of them
     for key, value in first.items():
         if isinstance(value, dict):
             merged[key] = _concat([p[key] for p in parts])

@@ -224,8 +224,8 @@ def log_of_mean(e: Estimate) -> tuple[float, float]:
 
 def ols_weights(x: Sequence[float]) -> np.ndarray:
     """Slope = sum w_k y_k for least squares of y on x."""
-    x = np.asarray(x, dtype=np.float64)
-    centred = x - x.mean()
+    xs = np.asarray(x, dtype=np.float64)
+    centred = xs - xs.mean()
     return centred / np.sum(centred * centred)
 
 

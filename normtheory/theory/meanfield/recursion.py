@@ -191,13 +191,12 @@ def forward(arch: str, setup: str, d: int, depth: int, n: int, *, gain: float = 
         raise ValueError(f"no recursion for {arch!r}; one of {RECURSION_ARCHS}")
     ffn = ffn_gain(setup, d)
     w2_gain = 2.0 * C.d_ff(setup, d) / (C.d_ff(setup, d) + d)
-    if arch == "mix_ln" and post_layers is None:
-        post_layers = int(math.floor(C.MIX_LN_POST_FRACTION * depth))
+    mix_post = int(math.floor(C.MIX_LN_POST_FRACTION * depth)) if post_layers is None else post_layers
     logit_scale = 1.0 if arch == "qk_norm" else gain**2  # QK-norm: ||q||² = ||k||² = d_k whatever W^Q, W^K
     q, c = 1.0, 0.0
     out = Trajectory(m=[q], rho=[c])
     for layer in range(1, depth + 1):
-        if arch == "post_ln" or (arch == "mix_ln" and layer <= post_layers):
+        if arch == "post_ln" or (arch == "mix_ln" and layer <= mix_post):
             q, c = _post_block(q, c, setup, n, ffn, logit_scale, out)
         elif arch == "peri_ln":
             q, c = _peri_block(q, c, setup, n, ffn, logit_scale, out)
