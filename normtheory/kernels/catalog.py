@@ -92,7 +92,7 @@ CATALOG: dict[str, _Entry] = {
     "lp.naive": _Entry(_lazy_fn("normtheory.kernels.lp", "lp_norm_naive"), ("lpnorm",), affines=_PLAIN,
                        description="Lp norm: power, mean, root in fp32 (overflows for large |x|^p)"),
     "lp.stable": _Entry(_lazy_fn("normtheory.kernels.lp", "lp_norm_stable"), ("lpnorm",), affines=_PLAIN,
-                        description="Lp norm rescaled by max|x| before powering, fp32 accumulation"),
+                        description="Lp norm rescaled by max|x| before powering, fp32 accumulation; closed-form backward"),
     "fp8.rms_norm": _Entry(_lazy_fn("normtheory.kernels.fp8_output", "rms_norm_fp8"), ("rmsnorm",), affines=_PLAIN,
                            scaled_output=True, description="RMSNorm in fp32, then a scaled fp8 cast (y, scale)"),
     "fp8.layer_norm": _Entry(_lazy_fn("normtheory.kernels.fp8_output", "layer_norm_fp8"), ("layernorm",),

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from normtheory.kernels.fp8_output import scaled_fp8_cast
+from normtheory.kernels.lp import StableLp, closed_form_backward
 
 
 def _rms_scale(x32: torch.Tensor, eps: float) -> torch.Tensor:
@@ -106,6 +107,33 @@ class _WrongBackwardRMSNorm(torch.autograd.Function):
 
 def wrong_backward_rms_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float) -> torch.Tensor:
     return _WrongBackwardRMSNorm.apply(x, weight, eps)
+
+
+class _LpWithoutProjection(StableLp):
+    """The stable Lp kernel's forward; its backward forgets the term −K_b·φ of gx = (g − K_b·φ)/N."""
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple:  # type: ignore[override]
+        return closed_form_backward(ctx, gy, lambda g, phi, k_b: g)
+
+
+class _LpBf16Projection(StableLp):
+    """The stable Lp kernel's forward; its backward keeps K_b = Σg·ŷ/d in bf16 (8 bits) before
+    forming g − K_b·φ: the cancellation in that difference then magnifies bf16's rounding."""
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple:  # type: ignore[override]
+        return closed_form_backward(ctx, gy, lambda g, phi, k_b: g - phi * k_b.to(torch.bfloat16).to(k_b.dtype))
+
+
+def lp_norm_without_projection(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                               p: float | str) -> torch.Tensor:
+    return _LpWithoutProjection.apply(x, weight, bias, eps, float(p))
+
+
+def lp_norm_bf16_projection(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float,
+                            p: float | str) -> torch.Tensor:
+    return _LpBf16Projection.apply(x, weight, bias, eps, float(p))
 
 
 _calls = {"count": 0}

@@ -24,7 +24,7 @@ from normtheory.errors import UsageError
 from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.bounds.forward import forward_bound
-from normtheory.precision.bounds.lp import stable_forward_bound
+from normtheory.precision.bounds.lp import stable_backward_bound, stable_forward_bound
 from normtheory.precision.bounds.normalized import normalized_error
 from normtheory.precision.contract import Contract, parse_contract
 from normtheory.precision.models import MODELS
@@ -51,7 +51,10 @@ def tolerance(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike | 
     "probabilistic" (the √n form, labelled as such in reports). For "ulp:K", `exact` is the
     exact value of the same quantity. For op "lpnorm" (exponent `p`) the `default` contract is
     the worst-case bound of the stable kernel (precision/bounds/lp.py: rescale by max|x|, fp32
-    accumulation, pow within 4 ulps); there is no backward or model bound for Lp yet.
+    accumulation, pow within 4 ulps), for y and for its closed-form backward gx, gw, gb
+    (stable_backward_bound, the algorithm of emulation/lp.emulate_stable_backward, with or
+    without FMA);
+    there is no model:NAME bound for Lp.
     `contract` may be given as text ('default', 'model:NAME', 'ulp:K'): it is parsed here.
     Several quantities of the same rows: `tolerances` (one evaluation of what they share).
     """
@@ -88,11 +91,11 @@ def tolerances(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike |
         assert contract.ulps is not None
         return {q: contract.ulps * formats[q].ulp(np.asarray(exact[q], dtype=np.float64)).reshape(shapes[q])
                 for q in quantities}
-    if spec.takes_p:
-        return {q: _lp_tolerance(x2, w, b, shapes[q], p=p, eps=eps, affine=affine, contract=contract, quantity=q,
-                                 out_format=formats[q]) for q in quantities}
     gradients = tuple(q for q in QUANTITIES if q in quantities and q != "y")
     gy2 = _checked_gradient(gy, x, x2, gradients)
+    if spec.takes_p:
+        return _lp_tolerances(x2, w, b, gy2, shapes, p=p, eps=eps, affine=affine, contract=contract,
+                              quantities=quantities, formats=formats)
     models = list(contract.models)
     if not spec.centred:  # the statistics algorithm only matters for a mean: skip duplicates
         models = list({model.variant(name="", stats="two_pass"): model for model in models}.values())
@@ -126,12 +129,25 @@ def _checked_gradient(gy: ArrayLike | None, x: ArrayLike, x2: np.ndarray, gradie
     return gy2.reshape(x2.shape)
 
 
-def _lp_tolerance(x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, shape: tuple[int, ...], *,
-                  p: float | str | None, eps: float, affine: str, contract: Contract, quantity: str,
-                  out_format: FloatFormat) -> np.ndarray:
-    if quantity != "y":
-        raise UsageError("lpnorm has no backward bound yet (only the forward output y)")
+def _lp_tolerances(x2: np.ndarray, w: ArrayLike | None, b: ArrayLike | None, gy2: np.ndarray | None,
+                   shapes: Mapping[str, tuple[int, ...]], *, p: float | str | None, eps: float, affine: str,
+                   contract: Contract, quantities: Sequence[str], formats: Mapping[str, FloatFormat]) -> dict[str, np.ndarray]:
+    """The stable Lp kernel's bounds (precision/bounds/lp.py): y in its output format; gx, gw, gb
+    from one backward evaluation, gx in x's format and gw, gb in the weight's, as `backward_bound`
+    takes them for the other ops. fma=False: the bound of g − φ·K_b with the product rounded
+    first, which also covers a kernel that contracts it into one FMA (its L4 term is larger), so a
+    kernel may do either (kernels/lp.py's torch backward rounds the product)."""
     if contract.kind != "default":
         raise UsageError(f"lpnorm supports the contracts default and ulp:K, not {str(contract)!r}")
-    result = stable_forward_bound(x2, w, b, p=parse_p(p), eps=eps, affine=affine, out_format=out_format)
-    return result.total.reshape(shape)
+    p_value = parse_p(p)
+    bounds = {}
+    if "y" in quantities:
+        bounds["y"] = stable_forward_bound(x2, w, b, p=p_value, eps=eps, affine=affine, out_format=formats["y"]).total
+    gradients = [q for q in quantities if q != "y"]
+    if gradients:
+        assert gy2 is not None
+        grads = stable_backward_bound(x2, gy2, w, p=p_value, eps=eps, affine=affine, grad_format=formats["gx"],
+                                      w_format=formats["gw"], fma=False)
+        for q in gradients:  # gw, gb without the affine mode that has them: no bound (inf), as for the other ops
+            bounds[q] = grads.get(q, np.full(x2.shape[1:], np.inf))
+    return {q: bounds[q].reshape(shapes[q]) for q in quantities}
