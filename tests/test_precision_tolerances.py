@@ -42,9 +42,9 @@ def test_every_quantity_is_the_single_quantity_bound_bit_for_bit(op, contract, k
 
 
 def test_the_statistics_are_evaluated_once_per_model(monkeypatch):
-    """default = two_pass + welford: one Welford evaluation for y, gx, gw and gb together; the same
-    four quantities asked one at a time evaluate it four times (what the test would see if the
-    sharing were lost)."""
+    """default = two_pass + welford, each with and without FMA: one Welford evaluation per Welford
+    model (fused and unfused) for y, gx, gw and gb together; the same four quantities asked one at
+    a time evaluate each four times (what the test would see if the sharing were lost)."""
     calls = []
     welford = statistic_rules.VARIANCE_ALGORITHMS["welford"]
 
@@ -56,10 +56,11 @@ def test_the_statistics_are_evaluated_once_per_model(monkeypatch):
     x, w, b, gy = _problem("fp32", seed=1)
     common = dict(format="fp32", eps=1e-5, affine="weight_bias", gy=gy)
     tolerances("layernorm", x, w, b, **common)
-    assert calls == ["welford"]
+    once = ["welford", "welford_unfused"]
+    assert calls == once
     for quantity in QUANTITIES:
         tolerance("layernorm", x, w, b, **common, quantity=quantity)
-    assert calls == ["welford"] * 5
+    assert calls == once * 5
 
 
 def test_a_shared_evaluation_of_another_model_or_shape_is_refused():

@@ -7,9 +7,14 @@ q = y or a gradient q = gx, gw, gb (bounds/forward.py, bounds/backward.py).
 Contracts:
 - "default": the kernel is a careful GPU kernel — fp32 accumulation over a warp (32 lanes)
   or more per row with a butterfly tree, two-pass or Welford statistics, rsqrt within 2 fp32
-  ulps, FMA contraction allowed, one rounding at the output. The tolerance is the larger of
-  the worst-case bounds of the `default` (two-pass) and `welford` models (bounds/forward.py).
-- "model:NAME": the worst-case bound of the named model (models.MODELS).
+  ulps, FMA contraction allowed (not required), one rounding at the output. The tolerance is
+  the elementwise maximum of the bounds of the `default` (two-pass) and `welford` models, each
+  as named (contracted) and with fma=False (each product rounded on its own, as eager CPU code
+  or nvcc --fmad=false computes it): models.DEFAULT_CONTRACT_MODELS. An unfused kernel's bound
+  is up to a few per cent above the contracted one (gx's φ·K, the sums of ĝ·n̂ and gy·n̂,
+  Welford's δ̂·â), so the contracted bounds alone could fail a careful unfused kernel.
+- "model:NAME": the worst-case bound of the named model (models.MODELS), as named: `default`
+  and `welford` there are the contracted models.
 - "ulp:K": K ulps of the output format at the exact value (`exact` must be given).
 """
 

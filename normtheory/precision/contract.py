@@ -1,6 +1,7 @@
 """What a kernel promises, as a value: `Contract`, parsed once where the user's text enters.
 
-- `default`: within the bound of a careful kernel (the models of `models.DEFAULT_FAMILY`);
+- `default`: within the bound of a careful kernel (the models of `models.DEFAULT_FAMILY`, each
+  with and without FMA contraction: `models.DEFAULT_CONTRACT_MODELS`);
 - `model:NAME`: within the bound of one named algorithm model (`models.MODELS`);
 - `ulp:K`: at most K ulps of the exact result, everywhere.
 """
@@ -11,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from normtheory.errors import UsageError
-from normtheory.precision.models import DEFAULT_FAMILY, MODELS, Model, get_model
+from normtheory.precision.models import DEFAULT_CONTRACT_MODELS, MODELS, Model, get_model
 
 KINDS = ("default", "model", "ulp")
 
@@ -32,9 +33,9 @@ class Contract:
 
     @property
     def models(self) -> tuple[Model, ...]:
-        """The algorithm models whose bound the contract is (none for ulp:K)."""
+        """The algorithm models whose bounds' elementwise maximum the contract is (none for ulp:K)."""
         if self.kind == "default":
-            return tuple(MODELS[name] for name in DEFAULT_FAMILY)
+            return DEFAULT_CONTRACT_MODELS
         if self.kind == "model":
             assert self.model is not None
             return (MODELS[self.model],)
