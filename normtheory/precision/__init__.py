@@ -21,6 +21,7 @@ Contracts:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,9 +31,9 @@ from normtheory.formats import FloatFormat, as_format
 from normtheory.precision.bounds.backward import backward_bound
 from normtheory.precision.bounds.forward import forward_bound
 from normtheory.precision.bounds.lp import stable_backward_bound, stable_forward_bound
-from normtheory.precision.bounds.normalized import normalized_error
+from normtheory.precision.bounds.normalized import Normalized, normalized_error
 from normtheory.precision.contract import Contract, parse_contract
-from normtheory.precision.models import MODELS
+from normtheory.precision.models import MODELS, Model
 from normtheory.precision.toolkit.context import BoundContext
 from normtheory.registry import get_spec, parse_p
 
@@ -105,11 +106,19 @@ def tolerances(op: str, x: ArrayLike, w: ArrayLike | None = None, b: ArrayLike |
     if not spec.centred:  # the statistics algorithm only matters for a mean: skip duplicates
         models = list({model.variant(name="", stats="two_pass"): model for model in models}.values())
     bounds = {q: np.zeros(x2.shape if q in ("y", "gx") else x2.shape[1:]) for q in quantities}
+    forward_done: dict[Model, Normalized] = {}
     for model in models:
         if gradients and model.eps_mode != "inside":
             raise UsageError(f"model {model.name!r} has no backward bound (eps outside the root is not modelled)")
-        norm = normalized_error(spec, x2, BoundContext(model, kind), eps=eps)  # shared by every quantity
-        if "y" in quantities:
+        # FMA contraction enters the forward only through Welford's update (bounds/welford.py):
+        # models that differ in nothing else share the forward's statistics and y bound
+        forward_key = model.variant(name="", fma=True) if model.stats != "welford" else model
+        shared = forward_key in forward_done
+        if not shared:
+            forward_done[forward_key] = normalized_error(spec, x2, BoundContext(model, kind), eps=eps)
+        # shared by every quantity; labelled with this model, for which the same values hold
+        norm = replace(forward_done[forward_key], ctx=BoundContext(model, kind))
+        if "y" in quantities and not shared:
             result = forward_bound(spec.name, x2, w, b, model=model, eps=eps, affine=affine, out_format=formats["y"],
                                    kind=kind, normalized=norm)
             bounds["y"] = np.maximum(bounds["y"], result.total)
