@@ -82,14 +82,21 @@ def _decide_kernel(approx, err, precision, emin, min_normal, max_finite, has_inf
 
 
 @numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def normalized_element(c, c_err, r, r_rel, u, safety):
+    """(ŷ, bound on ŷ): ŷ = fl(c·r) errs by |ŷ|(δr + u) + ε_c·r(1 + δr). The one formula the
+    row passes (rowpass.py) and `forward_element` share: their bounds must agree bit for bit."""
+    yn = c * r
+    return yn, (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+
+
+@numba.njit(cache=True, nogil=True, inline="always", error_model="numpy")
 def forward_element(c, c_err, r, r_rel, factor, factor_err, bias, has_bias, u, safety):
     """One forward element and its bounds: (y, bound on y, ŷ, bound on ŷ).
 
-    ŷ = fl(c·r) errs by |ŷ|(δr + u) + ε_c·r(1 + δr); y = fl(ŷ·w̃) adds |w̃|·E(ŷ) + |ŷ|·E(w̃) + u|y|;
+    ŷ and its bound as `normalized_element`; y = fl(ŷ·w̃) adds |w̃|·E(ŷ) + |ŷ|·E(w̃) + u|y|;
     the bias add adds u|y| (first order; the bound on y still gets the caller's SAFETY).
     """
-    yn = c * r
-    yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+    yn, yn_err = normalized_element(c, c_err, r, r_rel, u, safety)
     y = yn * factor
     y_err = abs(factor) * yn_err + abs(yn) * factor_err + u * abs(y)
     if has_bias:

@@ -32,7 +32,7 @@ import numpy as np
 
 from normtheory.formats import FloatFormat
 from normtheory.reference.bitcast import bits_of, float_of
-from normtheory.reference.decide import forward_element
+from normtheory.reference.decide import forward_element, normalized_element
 from normtheory.reference.doubleword import two_sum
 from normtheory.reference.encode import BF16_BITS, FLOAT32, FP16_BITS, bf16_bits, encoding_of, fp16_bits
 from normtheory.reference.fastpath import SAFETY, U
@@ -531,8 +531,7 @@ def _elements(row, stats, fmt_params, factor, factor_err, bias, bias_weight, sto
     with_bias = bias_weight != 0.0
     for j in range(n):
         c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
-        yn = c * r
-        yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
+        yn, yn_err = normalized_element(c, c_err, r, r_rel, u, safety)
         scaled = yn * factor[j]
         y = scaled + bias[j] if with_bias else scaled  # (−0 + 0 would lose a zero's sign)
         y_err = (abs(factor[j]) * yn_err + abs(yn) * factor_err[j] + u * abs(scaled) + bias_weight * u * abs(y)) * safety
@@ -563,9 +562,8 @@ def _unit_elements(row, stats, fmt_params, centred, rounded, status, out_row32, 
     for j in range(n):
         if centred:
             c, c_err = _centred(np.float64(row[j]), pivot, delta, row_term, centring, u, safety)
-            yn = c * r
-            yn_err = (abs(yn) * (r_rel + u) + c_err * r * (1.0 + r_rel)) * safety
-        else:
+            yn, yn_err = normalized_element(c, c_err, r, r_rel, u, safety)
+        else:  # normalized_element with c_err = 0: its second term is +0
             yn = np.float64(row[j]) * r
             yn_err = (abs(yn) * (r_rel + u)) * safety
         y_err = (yn_err + u * abs(yn)) * safety
